@@ -1,0 +1,235 @@
+"""``dialgate``: run the stack (up, control, worker, migrate) and operate campaigns.
+
+Operator commands talk to the control API at ``DIALGATE_URL``. Exit codes: 0 done,
+1 refused by the API (the message says why), 2 the control service is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from typing import Any
+
+from control.client import ApiError, Client
+from shared.settings import Settings
+
+STATES = ["pending", "queued", "dialing", "done", "failed", "cancelled"]
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+
+
+def _show(c: dict[str, Any]) -> None:
+    print(f"campaign {c['id']}  {c['name']}")
+    print(f"  status        {c['status']} (version {c['version']})")
+    if c.get("paused_at"):
+        src = f" by {c['pause_source']}" if c.get("pause_source") else ""
+        why = f": {c['pause_reason']}" if c.get("pause_reason") else ""
+        print(f"  paused        since {c['paused_at']}{src}{why}")
+    print(f"  concurrency   {c['max_concurrency']}   timezone {c['timezone']}")
+    counts = c.get("counts", {})
+    print("  contacts      " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
+    if c.get("inflight") is not None:
+        print(f"  in flight     {c['inflight']}")
+    p = c.get("propagation")
+    if p:
+        print(
+            f"  propagation   version {p['version']} acknowledged by "
+            f"{p['workers_acked']} of {p['workers_live']} live workers"
+        )
+    if c.get("emergency_stop"):
+        print("  EMERGENCY STOP in force: nothing dials")
+    gate = c.get("gate")
+    if gate and "drained" in gate:
+        state = "drained" if gate["drained"] else f"NOT drained ({gate['inflight']} in flight)"
+        print(f"  gate          closed, {state} in {gate['drain_ms']} ms")
+    allowed = ", ".join(c.get("allowed_actions", [])) or "none"
+    print(f"  actions       {allowed}")
+
+
+def _read_contacts(path: str) -> list[dict[str, Any]]:
+    if path.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return list(data["contacts"] if isinstance(data, dict) else data)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "phone" not in reader.fieldnames:
+            raise SystemExit(f"{path}: the first line must be a header with a 'phone' column")
+        return [{"phone": r.get("phone"), "name": r.get("name") or None} for r in reader]
+
+
+def operator(args: argparse.Namespace) -> int:
+    client = Client(os.environ.get("DIALGATE_URL", Settings().url))
+    try:
+        if args.cmd == "campaigns":
+            rows = client.campaigns()
+            if args.json:
+                _print_json(rows)
+            else:
+                _table(
+                    [
+                        [
+                            str(c["id"]),
+                            c["name"],
+                            c["status"],
+                            str(c["max_concurrency"]),
+                            *(str(c["counts"].get(s, 0)) for s in STATES),
+                        ]
+                        for c in rows
+                    ],
+                    ["ID", "NAME", "STATUS", "CONC", *(s.upper() for s in STATES)],
+                )
+        elif args.cmd == "show":
+            c = client.campaign(args.id)
+            _print_json(c) if args.json else _show(c)
+        elif args.cmd == "create":
+            c = client.create(
+                name=args.name, max_concurrency=args.max_concurrency, timezone=args.timezone
+            )
+            _print_json(c) if args.json else _show(c)
+        elif args.cmd in ("start", "pause", "resume", "cancel"):
+            body: dict[str, Any] = {}
+            if getattr(args, "reason", None):
+                body["reason"] = args.reason
+            if args.cmd == "cancel":
+                if not args.yes:
+                    print("cancel is irreversible: add --yes to confirm", file=sys.stderr)
+                    return 1
+                body["confirm"] = True
+            c = client.act(args.id, args.cmd, **body)
+            _print_json(c) if args.json else _show(c)
+        elif args.cmd == "contacts":
+            rows = _read_contacts(args.file)
+            total, accepted, rejected = len(rows), 0, []
+            step = 5000
+            for i in range(0, total, step):
+                res = client.add_contacts(args.id, rows[i : i + step])
+                accepted += res["accepted"]
+                rejected += [{**r, "index": r["index"] + i} for r in res["rejected"]]
+                print(f"  {min(i + step, total)}/{total} rows sent", file=sys.stderr)
+            for r in rejected:
+                line = r["index"] + 2 if not args.file.endswith(".json") else r["index"]
+                where = f"line {line}" if not args.file.endswith(".json") else f"item {line}"
+                print(f"  rejected {where}: {r['phone']!r}: {r['error']}")
+            print(f"accepted {accepted}, rejected {len(rejected)} of {total}")
+        elif args.cmd == "history":
+            rows = client.transitions(args.id)
+            if args.json:
+                _print_json(rows)
+            else:
+                _table(
+                    [
+                        [
+                            str(t["version"]),
+                            str(t["at"])[:23],
+                            t["action"],
+                            f"{t['from']}→{t['to']}",
+                            t["actor"],
+                            t["source"],
+                            t["reason"] or "",
+                        ]
+                        for t in rows
+                    ],
+                    ["V", "AT", "ACTION", "CHANGE", "ACTOR", "SOURCE", "REASON"],
+                )
+    except ApiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2 if exc.status == 0 else 1
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dialgate", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run the whole stack in the foreground")
+    up.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    up.add_argument("--threads", type=int, default=4, help="threads per worker process")
+    up.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
+    up.add_argument("--demo", action="store_true", help="create and start a demo campaign")
+    sub.add_parser("migrate", help="apply database migrations")
+    ctl = sub.add_parser("control", help="run the control service (API + background loops)")
+    ctl.add_argument("--port", type=int, default=None)
+    ctl.add_argument(
+        "--no-background",
+        action="store_true",
+        help="serve the API only (no relay, feeder, reconciler)",
+    )
+    w = sub.add_parser("worker", help="run dialer worker processes (dramatiq)", add_help=False)
+    w.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def op(name: str, help: str, with_id: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        if with_id:
+            sp.add_argument("id", type=int, help="campaign id")
+        sp.add_argument("--json", action="store_true", help="print the raw JSON answer")
+        return sp
+
+    op("campaigns", "list campaigns", with_id=False)
+    op("show", "show one campaign")
+    op("history", "a campaign's transitions, newest first")
+    cr = op("create", "create a campaign (draft)", with_id=False)
+    cr.add_argument("name")
+    cr.add_argument("--max-concurrency", type=int, default=1)
+    cr.add_argument("--timezone", default="UTC")
+    op("start", "start a draft campaign")
+    op("pause", "pause a running campaign (waits for in-flight dials)").add_argument("--reason")
+    op("resume", "resume a paused campaign").add_argument("--reason")
+    op("cancel", "cancel a campaign (irreversible)").add_argument(
+        "--yes", action="store_true", help="confirm"
+    )
+    ci = sub.add_parser("contacts", help="contacts of a campaign")
+    ci_sub = ci.add_subparsers(dest="contacts_cmd", required=True)
+    imp = ci_sub.add_parser("import", help="import contacts from a CSV (phone,name) or JSON file")
+    imp.add_argument("id", type=int)
+    imp.add_argument("file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    sys.exit(dispatch(args))
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.cmd == "up":
+        from control.up import up
+
+        return up(args)
+    if args.cmd in ("migrate", "control"):
+        from shared.db import make_engine
+        from shared.logging import configure
+        from shared.migrate import upgrade
+
+        settings = Settings()
+        if getattr(args, "port", None):
+            settings.http_port = args.port
+        configure(settings.log_level, settings.log_json)
+        if args.cmd == "migrate":
+            upgrade(make_engine(settings))
+            print("database is at the latest migration")
+        else:
+            from control.server import serve
+
+            serve(settings, background=not args.no_background)
+        return 0
+    if args.cmd == "worker":
+        # control and worker never import each other: hand over to `python -m worker`.
+        os.execvp(sys.executable, [sys.executable, "-m", "worker", *args.rest])
+    return operator(args)
+
+
+if __name__ == "__main__":
+    main()

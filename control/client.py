@@ -1,0 +1,67 @@
+"""The operator CLI's HTTP client of the control API (``DIALGATE_URL``)."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Client:
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.actor = f"cli:{getpass.getuser()}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(
+                0,
+                "unreachable",
+                f"the control service is not reachable at {self.base_url} ({exc}); "
+                "start it with `dialgate up` (or `make run`), or set DIALGATE_URL",
+            ) from None
+        if resp.status_code >= 400:
+            try:
+                err = resp.json()["error"]
+                raise ApiError(resp.status_code, err["code"], err["message"])
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(resp.status_code, "http_error", resp.text[:500]) from None
+        return resp.json()
+
+    def campaigns(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/v1/campaigns")["campaigns"])
+
+    def campaign(self, campaign_id: int) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/v1/campaigns/{campaign_id}"))
+
+    def create(self, **body: Any) -> dict[str, Any]:
+        return dict(self.request("POST", "/api/v1/campaigns", json=body))
+
+    def act(self, campaign_id: int, action: str, **body: Any) -> dict[str, Any]:
+        body.setdefault("actor", self.actor)
+        body.setdefault("source", "operator")
+        return dict(self.request("POST", f"/api/v1/campaigns/{campaign_id}/{action}", json=body))
+
+    def add_contacts(self, campaign_id: int, contacts: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(
+            self.request(
+                "POST", f"/api/v1/campaigns/{campaign_id}/contacts", json={"contacts": contacts}
+            )
+        )
+
+    def transitions(self, campaign_id: int) -> list[dict[str, Any]]:
+        return list(
+            self.request("GET", f"/api/v1/campaigns/{campaign_id}/transitions")["transitions"]
+        )

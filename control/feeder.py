@@ -1,0 +1,176 @@
+"""Feeder: turns pending contacts of running campaigns into queued dial attempts.
+
+For each campaign that is ``running`` in the database *and* whose gate in Redis is open
+at the same version, it tops the campaign's queued + dialing attempts up to
+``feeder_queue_factor × max_concurrency``: a conditional update ``pending → queued``
+(so two feeders never queue one contact twice), one attempt row per contact, commit,
+then one dramatiq message per attempt. An attempt left ``queued`` longer than
+``feeder_requeue_after`` (its message was lost) is enqueued again: harmless, because a
+worker dials an attempt only after moving it ``queued → dialing`` conditionally.
+A running campaign with contacts and nothing left to dial is completed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from dramatiq import Broker
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from control.loops import Loop
+from shared.gate import Gate
+from shared.keys import Keys
+from shared.messages import DialArgs
+from shared.models import Attempt, Campaign, Contact, utcnow
+from shared.queue import dial_message
+from shared.settings import Settings
+from shared.states import AttemptState, ContactState, Status
+
+ACTIVE = [ContactState.PENDING.value, ContactState.QUEUED.value, ContactState.DIALING.value]
+
+
+class Feeder(Loop):
+    name = "feeder"
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        gate: Gate,
+        keys: Keys,
+        broker: Broker,
+        complete: Callable[[int], None],
+    ) -> None:
+        super().__init__(settings.feeder_interval)
+        self.settings = settings
+        self.sessions = sessions
+        self.gate = gate
+        self.keys = keys
+        self.broker = broker
+        self.complete = complete
+
+    def step(self) -> int:
+        with self.sessions() as s:
+            running = list(
+                s.execute(
+                    select(Campaign.id, Campaign.version, Campaign.max_concurrency).where(
+                        Campaign.status == Status.RUNNING.value
+                    )
+                )
+            )
+        fed = 0
+        for cid, version, max_concurrency in running:
+            g = self.gate.read(cid)
+            if g is None or g.status != Status.RUNNING.value or g.version != version:
+                continue  # gate not (yet) known to be open: the reconciler will fix it
+            fed_now = self._feed(cid, max_concurrency * self.settings.feeder_queue_factor)
+            if fed_now is None:  # after the feeding transaction: completing is another one
+                self.complete(cid)
+            else:
+                fed += fed_now
+        fed += self._requeue_lost()
+        return fed
+
+    def _feed(self, campaign_id: int, target: int) -> int | None:
+        """Queue up to the budget; how many were queued, or None when nothing is left."""
+        with self.sessions.begin() as s:
+            busy = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(Attempt)
+                    .where(
+                        Attempt.campaign_id == campaign_id,
+                        Attempt.state.in_([AttemptState.QUEUED.value, AttemptState.DIALING.value]),
+                    )
+                )
+                or 0
+            )
+            budget = target - busy
+            if budget <= 0:
+                return 0
+            pick = (
+                select(Contact.id)
+                .where(Contact.campaign_id == campaign_id, Contact.state == ContactState.PENDING)
+                .order_by(Contact.id)
+                .limit(budget)
+            )
+            if s.bind is not None and s.bind.dialect.name == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
+            ids = list(s.scalars(pick))
+            if not ids:
+                if busy == 0 and self._nothing_left(s, campaign_id):
+                    return None
+                return 0
+            now = utcnow()
+            queued = list(
+                s.scalars(
+                    update(Contact)
+                    .where(Contact.id.in_(ids), Contact.state == ContactState.PENDING.value)
+                    .values(state=ContactState.QUEUED.value, updated_at=now)
+                    .returning(Contact.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+            attempts = (
+                list(
+                    s.scalars(
+                        insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True),
+                        [
+                            {
+                                "campaign_id": campaign_id,
+                                "contact_id": c,
+                                "state": AttemptState.QUEUED.value,
+                                "queued_at": now,
+                            }
+                            for c in queued
+                        ],
+                    )
+                )
+                if queued
+                else []
+            )
+        for attempt_id, contact_id in zip(attempts, queued, strict=True):
+            self.broker.enqueue(
+                dial_message(
+                    self.keys,
+                    DialArgs(attempt_id=attempt_id, campaign_id=campaign_id, contact_id=contact_id),
+                )
+            )
+        return len(attempts)
+
+    @staticmethod
+    def _nothing_left(s: Session, campaign_id: int) -> bool:
+        total = s.scalar(select(func.count()).where(Contact.campaign_id == campaign_id)) or 0
+        active = (
+            s.scalar(
+                select(func.count()).where(
+                    Contact.campaign_id == campaign_id, Contact.state.in_(ACTIVE)
+                )
+            )
+            or 0
+        )
+        return total > 0 and active == 0
+
+    def _requeue_lost(self) -> int:
+        cutoff = utcnow() - timedelta(seconds=self.settings.feeder_requeue_after)
+        with self.sessions.begin() as s:
+            lost = list(
+                s.execute(
+                    update(Attempt)
+                    .where(Attempt.state == AttemptState.QUEUED.value, Attempt.queued_at < cutoff)
+                    .values(queued_at=utcnow())
+                    .returning(Attempt.id, Attempt.campaign_id, Attempt.contact_id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+        for attempt_id, campaign_id, contact_id in lost:
+            self.log.warning("requeue_lost_attempt", attempt_id=attempt_id, campaign_id=campaign_id)
+            self.broker.enqueue(
+                dial_message(
+                    self.keys,
+                    DialArgs(attempt_id=attempt_id, campaign_id=campaign_id, contact_id=contact_id),
+                )
+            )
+        return len(lost)

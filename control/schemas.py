@@ -1,0 +1,86 @@
+"""Request bodies of the HTTP API (pydantic). Unknown fields are refused with their name."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CallingWindow(Strict):
+    """Local times in the campaign's timezone; ``end`` before ``start`` spans midnight."""
+
+    days: list[Day] = Field(default=list(DAYS), min_length=1)
+    start: str = Field(default="09:00", description="HH:MM")
+    end: str = Field(default="21:00", description="HH:MM")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not HHMM.match(v):
+            raise ValueError("must be a 24-hour time HH:MM, e.g. 09:00")
+        return v
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> CallingWindow:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: the window would be empty")
+        return self
+
+
+class CampaignCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    max_concurrency: int = Field(default=1, ge=1, le=10_000)
+    timezone: str = "UTC"
+    calling_window: CallingWindow | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be blank")
+        if any(ord(ch) < 32 for ch in v):
+            raise ValueError("must not contain control characters")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "unknown IANA timezone, e.g. Europe/Paris or America/New_York"
+            ) from None
+        return v
+
+
+class ContactIn(BaseModel):
+    # Validated row by row in the service, so one bad row does not refuse the rest.
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Any = None
+    name: Any = None
+    attributes: Any = None
+
+
+class ContactsIn(Strict):
+    contacts: list[ContactIn] = Field(max_length=100_000)
+
+
+class TransitionIn(Strict):
+    reason: str | None = Field(default=None, max_length=1000)
+    actor: str | None = Field(default=None, max_length=200)
+    source: Literal["operator", "system", "api"] = "api"
+    confirm: bool = False

@@ -1,0 +1,449 @@
+"""The control service's business logic. Routes are thin; everything takes this object.
+
+The write path of a transition (:meth:`Control.transition`):
+
+1. one SQL transaction: version-checked update of the campaign row, validated against
+   the state machine, a transition row and an outbox row (and, on cancel, every
+   pending/queued contact marked cancelled);
+2. after the commit, the gate's versioned compare-and-set in Redis;
+3. for pause and cancel, wait (bounded) for the campaign's leases to drain;
+4. answer with the campaign as it now is and what the gate did.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import structlog
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from control.schemas import CampaignCreate
+from shared.errors import (
+    ConfirmationRequired,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
+from shared.gate import Drain, Gate
+from shared.keys import Keys
+from shared.models import Attempt, Campaign, Contact, Outbox, Transition, utcnow
+from shared.phones import normalise_phone
+from shared.settings import Settings
+from shared.states import (
+    CLOSING,
+    Action,
+    AttemptState,
+    ContactState,
+    Source,
+    Status,
+    allowed_actions,
+    next_status,
+)
+
+log = structlog.get_logger("dialgate.control")
+
+COUNTED_STATES = [s.value for s in ContactState]
+
+
+@dataclass
+class TransitionResult:
+    campaign: dict[str, Any]
+    gate: dict[str, Any]
+
+
+def _db_unavailable(exc: OperationalError) -> Unavailable:
+    return Unavailable(
+        "the database is unreachable or timed out; nothing was changed, retry "
+        f"({type(exc.orig).__name__ if exc.orig else 'OperationalError'})"
+    )
+
+
+class Control:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], gate: Gate, keys: Keys
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.gate = gate
+        self.keys = keys
+
+    # -- reads ---------------------------------------------------------------------------
+    def _get(self, s: Session, campaign_id: int) -> Campaign:
+        c = s.get(Campaign, campaign_id)
+        if c is None:
+            raise NotFound(f"campaign {campaign_id} does not exist")
+        return c
+
+    def _counts(self, s: Session, ids: list[int]) -> dict[int, dict[str, int]]:
+        counts = {i: dict.fromkeys(COUNTED_STATES, 0) for i in ids}
+        if not ids:
+            return counts
+        rows = s.execute(
+            select(Contact.campaign_id, Contact.state, func.count())
+            .where(Contact.campaign_id.in_(ids))
+            .group_by(Contact.campaign_id, Contact.state)
+        )
+        for cid, state, n in rows:
+            counts[cid][state] = n
+        return counts
+
+    def live_workers(self) -> list[str]:
+        cutoff = time.time() - self.settings.worker_ttl
+        return [str(w) for w in self.gate.r.zrangebyscore(self.keys.workers, cutoff, "+inf")]
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers (heartbeat within ``worker_ttl``) with what they last reported."""
+        live = self.live_workers()
+        pipe = self.gate.r.pipeline(transaction=False)
+        for w in live:
+            pipe.hgetall(self.keys.worker(w))
+        return [worker_view(info, w) for w, info in zip(live, pipe.execute(), strict=True) if info]
+
+    def _live_view(self, campaign_id: int, version: int) -> dict[str, Any]:
+        """What Redis knows: gate, leases, propagation, emergency stop. ``None`` if away."""
+        try:
+            live = self.live_workers()
+            acks = self.gate.acks(campaign_id)
+            g = self.gate.read(campaign_id)
+            return {
+                "gate": None if g is None else {"status": g.status, "version": g.version},
+                "inflight": self.gate.inflight(campaign_id),
+                "propagation": {
+                    "version": version,
+                    "workers_live": len(live),
+                    "workers_acked": sum(1 for w in live if acks.get(w, 0) >= version),
+                },
+                "emergency_stop": self.gate.estop() is not None,
+            }
+        except redis.RedisError as exc:
+            log.warning("redis_unreachable_for_view", error=str(exc))
+            return {"gate": None, "inflight": None, "propagation": None, "emergency_stop": None}
+
+    def _view(self, c: Campaign, counts: dict[str, int], live: bool = True) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "id": c.id,
+            "name": c.name,
+            "status": c.status,
+            "version": c.version,
+            "max_concurrency": c.max_concurrency,
+            "timezone": c.timezone,
+            "calling_window": c.calling_window,
+            "paused_at": c.paused_at,
+            "pause_reason": c.pause_reason,
+            "pause_source": c.pause_source,
+            "created_at": c.created_at,
+            "updated_at": c.updated_at,
+            "counts": counts,
+            "allowed_actions": [a.value for a in allowed_actions(Status(c.status))],
+        }
+        if live:
+            view.update(self._live_view(c.id, c.version))
+        return view
+
+    def campaign(self, campaign_id: int) -> dict[str, Any]:
+        with self.sessions() as s:
+            c = self._get(s, campaign_id)
+            return self._view(c, self._counts(s, [c.id])[c.id])
+
+    def campaigns(self) -> list[dict[str, Any]]:
+        with self.sessions() as s:
+            rows = list(s.scalars(select(Campaign).order_by(Campaign.id)))
+            counts = self._counts(s, [c.id for c in rows])
+            return [self._view(c, counts[c.id], live=False) for c in rows]
+
+    def transitions(self, campaign_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        with self.sessions() as s:
+            self._get(s, campaign_id)
+            rows = s.scalars(
+                select(Transition)
+                .where(Transition.campaign_id == campaign_id)
+                .order_by(Transition.version.desc())
+                .limit(limit)
+            )
+            return [
+                {
+                    "version": t.version,
+                    "from": t.from_status,
+                    "to": t.to_status,
+                    "action": t.action,
+                    "actor": t.actor,
+                    "source": t.source,
+                    "reason": t.reason,
+                    "request_id": t.request_id,
+                    "at": t.created_at,
+                    "answered_at": t.answered_at,
+                    "drained": t.drained,
+                }
+                for t in rows
+            ]
+
+    # -- writes --------------------------------------------------------------------------
+    def create_campaign(self, data: CampaignCreate) -> dict[str, Any]:
+        with self.sessions.begin() as s:
+            c = Campaign(
+                name=data.name,
+                status=Status.DRAFT.value,
+                version=0,
+                max_concurrency=data.max_concurrency,
+                timezone=data.timezone,
+                calling_window=data.calling_window.model_dump() if data.calling_window else None,
+            )
+            s.add(c)
+            s.flush()
+            cid = c.id
+        try:
+            self.gate.write(cid, Status.DRAFT.value, 0, data.max_concurrency)
+        except redis.RedisError as exc:  # the reconciler writes it later; draft never dials
+            log.warning("gate_write_failed", campaign_id=cid, error=str(exc))
+        log.info("campaign_created", campaign_id=cid)
+        return self.campaign(cid)
+
+    def add_contacts(self, campaign_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Keep every valid row; reject the others one by one with the reason."""
+        rejected: list[dict[str, Any]] = []
+        valid: dict[str, dict[str, Any]] = {}
+        for index, row in enumerate(rows):
+            raw = row.get("phone")
+            try:
+                phone = normalise_phone(raw)
+                name = row.get("name")
+                if name is not None and (not isinstance(name, str) or len(name) > 200):
+                    raise ValueError("name must be text of at most 200 characters")
+                attrs = row.get("attributes")
+                if attrs is not None and not isinstance(attrs, dict):
+                    raise ValueError("attributes must be an object of key/value pairs")
+                if phone in valid:
+                    raise ValueError("duplicate: the same number appears earlier in this request")
+            except ValueError as exc:
+                rejected.append({"index": index, "phone": raw, "error": str(exc)})
+                continue
+            valid[phone] = {"index": index, "phone": phone, "name": name, "attributes": attrs}
+        with self.sessions.begin() as s:
+            c = self._get(s, campaign_id)
+            if c.status not in (Status.DRAFT, Status.RUNNING, Status.PAUSED):
+                raise Conflict(f"campaign {campaign_id} is {c.status}: contacts can't be added")
+            phones = list(valid)
+            existing: set[str] = set()
+            for i in range(0, len(phones), 1000):
+                existing.update(
+                    s.scalars(
+                        select(Contact.phone).where(
+                            Contact.campaign_id == campaign_id,
+                            Contact.phone.in_(phones[i : i + 1000]),
+                        )
+                    )
+                )
+            new = []
+            for phone, row in valid.items():
+                if phone in existing:
+                    rejected.append(
+                        {
+                            "index": row["index"],
+                            "phone": phone,
+                            "error": "duplicate: already a contact of this campaign",
+                        }
+                    )
+                else:
+                    new.append(
+                        {
+                            "campaign_id": campaign_id,
+                            "phone": phone,
+                            "name": row["name"],
+                            "attributes": row["attributes"],
+                            "state": ContactState.PENDING.value,
+                        }
+                    )
+            for i in range(0, len(new), 5000):
+                s.execute(insert(Contact), new[i : i + 5000])
+        rejected.sort(key=lambda r: r["index"])
+        return {"accepted": len(new), "rejected": rejected}
+
+    def transition(
+        self,
+        campaign_id: int,
+        action: Action,
+        *,
+        actor: str,
+        source: Source,
+        reason: str | None = None,
+        request_id: str | None = None,
+        confirm: bool = False,
+        drain_timeout: float | None = None,
+    ) -> TransitionResult:
+        if action is Action.CANCEL and not confirm:
+            raise ConfirmationRequired(
+                "confirm", 'cancel is irreversible; send {"confirm": true} to cancel'
+            )
+        if source is Source.SYSTEM and action is Action.PAUSE and not (reason or "").strip():
+            raise InvalidInput("reason", "a system pause must say why (reason is required)")
+        c = self._commit_transition(campaign_id, action, actor, source, reason, request_id)
+        gate = self._apply_gate(c, action, drain_timeout)
+        log.info(
+            "transition",
+            campaign_id=c.id,
+            action=action.value,
+            version=c.version,
+            status=c.status,
+            actor=actor,
+            source=source.value,
+            gate=gate,
+        )
+        return TransitionResult(self.campaign(campaign_id), gate)
+
+    def _commit_transition(
+        self,
+        campaign_id: int,
+        action: Action,
+        actor: str,
+        source: Source,
+        reason: str | None,
+        request_id: str | None,
+    ) -> Campaign:
+        for _ in range(5):
+            try:
+                with self.sessions.begin() as s:
+                    c = self._get(s, campaign_id)
+                    current = Status(c.status)
+                    target = next_status(current, action)
+                    version = c.version + 1
+                    now = utcnow()
+                    values: dict[str, Any] = {
+                        "status": target.value,
+                        "version": version,
+                        "updated_at": now,
+                    }
+                    if action is Action.PAUSE:
+                        values.update(paused_at=now, pause_reason=reason, pause_source=source.value)
+                    elif target is not Status.PAUSED:
+                        values.update(paused_at=None, pause_reason=None, pause_source=None)
+                    done = s.execute(
+                        update(Campaign)
+                        .where(Campaign.id == campaign_id, Campaign.version == c.version)
+                        .values(**values)
+                    )
+                    if done.rowcount != 1:  # type: ignore[attr-defined]
+                        raise _Raced()
+                    s.add(
+                        Transition(
+                            campaign_id=campaign_id,
+                            version=version,
+                            from_status=current.value,
+                            to_status=target.value,
+                            action=action.value,
+                            actor=actor,
+                            source=source.value,
+                            reason=reason,
+                            request_id=request_id,
+                            created_at=now,
+                        )
+                    )
+                    s.add(
+                        Outbox(
+                            routing_key=Keys.routing_key(campaign_id, action.value),
+                            payload={
+                                "type": "campaign.transition",
+                                "campaign_id": campaign_id,
+                                "version": version,
+                                "action": action.value,
+                                "status": target.value,
+                                "at": now.isoformat(),
+                            },
+                            created_at=now,
+                        )
+                    )
+                    if action is Action.CANCEL:
+                        self._cancel_contacts(s, campaign_id)
+                with self.sessions() as s2:
+                    return self._get(s2, campaign_id)
+            except (_Raced, IntegrityError):
+                continue  # someone else moved it first: re-read and re-validate
+            except OperationalError as exc:
+                if _retryable(exc):
+                    continue
+                raise _db_unavailable(exc) from exc
+        raise Conflict(f"campaign {campaign_id} is changing too fast; retry")
+
+    @staticmethod
+    def _cancel_contacts(s: Session, campaign_id: int) -> None:
+        # Attempts before contacts: the order workers lock them in (no deadlock).
+        now = utcnow()
+        s.execute(
+            update(Attempt)
+            .where(Attempt.campaign_id == campaign_id, Attempt.state == AttemptState.QUEUED.value)
+            .values(state=AttemptState.CANCELLED.value, finished_at=now)
+        )
+        s.execute(
+            update(Contact)
+            .where(
+                Contact.campaign_id == campaign_id,
+                Contact.state.in_([ContactState.PENDING.value, ContactState.QUEUED.value]),
+            )
+            .values(state=ContactState.CANCELLED.value, updated_at=now)
+        )
+
+    def _apply_gate(
+        self, c: Campaign, action: Action, drain_timeout: float | None
+    ) -> dict[str, Any]:
+        """Gate CAS (and drain for pause/cancel); never raises: the commit is done."""
+        closing = action in CLOSING
+        gate: dict[str, Any] = {"version": c.version, "written": False}
+        try:
+            stored = self.gate.write(c.id, c.status, c.version, c.max_concurrency)
+            gate["written"] = stored == c.version
+            if closing:
+                timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+                d = self.gate.drain(c.id, timeout)
+            else:
+                d = None
+        except redis.RedisError as exc:
+            # Workers cannot claim without Redis either, so a closing gate is still closed;
+            # an opening one opens when the reconciler next writes it.
+            log.error("gate_write_failed", campaign_id=c.id, error=str(exc))
+            gate["error"] = f"Redis unreachable ({exc}); the reconciler will write the gate"
+            d = Drain(False, -1, 0.0) if closing else None
+        if closing and d is not None:
+            gate.update(closed=True, drained=d.drained, inflight=d.inflight, drain_ms=d.drain_ms)
+        self._record_answer(c.id, c.version, d.drained if d else None)
+        return gate
+
+    def _record_answer(self, campaign_id: int, version: int, drained: bool | None) -> None:
+        """When the answer left and whether it was drained: the safety checker's evidence."""
+        try:
+            with self.sessions.begin() as s:
+                s.execute(
+                    update(Transition)
+                    .where(Transition.campaign_id == campaign_id, Transition.version == version)
+                    .values(answered_at=datetime.now(UTC), drained=drained)
+                )
+        except OperationalError as exc:
+            log.warning("answer_not_recorded", campaign_id=campaign_id, error=str(exc))
+
+
+def _retryable(exc: OperationalError) -> bool:
+    """A deadlock or serialization failure: the transaction rolled back, try again."""
+    return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
+
+
+class _Raced(Exception):
+    """The campaign row changed between our read and our version-checked update."""
+
+
+def worker_view(info: dict[str, str], worker_id: str) -> dict[str, Any]:
+    return {
+        "id": worker_id,
+        "host": info.get("host"),
+        "pid": int(info["pid"]) if info.get("pid") else None,
+        "threads": int(info["threads"]) if info.get("threads") else None,
+        "started": float(info["started"]) if info.get("started") else None,
+        "last_heartbeat": float(info["last"]) if info.get("last") else None,
+        "inflight": int(info.get("inflight") or 0),
+        "applied": json.loads(info.get("applied") or "{}"),
+    }

@@ -1,0 +1,35 @@
+"""Clients of the backing services with explicit timeouts and bounded retries.
+
+redis-py's defaults can stall for seconds on a hung server; here every call is bounded
+by ``DIALGATE_REDIS_TIMEOUT`` and retried at most once, so the gate fails closed fast.
+"""
+
+from __future__ import annotations
+
+import pika
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from shared.settings import Settings
+
+
+def make_redis(settings: Settings) -> redis.Redis:
+    t = settings.redis_timeout
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=t,
+        socket_connect_timeout=t,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+        health_check_interval=30,
+        decode_responses=True,
+    )
+
+
+def amqp_parameters(settings: Settings) -> pika.URLParameters:
+    params = pika.URLParameters(settings.amqp_url)
+    params.heartbeat = settings.amqp_heartbeat
+    params.blocked_connection_timeout = 10
+    params.socket_timeout = 5
+    params.connection_attempts = 1
+    return params

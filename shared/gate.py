@@ -1,0 +1,173 @@
+"""The gate: what every dial passes, atomically, right before the call is placed.
+
+Per campaign, in Redis (keys in :mod:`shared.keys`, one hash tag per campaign):
+
+- ``gate`` hash ``{status, version, max_concurrency}``, written only by :data:`WRITE_LUA`,
+  a compare-and-set on ``version``: a lower version never overwrites a higher one.
+- ``leases`` sorted set ``token -> expiry ms``: :data:`CLAIM_LUA` checks status, version
+  and concurrency and adds a lease in one step; the worker removes it once the provider
+  has accepted or refused the call; a crashed worker's lease expires by itself.
+
+The emergency stop is a global key. It is read in the same pipeline right *after* the
+claim script (one round trip): a claim that ran before the stop was set holds a lease
+that a drain waits for, a claim after it sees the stop and gives its lease back.
+
+Every failure to reach Redis is a denial (fail closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import redis
+
+from shared.keys import Keys
+
+WRITE_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'version'))
+local v = tonumber(ARGV[2])
+if cur and cur > v then return cur end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', v, 'max_concurrency', ARGV[3])
+return v
+"""
+
+CLAIM_LUA = """
+local g = redis.call('HMGET', KEYS[1], 'status', 'version', 'max_concurrency')
+if not g[1] then return {0, 'gate_missing', -1} end
+local v = tonumber(g[2])
+if v < tonumber(ARGV[2]) then return {0, 'gate_behind', v} end
+if g[1] ~= 'running' then return {0, g[1], v} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(g[3]) then return {0, 'concurrency', v} end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return {1, 'ok', v}
+"""
+
+INFLIGHT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+"""
+
+ACK_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+if cur and cur >= tonumber(ARGV[2]) then return cur end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return tonumber(ARGV[2])
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    ok: bool
+    reason: str  # ok | running-state names (paused, cancelled, ...) | gate_missing |
+    #              gate_behind | concurrency | estop | redis_error
+    version: int
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Drain:
+    drained: bool
+    inflight: int
+    drain_ms: float
+
+
+@dataclass(frozen=True)
+class GateState:
+    status: str
+    version: int
+    max_concurrency: int
+
+
+class Gate:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.r = client
+        self.keys = keys
+        self._write = client.register_script(WRITE_LUA)
+        self._claim = client.register_script(CLAIM_LUA)
+        self._inflight = client.register_script(INFLIGHT_LUA)
+        self._ack = client.register_script(ACK_LUA)
+
+    # -- control side ----------------------------------------------------------------------
+    def write(self, campaign_id: int, status: str, version: int, max_concurrency: int) -> int:
+        """Versioned compare-and-set; returns the version the gate holds afterwards."""
+        k = self.keys
+        pipe = self.r.pipeline(transaction=False)
+        self._write(
+            keys=[k.gate(campaign_id)], args=[status, version, max_concurrency], client=pipe
+        )
+        pipe.sadd(k.gates_index, campaign_id)
+        stored, _ = pipe.execute()
+        return int(stored)
+
+    def read(self, campaign_id: int) -> GateState | None:
+        g = self.r.hgetall(self.keys.gate(campaign_id))
+        if not g:
+            return None
+        return GateState(str(g["status"]), int(g["version"]), int(g["max_concurrency"]))
+
+    def inflight(self, campaign_id: int) -> int:
+        return int(self._inflight(keys=[self.keys.leases(campaign_id)]))
+
+    def drain(self, campaign_id: int, timeout: float) -> Drain:
+        """Wait until the campaign's live leases are gone, at most ``timeout`` seconds."""
+        start = time.perf_counter()
+        deadline = start + timeout
+        pause = 0.0005
+        while True:
+            n = self.inflight(campaign_id)
+            now = time.perf_counter()
+            if n == 0 or now >= deadline:
+                return Drain(n == 0, n, round((now - start) * 1000, 3))
+            time.sleep(min(pause, max(0.0, deadline - now)))
+            pause = min(pause * 2, 0.01)
+
+    def campaign_ids(self) -> set[int]:
+        return {int(x) for x in self.r.smembers(self.keys.gates_index)}
+
+    def estop(self) -> str | None:
+        value = self.r.get(self.keys.estop)
+        return value if isinstance(value, str) else None
+
+    def acks(self, campaign_id: int) -> dict[str, int]:
+        return {str(w): int(v) for w, v in self.r.hgetall(self.keys.acks(campaign_id)).items()}
+
+    # -- worker side -----------------------------------------------------------------------
+    def claim(
+        self, campaign_id: int, attempt_id: int, worker_id: str, min_version: int, ttl_ms: int
+    ) -> Claim:
+        """Check estop, status, version and concurrency, and take a lease: one round trip."""
+        token = f"{attempt_id}:{worker_id}:{secrets.token_hex(4)}"
+        k = self.keys
+        try:
+            pipe = self.r.pipeline(transaction=False)
+            self._claim(
+                keys=[k.gate(campaign_id), k.leases(campaign_id)],
+                args=[token, min_version, ttl_ms],
+                client=pipe,
+            )
+            pipe.get(k.estop)
+            (ok, reason, version), estop = pipe.execute()
+        except redis.RedisError:
+            return Claim(False, "redis_error", -1)
+        if not ok:
+            return Claim(False, str(reason), int(version))
+        if estop is not None:
+            self.release(campaign_id, token)
+            return Claim(False, "estop", int(version))
+        return Claim(True, "ok", int(version), token)
+
+    def release(self, campaign_id: int, token: str) -> None:
+        """Give a lease back; if Redis is away the lease expires on its own."""
+        with contextlib.suppress(redis.RedisError):
+            self.r.zrem(self.keys.leases(campaign_id), token)
+
+    def ack(self, campaign_id: int, worker_id: str, version: int) -> None:
+        """Record that ``worker_id`` applied ``version`` (only ever increases)."""
+        self._ack(keys=[self.keys.acks(campaign_id)], args=[worker_id, version])

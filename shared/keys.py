@@ -1,0 +1,69 @@
+"""Every Redis key and AMQP name dialgate uses, in one place (like arq's ``constants.py``).
+
+All keys a gate script touches share the campaign's hash tag ``{c:<id>}`` so that
+Redis Cluster keeps them in one slot. Everything is prefixed by the namespace, so two
+stacks can share one Redis and one RabbitMQ without seeing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DIAL_ACTOR = "dial"
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str
+
+    # -- Redis: per campaign (one hash tag per campaign) -------------------------------
+    def gate(self, campaign_id: int) -> str:
+        """Hash: status, version, max_concurrency — written only by a versioned CAS."""
+        return f"{self.namespace}:{{c:{campaign_id}}}:gate"
+
+    def leases(self, campaign_id: int) -> str:
+        """Sorted set: lease token -> expiry (ms). A token is ``attempt:worker:version:rand``."""
+        return f"{self.namespace}:{{c:{campaign_id}}}:leases"
+
+    def acks(self, campaign_id: int) -> str:
+        """Hash: worker id -> highest transition version that worker has applied."""
+        return f"{self.namespace}:{{c:{campaign_id}}}:acks"
+
+    # -- Redis: global -------------------------------------------------------------------
+    @property
+    def gates_index(self) -> str:
+        """Set of campaign ids that have a gate (for workers reading gates on connect)."""
+        return f"{self.namespace}:gates"
+
+    @property
+    def estop(self) -> str:
+        """String: present while an emergency stop is in force (its value says who/why)."""
+        return f"{self.namespace}:estop"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker id -> last heartbeat (unix seconds)."""
+        return f"{self.namespace}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """Hash: host, pid, started, threads, inflight, last (expires with the worker)."""
+        return f"{self.namespace}:worker:{worker_id}"
+
+    # -- AMQP ----------------------------------------------------------------------------
+    @property
+    def control_exchange(self) -> str:
+        """Topic exchange of versioned campaign events (routing key ``campaign.<id>.<action>``)."""
+        return f"{self.namespace}.control"
+
+    def control_queue(self, worker_id: str) -> str:
+        """Each worker's own exclusive queue bound to the control exchange."""
+        return f"{self.namespace}.control.{worker_id}"
+
+    @property
+    def dial_queue(self) -> str:
+        """dramatiq queue of dial messages (dramatiq adds ``.DQ`` and ``.XQ`` beside it)."""
+        return f"{self.namespace}.dial"
+
+    @staticmethod
+    def routing_key(campaign_id: int, action: str) -> str:
+        return f"campaign.{campaign_id}.{action}"

@@ -1,0 +1,37 @@
+"""Message contracts between the control service and the workers.
+
+A :class:`ControlEvent` is what the outbox relay broadcasts on ``<namespace>.control``
+after each committed transition. Workers validate it strictly; anything that does not
+parse is logged and dropped. An event can only make a worker *more* careful: it raises
+the minimum gate version the worker accepts, it never opens a gate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.states import Action, Status
+
+
+class ControlEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["campaign.transition"] = "campaign.transition"
+    campaign_id: int = Field(ge=1)
+    version: int = Field(ge=1)
+    action: Action
+    status: Status
+    at: datetime
+
+
+class DialArgs(BaseModel):
+    """Keyword arguments of the ``dial`` actor."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempt_id: int = Field(ge=1)
+    campaign_id: int = Field(ge=1)
+    contact_id: int = Field(ge=1)

@@ -1,0 +1,63 @@
+"""Settings, read from ``DIALGATE_*`` environment variables (pydantic-settings).
+
+Build one :class:`Settings` in ``main()`` and pass it down; tests build their own.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIALGATE_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///dialgate.db",
+        description="SQLAlchemy URL of the database, the source of truth.",
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for gates.")
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ.")
+    namespace: str = Field(
+        default="dialgate",
+        pattern=r"^[a-z][a-z0-9_-]{0,39}$",
+        description="Prefix of every Redis key, exchange and queue.",
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    url: str = Field(default="http://127.0.0.1:8000", description="Control API, for the CLI.")
+    log_level: str = "INFO"
+    log_json: bool | None = Field(default=None, description="JSON logs; default: when not a tty.")
+
+    # Timeouts of the backing-service clients (seconds).
+    redis_timeout: float = Field(default=1.0, gt=0)
+    db_timeout: float = Field(default=5.0, gt=0)
+    amqp_heartbeat: int = Field(default=10, ge=0)
+
+    # Gate and leases.
+    lease_ttl_ms: int = Field(
+        default=30_000, ge=100, description="A crashed worker's lease expires."
+    )
+    drain_timeout: float = Field(default=5.0, ge=0, le=60, description="Pause/cancel drain bound.")
+
+    # Background loops of the control service.
+    feeder_interval: float = Field(default=0.2, gt=0)
+    feeder_queue_factor: int = Field(
+        default=2, ge=1, description="Queued attempts per campaign = factor × max_concurrency."
+    )
+    feeder_requeue_after: float = Field(
+        default=60.0, gt=0, description="Re-enqueue an attempt queued this long (lost message)."
+    )
+    relay_interval: float = Field(default=0.05, gt=0)
+    reconcile_interval: float = Field(default=5.0, gt=0)
+
+    # Worker.
+    worker_processes: int = Field(default=1, ge=1)
+    worker_threads: int = Field(default=4, ge=1)
+    heartbeat_interval: float = Field(default=2.0, gt=0)
+    worker_ttl: float = Field(default=10.0, gt=0, description="No heartbeat this long: not live.")
+
+    # Simulated telephony provider.
+    sim_latency_ms: float = Field(default=200.0, ge=0)
+    sim_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    sim_call_log: str | None = None

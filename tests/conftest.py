@@ -1,0 +1,57 @@
+"""Test set-up shared by every suite.
+
+Integration tests run against the real PostgreSQL, Redis and RabbitMQ of the machine
+(``DIALGATE_TEST_PG_URL``, ``DIALGATE_TEST_REDIS_URL``, ``DIALGATE_TEST_AMQP_URL``).
+A missing service skips those tests locally and fails them when ``CI`` is set
+(like dramatiq's own ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+PG_URL = os.environ.get("DIALGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("DIALGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("DIALGATE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+START = {
+    "postgres": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "redis": 'redis-server --daemonize yes --port 6379 --save ""',
+    "rabbitmq": "rabbitmq-server -detached",
+}
+
+
+def _missing() -> list[str]:
+    import pika
+    import psycopg
+    import redis
+
+    missing = []
+    try:
+        psycopg.connect(PG_URL.replace("+psycopg", ""), connect_timeout=3).close()
+    except Exception:
+        missing.append("postgres")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping()
+    except Exception:
+        missing.append("redis")
+    try:
+        params = pika.URLParameters(AMQP_URL)
+        params.socket_timeout = 3
+        pika.BlockingConnection(params).close()
+    except Exception:
+        missing.append("rabbitmq")
+    return missing
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    missing = _missing()
+    if missing:
+        how = "; ".join(f"{m}: `{START[m]}`" for m in missing)
+        message = f"services not reachable: {', '.join(missing)} (start them: {how})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)

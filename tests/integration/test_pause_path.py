@@ -1,0 +1,166 @@
+"""The whole path from an operator's pause to workers that stop dialing, for real."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import datetime
+
+from tests.support.stack import TestStack, wait_for
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def assert_each_contact_dialed_once(stack: TestStack, cid: int, contacts: int) -> None:
+    calls = [c for c in stack.calls() if c["campaign_id"] == cid]
+    per_contact = Counter(c["contact_id"] for c in calls)
+    doubled = {k: v for k, v in per_contact.items() if v > 1}
+    assert not doubled, f"contacts dialed more than once: {doubled}"
+    assert len(per_contact) == contacts, f"{contacts - len(per_contact)} contacts never dialed"
+
+
+def test_pause_while_two_workers_dial_stops_every_call_then_resume_dials_everyone_once(
+    make_stack, db
+):
+    stack = make_stack(db).start()
+    stack.start_worker()
+    stack.start_worker()
+    stack.wait_workers(2)
+    cid = stack.make_campaign(contacts=300, max_concurrency=4)
+    stack.wait_calls(40)
+
+    requested = time.time()
+    paused = stack.act(cid, "pause", source="operator", actor="test")
+    answered = time.time()
+    assert paused["status"] == "paused"
+    gate = paused["gate"]
+    assert gate["closed"] is True and gate["drained"] is True, gate
+    pause_version = paused["version"]
+
+    time.sleep(1.0)  # anything still going would have started by now
+    calls = stack.calls()
+    after_answer = [c for c in calls if c["t"] > answered]
+    assert after_answer == [], f"{len(after_answer)} calls started after the drained pause"
+    # Calls that started while the pause was being answered had passed the gate before it.
+    during = [c for c in calls if c["t"] > requested]
+    assert all(c["gate_version"] < pause_version for c in during), during
+    view = stack.campaign(cid)
+    assert view["counts"]["dialing"] == 0 and view["inflight"] == 0
+    frozen = len(calls)
+    assert frozen < 300, "the pause came too late to prove anything"
+
+    resumed = stack.act(cid, "resume", source="operator", actor="test")
+    assert resumed["status"] == "running"
+    done = stack.wait_status(cid, "completed", timeout=120)
+    assert done["counts"]["done"] == 300
+    assert_each_contact_dialed_once(stack, cid, 300)
+    history = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"]
+    assert [t["action"] for t in history] == ["complete", "resume", "pause", "start"]
+    assert history[2]["drained"] is True
+
+
+def test_cancel_stops_dialing_and_marks_every_contact_not_dialed_cancelled(make_stack, db):
+    stack = make_stack(db).start()
+    stack.start_worker()
+    stack.start_worker()
+    stack.wait_workers(2)
+    cid = stack.make_campaign(contacts=300, max_concurrency=4)
+    stack.wait_calls(30)
+
+    refused = stack.act(cid, "cancel", expect=422)
+    assert refused["error"]["code"] == "confirmation_required"
+    cancelled = stack.act(cid, "cancel", confirm=True)
+    answered = time.time()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["gate"]["drained"] is True
+    time.sleep(1.0)
+    calls = [c for c in stack.calls() if c["campaign_id"] == cid]
+    assert [c for c in calls if c["t"] > answered] == []
+    counts = stack.campaign(cid)["counts"]
+    assert counts["pending"] == counts["queued"] == counts["dialing"] == 0
+    assert counts["done"] == len(calls)
+    assert counts["cancelled"] == 300 - len(calls)
+    again = stack.act(cid, "resume", expect=409)
+    assert "cancelled" in again["error"]["message"]
+
+
+def test_a_worker_that_never_hears_the_broadcast_still_does_not_dial_a_paused_campaign(
+    make_stack,
+):
+    # No relay: the pause is committed and the gate closed, but never broadcast.
+    stack = make_stack().start(loops=False)
+    stack.stack.reconciler.start()
+    stack.stack.feeder.start()
+    stack.start_worker()
+    stack.wait_workers(1)
+    cid = stack.make_campaign(contacts=200, max_concurrency=4)
+    stack.wait_calls(20)
+
+    paused = stack.act(cid, "pause")
+    answered = time.time()
+    assert paused["gate"]["drained"] is True
+    time.sleep(1.5)
+    assert [c for c in stack.calls() if c["t"] > answered] == []
+    # The worker never heard of the pause version: only the gate stopped it.
+    assert paused["propagation"]["workers_acked"] == 0
+    assert stack.stack.relay.backlog() == 2  # start and pause, never published
+    assert stack.campaign(cid)["counts"]["dialing"] == 0
+
+
+def test_after_redis_loses_every_gate_nothing_dials_until_the_reconciler_rebuilt_them(
+    make_stack,
+):
+    stack = make_stack(reconcile_interval=2.0, sim_latency_ms=20).start()
+    stack.start_worker()
+    stack.start_worker()
+    stack.wait_workers(2)
+    cid = stack.make_campaign(contacts=400, max_concurrency=4)
+    stack.wait_calls(30)
+
+    # Redis loses this stack's data (the FLUSHALL of a Redis that keeps nothing on disk).
+    flushed = time.time()
+    for key in stack.redis.scan_iter(f"{stack.namespace}:*"):
+        stack.redis.delete(key)
+    gate_key = stack.keys.gate(cid)
+    wait_for(lambda: stack.redis.exists(gate_key), 10, "the reconciler to rebuild the gate",
+             every=0.002)
+    rebuilt = time.time()
+    assert rebuilt - flushed > 0.5, "the reconciler ran too soon to prove anything"
+    # Claims that passed the gate before the flush may still be placing their call.
+    grace = 0.2
+    blind = [c for c in stack.calls() if flushed + grace < c["t"] < rebuilt]
+    assert blind == [], f"{len(blind)} calls while the gate was missing"
+
+    done = stack.wait_status(cid, "completed", timeout=120)
+    assert done["counts"]["done"] == 400
+    assert_each_contact_dialed_once(stack, cid, 400)
+
+
+def test_transitions_made_while_rabbitmq_is_down_are_published_after_it_returns(make_stack):
+    from tests.support.services import rabbitmq_app_stopped
+
+    stack = make_stack().start()
+    stack.start_worker()
+    stack.wait_workers(1)
+    cid = stack.make_campaign(contacts=100, max_concurrency=2)
+    stack.wait_calls(5)
+
+    with rabbitmq_app_stopped():
+        for action in ("pause", "resume", "pause"):
+            assert stack.act(cid, action)["status"] in ("paused", "running")
+        assert stack.stack.relay.backlog() >= 3
+    latest = stack.campaign(cid)["version"]
+    wait_for(lambda: stack.stack.relay.backlog() == 0, 60, "the relay to publish the backlog")
+    # Every live worker applied the latest version once it reconnected.
+    wait_for(
+        lambda: (p := stack.campaign(cid)["propagation"])["workers_acked"] == p["workers_live"] >= 1,
+        60, "workers to acknowledge the latest version",
+    )
+    assert stack.campaign(cid)["version"] == latest
+
+    stack.act(cid, "resume")
+    done = stack.wait_status(cid, "completed", timeout=120)
+    assert done["counts"]["done"] == 100
+    assert_each_contact_dialed_once(stack, cid, 100)

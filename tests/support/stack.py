@@ -1,0 +1,239 @@
+"""A whole dialgate stack for one test: its own namespace, database, keys and queues.
+
+The control service (API + loops) runs in-process on a free port; workers are real
+``python -m worker`` processes. ``close()`` removes everything the test made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pika
+import psycopg
+import uvicorn
+
+from control.server import Stack, build
+from shared.clients import make_redis
+from shared.db import make_engine
+from shared.keys import Keys
+from shared.migrate import upgrade
+from shared.settings import Settings
+from tests.conftest import AMQP_URL, PG_URL, REDIS_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+class TestStack:
+    __test__ = False
+
+    def __init__(self, tmp: Path, db: str = "postgres", **overrides: Any) -> None:
+        self.tmp = tmp
+        self.db = db
+        self.namespace = "t" + uuid.uuid4().hex[:10]
+        self.keys = Keys(self.namespace)
+        self.call_log_path = tmp / "calls.jsonl"
+        self._pg_db: str | None = None
+        if db == "postgres":
+            self._pg_db = f"dg_{self.namespace}"
+            with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self._pg_db}"')
+            db_url = PG_URL.rsplit("/", 1)[0] + f"/{self._pg_db}"
+        else:
+            db_url = f"sqlite:///{tmp / 'dialgate.db'}"
+        port = free_port()
+        values: dict[str, Any] = {
+            "database_url": db_url,
+            "redis_url": REDIS_URL,
+            "amqp_url": AMQP_URL,
+            "namespace": self.namespace,
+            "http_port": port,
+            "url": f"http://127.0.0.1:{port}",
+            "sim_latency_ms": 10,
+            "sim_call_log": str(self.call_log_path),
+            "heartbeat_interval": 0.5,
+            "reconcile_interval": 1.0,
+            "feeder_interval": 0.05,
+            "log_json": True,
+        }
+        values.update(overrides)
+        self.settings = Settings(**values)
+        self.redis = make_redis(self.settings)
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.stack: Stack | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.http = httpx.Client(base_url=self.settings.url, timeout=30)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self, loops: bool = True) -> TestStack:
+        upgrade(make_engine(self.settings))
+        self.stack = build(self.settings)
+        if loops:
+            self.stack.start_loops()
+        config = uvicorn.Config(
+            self.stack.app, host="127.0.0.1", port=self.settings.http_port, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        wait_for(lambda: self._server is not None and self._server.started, 15, "the API")
+        return self
+
+    def worker_env(self) -> dict[str, str]:
+        s = self.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIALGATE_")}
+        env.update(
+            {
+                "DIALGATE_DATABASE_URL": s.database_url,
+                "DIALGATE_REDIS_URL": s.redis_url,
+                "DIALGATE_AMQP_URL": s.amqp_url,
+                "DIALGATE_NAMESPACE": s.namespace,
+                "DIALGATE_SIM_LATENCY_MS": str(s.sim_latency_ms),
+                "DIALGATE_SIM_FAILURE_RATE": str(s.sim_failure_rate),
+                "DIALGATE_SIM_CALL_LOG": str(self.call_log_path),
+                "DIALGATE_HEARTBEAT_INTERVAL": str(s.heartbeat_interval),
+                "DIALGATE_LEASE_TTL_MS": str(s.lease_ttl_ms),
+                "DIALGATE_URL": s.url,
+                "DIALGATE_LOG_JSON": "true",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        return env
+
+    def start_worker(self, processes: int = 1, threads: int = 4) -> subprocess.Popen[bytes]:
+        n = len(self.workers)
+        log = open(self.tmp / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "--processes", str(processes),
+             "--threads", str(threads), "--shutdown-timeout", "5000"],
+            env=self.worker_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def wait_workers(self, n: int, timeout: float = 30) -> None:
+        def subscribed() -> bool:
+            live = self.live_workers()
+            return len(live) >= n
+        wait_for(subscribed, timeout, f"{n} live workers")
+        # Their control subscribers have bound their queues once they acked a sync.
+        time.sleep(0.5)
+
+    def live_workers(self) -> list[str]:
+        cutoff = time.time() - self.settings.worker_ttl
+        return [str(w) for w in self.redis.zrangebyscore(self.keys.workers, cutoff, "+inf")]
+
+    def stop_workers(self) -> None:
+        for p in self.workers:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.workers:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)
+        self.workers = []
+
+    def close(self) -> None:
+        try:
+            self.stop_workers()
+        finally:
+            if self.stack is not None:
+                self.stack.stop_loops()
+            if self._server is not None:
+                self._server.should_exit = True
+                if self._thread is not None:
+                    self._thread.join(10)
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        for key in self.redis.scan_iter(f"{self.namespace}:*", count=1000):
+            self.redis.delete(key)
+        try:
+            conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+            ch = conn.channel()
+            for q in (self.keys.dial_queue, f"{self.keys.dial_queue}.DQ",
+                      f"{self.keys.dial_queue}.XQ"):
+                ch.queue_delete(q)
+            ch.exchange_delete(self.keys.control_exchange)
+            conn.close()
+        except pika.exceptions.AMQPError:
+            pass
+        if self.stack is not None:
+            self.stack.control.sessions.kw["bind"].dispose()
+        if self._pg_db:
+            with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self._pg_db}" WITH (FORCE)')
+
+    # -- API helpers ---------------------------------------------------------------------
+    def api(self, method: str, path: str, expect: int | None = 200, **kw: Any) -> Any:
+        resp = self.http.request(method, f"/api/v1{path}", **kw)
+        if expect is not None:
+            assert resp.status_code == expect, f"{method} {path}: {resp.status_code} {resp.text}"
+        return resp.json()
+
+    def campaign(self, cid: int) -> dict[str, Any]:
+        return dict(self.api("GET", f"/campaigns/{cid}"))
+
+    def act(self, cid: int, action: str, expect: int = 200, **body: Any) -> dict[str, Any]:
+        return dict(self.api("POST", f"/campaigns/{cid}/{action}", expect=expect, json=body))
+
+    def make_campaign(self, contacts: int, max_concurrency: int = 4, start: bool = True) -> int:
+        c = self.api("POST", "/campaigns", expect=201,
+                     json={"name": "test campaign", "max_concurrency": max_concurrency})
+        cid = int(c["id"])
+        rows = [{"phone": p} for p in phones(contacts)]
+        res = self.api("POST", f"/campaigns/{cid}/contacts", json={"contacts": rows})
+        assert res["accepted"] == contacts, res["rejected"][:3]
+        if start:
+            self.act(cid, "start")
+        return cid
+
+    def calls(self) -> list[dict[str, Any]]:
+        if not self.call_log_path.exists():
+            return []
+        lines = self.call_log_path.read_text().splitlines()
+        return [json.loads(x) for x in lines if x.strip()]
+
+    def wait_calls(self, n: int, timeout: float = 60) -> None:
+        wait_for(lambda: len(self.calls()) >= n, timeout, f"{n} calls")
+
+    def wait_status(self, cid: int, status: str, timeout: float = 120) -> dict[str, Any]:
+        return dict(wait_for(lambda: (c := self.campaign(cid))["status"] == status and c,
+                             timeout, f"campaign {cid} {status}", every=0.2))
+
+
+def phones(n: int) -> list[str]:
+    """``n`` distinct valid numbers (French mobiles +33 6 xx xx xx xx)."""
+    return [f"+336{10000000 + i:08d}" for i in range(n)]

@@ -1,0 +1,186 @@
+"""What one worker process knows and does: the dial path.
+
+The path of a dial (:meth:`Runtime.dial`):
+
+1. claim through the gate (one Redis round trip: status, version ≥ the highest this
+   worker has heard of, concurrency, emergency stop; records a lease);
+2. denied → park the attempt (contact back to ``pending``, or ``cancelled``) and return,
+   so the message is acknowledged only after the contact is safe;
+3. ``queued → dialing`` by a conditional update: a redelivered message finds the attempt
+   no longer ``queued`` and never dials again;
+4. the provider places the call; the lease is released once it accepted or refused;
+5. the outcome is written (``dialing → done | failed``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.gate import Claim, Gate
+from shared.messages import DialArgs
+from shared.models import Attempt, Contact, utcnow
+from shared.settings import Settings
+from shared.states import AttemptState, ContactState, Status
+from worker.provider import CallRequest, Provider
+
+log = structlog.get_logger("dialgate.worker")
+
+# How long a dial waits for a free concurrency slot before it parks its contact.
+CONCURRENCY_WAIT_S = 2.0
+
+
+class Runtime:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], gate: Gate, provider: Provider
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.gate = gate
+        self.provider = provider
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self.started = time.time()
+        # campaign id -> highest transition version this worker has heard of (broadcast or
+        # gate read). Claims demand at least this version: broadcasts only add caution.
+        self.observed: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self.inflight = 0
+
+    # -- versions --------------------------------------------------------------------------
+    def observe(self, campaign_id: int, version: int) -> bool:
+        """Record a version heard of; True when it is newer than what we had."""
+        with self._lock:
+            if version <= self.observed.get(campaign_id, 0):
+                return False
+            self.observed[campaign_id] = version
+            return True
+
+    # -- the dial path ---------------------------------------------------------------------
+    def dial(self, args: DialArgs) -> str:
+        structlog.contextvars.bind_contextvars(
+            campaign_id=args.campaign_id, attempt_id=args.attempt_id, worker_id=self.worker_id
+        )
+        claim = self._claim(args)
+        if not claim.ok:
+            self.park(args, claim.reason)
+            return f"denied:{claim.reason}"
+        assert claim.token is not None
+        with self._lock:
+            self.inflight += 1
+        try:
+            phone = self._start(args, claim)
+            if phone is None:
+                log.info("attempt_not_queued_skip")
+                return "skipped:not_queued"
+            result = self.provider.place(
+                CallRequest(
+                    campaign_id=args.campaign_id,
+                    contact_id=args.contact_id,
+                    attempt_id=args.attempt_id,
+                    phone=phone,
+                    worker_id=self.worker_id,
+                    gate_version=claim.version,
+                )
+            )
+        finally:
+            # The provider accepted or refused (or we never called it): lease back.
+            self.gate.release(args.campaign_id, claim.token)
+            with self._lock:
+                self.inflight -= 1
+        self._finish(args, result.accepted, result.outcome, result.provider_call_id)
+        return result.outcome
+
+    def _claim(self, args: DialArgs) -> Claim:
+        deadline = time.monotonic() + CONCURRENCY_WAIT_S
+        pause = 0.005
+        while True:
+            claim = self.gate.claim(
+                args.campaign_id,
+                args.attempt_id,
+                self.worker_id,
+                self.observed.get(args.campaign_id, 0),
+                self.settings.lease_ttl_ms,
+            )
+            if claim.reason != "concurrency" or time.monotonic() >= deadline:
+                return claim
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _start(self, args: DialArgs, claim: Claim) -> str | None:
+        """``queued → dialing``, conditionally; the phone to dial, or None if not queued."""
+        now = utcnow()
+        with self.sessions.begin() as s:
+            moved = s.execute(
+                update(Attempt)
+                .where(Attempt.id == args.attempt_id, Attempt.state == AttemptState.QUEUED.value)
+                .values(
+                    state=AttemptState.DIALING.value,
+                    worker_id=self.worker_id,
+                    gate_version=claim.version,
+                    started_at=now,
+                )
+            )
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                return None  # redelivered, parked or cancelled meanwhile: never dial again
+            s.execute(
+                update(Contact)
+                .where(Contact.id == args.contact_id)
+                .values(state=ContactState.DIALING.value, updated_at=now)
+            )
+            return s.scalar(select(Contact.phone).where(Contact.id == args.contact_id))
+
+    def _finish(self, args: DialArgs, accepted: bool, outcome: str, call_id: str | None) -> None:
+        now = utcnow()
+        state = AttemptState.DONE if accepted else AttemptState.FAILED
+        with self.sessions.begin() as s:
+            s.execute(
+                update(Attempt)
+                .where(Attempt.id == args.attempt_id, Attempt.state == AttemptState.DIALING.value)
+                .values(
+                    state=state.value, outcome=outcome, provider_call_id=call_id, finished_at=now
+                )
+            )
+            s.execute(
+                update(Contact)
+                .where(Contact.id == args.contact_id, Contact.state == ContactState.DIALING.value)
+                .values(state=state.value, updated_at=now)
+            )
+
+    def park(self, args: DialArgs, reason: str) -> None:
+        """A denied dial: the contact goes back to ``pending`` (or ``cancelled``)."""
+        cancelled = reason == Status.CANCELLED.value
+        attempt_state = AttemptState.CANCELLED if cancelled else AttemptState.PARKED
+        contact_state = ContactState.CANCELLED if cancelled else ContactState.PENDING
+        now = utcnow()
+        with self.sessions.begin() as s:
+            moved = s.execute(
+                update(Attempt)
+                .where(Attempt.id == args.attempt_id, Attempt.state == AttemptState.QUEUED.value)
+                .values(state=attempt_state.value, deny_reason=reason, finished_at=now)
+            )
+            if moved.rowcount == 1:  # type: ignore[attr-defined]
+                s.execute(
+                    update(Contact)
+                    .where(
+                        Contact.id == args.contact_id, Contact.state == ContactState.QUEUED.value
+                    )
+                    .values(state=contact_state.value, updated_at=now)
+                )
+        log.info("dial_denied", reason=reason)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": self.started,
+            "threads": self.settings.worker_threads,
+            "inflight": self.inflight,
+        }

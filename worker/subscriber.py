@@ -1,0 +1,120 @@
+"""Control-plane subscriber: one thread per worker process.
+
+Consumes ``<namespace>.control`` through the worker's own exclusive queue. On every
+(re)connection it first reads every gate from Redis (so events missed while away do
+not matter), then applies events in any order: a version not newer than the one
+already heard of is ignored; a newer one raises the minimum gate version this worker's
+claims demand, and is acknowledged in Redis (``acks`` hash) like observedGeneration.
+Nothing here ever opens a gate. A malformed or forged message is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import pika
+import pika.exceptions
+import redis
+import structlog
+from pydantic import ValidationError
+
+from shared.clients import amqp_parameters
+from shared.keys import Keys
+from shared.messages import ControlEvent
+from worker.runtime import Runtime
+
+log = structlog.get_logger("dialgate.subscriber")
+
+
+class Subscriber:
+    def __init__(self, runtime: Runtime, keys: Keys) -> None:
+        self.runtime = runtime
+        self.keys = keys
+        self.stop_event = threading.Event()
+        self._conn: pika.BlockingConnection | None = None
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+
+    def start(self) -> Subscriber:
+        self._thread = threading.Thread(target=self._run, name="control-subscriber", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.add_callback_threadsafe(conn.close)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self.stop_event.is_set():
+            try:
+                self._consume()
+                backoff = 0.2
+            except (pika.exceptions.AMQPError, OSError, redis.RedisError) as exc:
+                self.connected.clear()
+                log.warning(
+                    "control_subscriber_disconnected", error=repr(exc)[:300], retry_in_s=backoff
+                )
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _consume(self) -> None:
+        params = amqp_parameters(self.runtime.settings)
+        self._conn = conn = pika.BlockingConnection(params)
+        try:
+            ch = conn.channel()
+            ch.exchange_declare(self.keys.control_exchange, exchange_type="topic", durable=True)
+            queue = self.keys.control_queue(self.runtime.worker_id)
+            ch.queue_declare(queue, exclusive=True, auto_delete=True)
+            ch.queue_bind(queue, self.keys.control_exchange, routing_key="campaign.#")
+            # Bound first, then read the gates: anything after this read arrives as an event.
+            self.sync_from_gates()
+            ch.basic_qos(prefetch_count=100)
+            ch.basic_consume(queue, self._on_message)
+            self.connected.set()
+            log.info("control_subscriber_connected", queue=queue)
+            while not self.stop_event.is_set() and conn.is_open:
+                conn.process_data_events(time_limit=0.5)
+        finally:
+            self.connected.clear()
+            if conn.is_open:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def sync_from_gates(self) -> None:
+        gate = self.runtime.gate
+        ids = sorted(gate.campaign_ids())
+        pipe = gate.r.pipeline(transaction=False)
+        for cid in ids:
+            pipe.hget(self.keys.gate(cid), "version")
+        for cid, version in zip(ids, pipe.execute(), strict=True):
+            if version is not None:
+                self._apply(cid, int(version))
+
+    def _apply(self, campaign_id: int, version: int) -> None:
+        if self.runtime.observe(campaign_id, version):
+            try:
+                self.runtime.gate.ack(campaign_id, self.runtime.worker_id, version)
+            except redis.RedisError as exc:
+                log.warning("ack_failed", campaign_id=campaign_id, error=str(exc))
+
+    def _on_message(self, ch, method, _props, body: bytes) -> None:  # type: ignore[no-untyped-def]
+        try:
+            event = ControlEvent.model_validate_json(body)
+        except ValidationError as exc:
+            log.warning("control_message_dropped", reason="invalid", error=str(exc)[:300])
+        else:
+            self._apply(event.campaign_id, event.version)
+            log.debug(
+                "control_event_applied",
+                campaign_id=event.campaign_id,
+                version=event.version,
+                action=event.action.value,
+            )
+        ch.basic_ack(method.delivery_tag)
