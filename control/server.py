@@ -6,7 +6,7 @@ gate reconciler). Every loop is safe to run in several replicas at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 import uvicorn
@@ -14,7 +14,6 @@ from fastapi import FastAPI
 
 from control.api import create_app
 from control.feeder import Feeder
-from control.loops import Loop
 from control.reconciler import Reconciler
 from control.relay import Relay
 from control.services import Control
@@ -36,17 +35,17 @@ class Stack:
     relay: Relay
     feeder: Feeder
     reconciler: Reconciler
-    loops: list[Loop] = field(default_factory=list)
 
     def start_loops(self) -> None:
         try:
             self.reconciler.reconcile()  # gates first: until then no worker dials
         except Exception as exc:
             log.warning("initial_reconcile_failed", error=str(exc))
-        self.loops = [self.reconciler.start(), self.relay.start(), self.feeder.start()]
+        for loop in (self.reconciler, self.relay, self.feeder):
+            loop.start()
 
     def stop_loops(self) -> None:
-        for loop in self.loops:
+        for loop in (self.reconciler, self.relay, self.feeder):
             loop.stop()
         self.relay.close()
 

@@ -133,9 +133,21 @@ class TestStack:
         n = len(self.workers)
         log = open(self.tmp / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "--processes", str(processes),
-             "--threads", str(threads), "--shutdown-timeout", "5000"],
-            env=self.worker_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "worker",
+                "--processes",
+                str(processes),
+                "--threads",
+                str(threads),
+                "--shutdown-timeout",
+                "5000",
+            ],
+            env=self.worker_env(),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.workers.append(proc)
@@ -145,6 +157,7 @@ class TestStack:
         def subscribed() -> bool:
             live = self.live_workers()
             return len(live) >= n
+
         wait_for(subscribed, timeout, f"{n} live workers")
         # Their control subscribers have bound their queues once they acked a sync.
         time.sleep(0.5)
@@ -183,8 +196,11 @@ class TestStack:
         try:
             conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
             ch = conn.channel()
-            for q in (self.keys.dial_queue, f"{self.keys.dial_queue}.DQ",
-                      f"{self.keys.dial_queue}.XQ"):
+            for q in (
+                self.keys.dial_queue,
+                f"{self.keys.dial_queue}.DQ",
+                f"{self.keys.dial_queue}.XQ",
+            ):
                 ch.queue_delete(q)
             ch.exchange_delete(self.keys.control_exchange)
             conn.close()
@@ -210,8 +226,12 @@ class TestStack:
         return dict(self.api("POST", f"/campaigns/{cid}/{action}", expect=expect, json=body))
 
     def make_campaign(self, contacts: int, max_concurrency: int = 4, start: bool = True) -> int:
-        c = self.api("POST", "/campaigns", expect=201,
-                     json={"name": "test campaign", "max_concurrency": max_concurrency})
+        c = self.api(
+            "POST",
+            "/campaigns",
+            expect=201,
+            json={"name": "test campaign", "max_concurrency": max_concurrency},
+        )
         cid = int(c["id"])
         rows = [{"phone": p} for p in phones(contacts)]
         res = self.api("POST", f"/campaigns/{cid}/contacts", json={"contacts": rows})
@@ -230,8 +250,14 @@ class TestStack:
         wait_for(lambda: len(self.calls()) >= n, timeout, f"{n} calls")
 
     def wait_status(self, cid: int, status: str, timeout: float = 120) -> dict[str, Any]:
-        return dict(wait_for(lambda: (c := self.campaign(cid))["status"] == status and c,
-                             timeout, f"campaign {cid} {status}", every=0.2))
+        return dict(
+            wait_for(
+                lambda: (c := self.campaign(cid))["status"] == status and c,
+                timeout,
+                f"campaign {cid} {status}",
+                every=0.2,
+            )
+        )
 
 
 def phones(n: int) -> list[str]:

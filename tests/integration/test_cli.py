@@ -1,0 +1,76 @@
+"""The operator CLI against a real control service: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support.stack import ROOT, TestStack, phones
+
+
+def dialgate(stack: TestStack | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = stack.worker_env() if stack else {"PATH": "/usr/bin:/bin"}
+    if stack is None:
+        env.update({"DIALGATE_URL": "http://127.0.0.1:1", "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "control.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_operator_creates_imports_starts_pauses_resumes_and_cancels_from_the_cli(
+    make_stack, tmp_path
+):
+    stack = make_stack().start(loops=False)
+    out = dialgate(stack, "create", "Winter promo", "--max-concurrency", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    cid = json.loads(out.stdout)["id"]
+
+    good = phones(3)
+    csv = tmp_path / "contacts.csv"
+    csv.write_text(
+        f"phone,name\n{good[0]},Ada\nnot-a-number,Bob\n{good[1]},\n{good[0]},Dup\n{good[2]},Eve\n"
+    )
+    out = dialgate(stack, "contacts", "import", str(cid), str(csv))
+    assert out.returncode == 0, out.stderr
+    assert "rejected line 3: 'not-a-number': phone must start with +" in out.stdout
+    assert "rejected line 5:" in out.stdout and "duplicate" in out.stdout
+    assert "accepted 3, rejected 2 of 5" in out.stdout
+
+    assert dialgate(stack, "start", str(cid)).returncode == 0
+    out = dialgate(stack, "pause", str(cid), "--reason", "checking the script")
+    assert out.returncode == 0, out.stderr
+    assert "status        paused (version 2)" in out.stdout
+    assert "by operator: checking the script" in out.stdout
+    assert "gate          closed, drained in" in out.stdout
+
+    out = dialgate(stack, "pause", str(cid))
+    assert out.returncode == 1
+    assert "error: cannot pause a campaign that is paused; allowed: resume, cancel" in out.stderr
+
+    out = dialgate(stack, "campaigns")
+    assert out.returncode == 0
+    assert "Winter promo" in out.stdout and "paused" in out.stdout
+
+    out = dialgate(stack, "cancel", str(cid))
+    assert out.returncode == 1 and "--yes" in out.stderr
+    assert dialgate(stack, "resume", str(cid)).returncode == 0
+    out = dialgate(stack, "cancel", str(cid), "--yes")
+    assert out.returncode == 0 and "cancelled" in out.stdout
+
+    out = dialgate(stack, "history", str(cid))
+    lines = out.stdout.splitlines()
+    assert [line.split()[2] for line in lines[1:]] == ["cancel", "resume", "pause", "start"]
+    assert "cli:" in lines[1]
+
+
+def test_the_cli_says_how_to_start_the_control_service_when_it_is_unreachable():
+    out = dialgate(None, "campaigns")
+    assert out.returncode == 2
+    assert "not reachable at http://127.0.0.1:1" in out.stderr
+    assert "dialgate up" in out.stderr
