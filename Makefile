@@ -28,8 +28,8 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared control worker tests
-	$(BIN)/ruff format --check shared control worker tests
+	$(BIN)/ruff check shared control worker tests bench
+	$(BIN)/ruff format --check shared control worker tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

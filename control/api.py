@@ -18,8 +18,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from control import emergency
 from control.page import render
-from control.schemas import CampaignCreate, ContactsIn, TransitionIn
+from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
 from control.services import Control
 from shared.clients import amqp_parameters
 from shared.errors import DialgateError, InvalidInput
@@ -141,6 +142,28 @@ def create_app(control: Control) -> FastAPI:
             drain_timeout=drain_timeout,
         )
         return {**result.campaign, "gate": {**(result.campaign.get("gate") or {}), **result.gate}}
+
+    @app.get("/api/v1/emergency-stop")
+    def estop_state() -> dict[str, Any]:
+        return emergency.state(control)
+
+    @app.post("/api/v1/emergency-stop")
+    def estop_set(
+        request: Request,
+        body: EmergencyIn | None = Body(default=None),
+        drain_timeout: float | None = Query(None, ge=0, le=60),
+    ) -> dict[str, Any]:
+        body = body or EmergencyIn()
+        return emergency.stop(
+            control, body.actor or "api", body.reason, request.state.request_id, drain_timeout
+        )
+
+    @app.delete("/api/v1/emergency-stop")
+    def estop_lift(
+        request: Request, body: EmergencyIn | None = Body(default=None)
+    ) -> dict[str, Any]:
+        body = body or EmergencyIn()
+        return emergency.lift(control, body.actor or "api", body.reason, request.state.request_id)
 
     @app.get("/api/v1/workers")
     def workers() -> dict[str, Any]:

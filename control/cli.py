@@ -11,6 +11,8 @@ import csv
 import json
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from control.client import ApiError, Client
@@ -123,6 +125,79 @@ def operator(args: argparse.Namespace) -> int:
                 where = f"line {line}" if not args.file.endswith(".json") else f"item {line}"
                 print(f"  rejected {where}: {r['phone']!r}: {r['error']}")
             print(f"accepted {accepted}, rejected {len(rejected)} of {total}")
+        elif args.cmd == "estop":
+            res = client.estop(args.lift, args.reason)
+            if args.json:
+                _print_json(res)
+            elif args.lift:
+                print(
+                    "emergency stop lifted" if res["lifted"] else "no emergency stop was in force"
+                )
+            else:
+                g = res["gate"]
+                drained = "drained" if g["drained"] else f"NOT drained ({g['inflight']} in flight)"
+                print(
+                    f"EMERGENCY STOP in force since {res['since']}: no campaign dials "
+                    f"({drained} in {g['drain_ms']} ms)"
+                )
+            if not res.get("recorded"):
+                print(
+                    "warning: the database did not record it (see the control log)", file=sys.stderr
+                )
+        elif args.cmd == "workers":
+            rows = client.workers()
+            if args.json:
+                _print_json(rows)
+            else:
+                now = time.time()
+                _table(
+                    [
+                        [
+                            w["id"],
+                            w["host"] or "",
+                            str(w["pid"]),
+                            str(w["threads"]),
+                            str(w["inflight"]),
+                            f"{now - (w['last_heartbeat'] or now):.1f}s ago",
+                            ",".join(f"{k}@{v}" for k, v in sorted(w["applied"].items())) or "-",
+                        ]
+                        for w in rows
+                    ],
+                    ["ID", "HOST", "PID", "THREADS", "IN-FLIGHT", "HEARTBEAT", "APPLIED"],
+                )
+        elif args.cmd == "status":
+            ready = client.ready()
+            estop = client.estop_state()
+            rows = client.campaigns()
+            workers = client.workers()
+            by_status: dict[str, int] = {}
+            for c in rows:
+                by_status[c["status"]] = by_status.get(c["status"], 0) + 1
+            if args.json:
+                _print_json(
+                    {
+                        "ready": ready,
+                        "emergency_stop": estop,
+                        "workers_live": len(workers),
+                        "campaigns": by_status,
+                    }
+                )
+                return 0
+            for name, check in ready.get("checks", {}).items():
+                state = "ok" if check["ok"] else f"DOWN: {check.get('error')}"
+                print(f"{name:<10} {state}")
+            if estop.get("active"):
+                print(
+                    f"EMERGENCY STOP in force since {estop.get('since')} by {estop.get('by')}"
+                    f": {estop.get('reason') or 'no reason given'}"
+                )
+            else:
+                print("emergency stop: not in force")
+            print(f"live workers: {len(workers)}")
+            print(
+                "campaigns: "
+                + (", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none")
+            )
         elif args.cmd == "history":
             rows = client.transitions(args.id)
             if args.json:
@@ -147,6 +222,26 @@ def operator(args: argparse.Namespace) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2 if exc.status == 0 else 1
     return 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from control.audit import audit, print_report, read_calls
+    from shared.db import make_engine, make_sessionmaker
+
+    settings = Settings()
+    path = args.call_log or settings.sim_call_log
+    if not path:
+        print("error: give --call-log FILE (or set DIALGATE_SIM_CALL_LOG)", file=sys.stderr)
+        return 2
+    try:
+        calls = read_calls(Path(path))
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ids = set(args.campaign) if args.campaign else None
+    report = audit(make_sessionmaker(make_engine(settings)), calls, ids)
+    _print_json(report.as_dict()) if args.json else print_report(report)
+    return 0 if report.ok else 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -189,6 +284,16 @@ def parser() -> argparse.ArgumentParser:
     op("cancel", "cancel a campaign (irreversible)").add_argument(
         "--yes", action="store_true", help="confirm"
     )
+    es = op("estop", "emergency stop: close every campaign's gate at once", with_id=False)
+    es.add_argument("--lift", action="store_true", help="lift the emergency stop")
+    es.add_argument("--reason")
+    op("workers", "live workers", with_id=False)
+    op("status", "services, emergency stop, workers, campaigns", with_id=False)
+    au = op(
+        "audit", "check the call log against the transitions (exit 1 on findings)", with_id=False
+    )
+    au.add_argument("--call-log", help="the simulated provider's call log (JSON lines)")
+    au.add_argument("--campaign", type=int, action="append", help="only this campaign")
     ci = sub.add_parser("contacts", help="contacts of a campaign")
     ci_sub = ci.add_subparsers(dest="contacts_cmd", required=True)
     imp = ci_sub.add_parser("import", help="import contacts from a CSV (phone,name) or JSON file")
@@ -225,6 +330,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
             serve(settings, background=not args.no_background)
         return 0
+    if args.cmd == "audit":
+        return run_audit(args)
     if args.cmd == "worker":
         # control and worker never import each other: hand over to `python -m worker`.
         os.execvp(sys.executable, [sys.executable, "-m", "worker", *args.rest])

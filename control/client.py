@@ -61,6 +61,20 @@ class Client:
             )
         )
 
+    def estop(self, lift: bool, reason: str | None) -> dict[str, Any]:
+        body = {"actor": self.actor, "reason": reason}
+        return dict(self.request("DELETE" if lift else "POST", "/api/v1/emergency-stop", json=body))
+
+    def estop_state(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/api/v1/emergency-stop"))
+
+    def workers(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/v1/workers")["workers"])
+
+    def ready(self) -> dict[str, Any]:
+        resp = self.http.get("/readyz")
+        return dict(resp.json())
+
     def transitions(self, campaign_id: int) -> list[dict[str, Any]]:
         return list(
             self.request("GET", f"/api/v1/campaigns/{campaign_id}/transitions")["transitions"]

@@ -52,6 +52,8 @@ class Feeder(Loop):
         self.complete = complete
 
     def step(self) -> int:
+        if self.gate.estop() is not None:
+            return 0  # emergency stop: the claims would be denied anyway
         with self.sessions() as s:
             running = list(
                 s.execute(

@@ -84,3 +84,8 @@ class TransitionIn(Strict):
     actor: str | None = Field(default=None, max_length=200)
     source: Literal["operator", "system", "api"] = "api"
     confirm: bool = False
+
+
+class EmergencyIn(Strict):
+    reason: str | None = Field(default=None, max_length=1000)
+    actor: str | None = Field(default=None, max_length=200)

@@ -4,9 +4,11 @@ Per campaign, in Redis (keys in :mod:`shared.keys`, one hash tag per campaign):
 
 - ``gate`` hash ``{status, version, max_concurrency}``, written only by :data:`WRITE_LUA`,
   a compare-and-set on ``version``: a lower version never overwrites a higher one.
-- ``leases`` sorted set ``token -> expiry ms``: :data:`CLAIM_LUA` checks status, version
+- ``leases`` sorted set ``lease -> expiry ms``: :data:`CLAIM_LUA` checks status, version
   and concurrency and adds a lease in one step; the worker removes it once the provider
-  has accepted or refused the call; a crashed worker's lease expires by itself.
+  has accepted or refused the call; a crashed worker's lease expires by itself. A lease
+  is ``<attempt>:<worker>:<random>:v<version>``: who holds it, and the campaign version
+  it was granted under (a fencing token, also stored on the attempt row).
 
 The emergency stop is a global key. It is read in the same pipeline right *after* the
 claim script (one round trip): a claim that ran before the stop was set holds a lease
@@ -44,8 +46,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(g[3]) then return {0, 'concurrency', v} end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-return {1, 'ok', v}
+local lease = ARGV[1] .. ':v' .. v
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), lease)
+return {1, lease, v}
 """
 
 INFLIGHT_LUA = """
@@ -115,13 +118,21 @@ class Gate:
     def inflight(self, campaign_id: int) -> int:
         return int(self._inflight(keys=[self.keys.leases(campaign_id)]))
 
-    def drain(self, campaign_id: int, timeout: float) -> Drain:
-        """Wait until the campaign's live leases are gone, at most ``timeout`` seconds."""
+    def inflight_all(self) -> int:
+        """Live leases of every campaign (for the emergency stop's drain)."""
+        pipe = self.r.pipeline(transaction=False)
+        for cid in self.campaign_ids():
+            self._inflight(keys=[self.keys.leases(cid)], client=pipe)
+        return sum(int(n) for n in pipe.execute())
+
+    def drain(self, campaign_id: int | None, timeout: float) -> Drain:
+        """Wait until the campaign's (None: every campaign's) live leases are gone,
+        at most ``timeout`` seconds."""
         start = time.perf_counter()
         deadline = start + timeout
         pause = 0.0005
         while True:
-            n = self.inflight(campaign_id)
+            n = self.inflight_all() if campaign_id is None else self.inflight(campaign_id)
             now = time.perf_counter()
             if n == 0 or now >= deadline:
                 return Drain(n == 0, n, round((now - start) * 1000, 3))
@@ -132,8 +143,16 @@ class Gate:
         return {int(x) for x in self.r.smembers(self.keys.gates_index)}
 
     def estop(self) -> str | None:
+        """The emergency stop's record (JSON) while it is in force, else None."""
         value = self.r.get(self.keys.estop)
         return value if isinstance(value, str) else None
+
+    def set_estop(self, record: str) -> None:
+        """One Redis write closes every gate: each claim reads this key."""
+        self.r.set(self.keys.estop, record)
+
+    def lift_estop(self) -> bool:
+        return bool(self.r.delete(self.keys.estop))
 
     def acks(self, campaign_id: int) -> dict[str, int]:
         return {str(w): int(v) for w, v in self.r.hgetall(self.keys.acks(campaign_id)).items()}
@@ -158,10 +177,11 @@ class Gate:
             return Claim(False, "redis_error", -1)
         if not ok:
             return Claim(False, str(reason), int(version))
+        lease = str(reason)
         if estop is not None:
-            self.release(campaign_id, token)
+            self.release(campaign_id, lease)
             return Claim(False, "estop", int(version))
-        return Claim(True, "ok", int(version), token)
+        return Claim(True, "ok", int(version), lease)
 
     def release(self, campaign_id: int, token: str) -> None:
         """Give a lease back; if Redis is away the lease expires on its own."""

@@ -22,7 +22,7 @@ class Keys:
         return f"{self.namespace}:{{c:{campaign_id}}}:gate"
 
     def leases(self, campaign_id: int) -> str:
-        """Sorted set: lease token -> expiry (ms). A token is ``attempt:worker:version:rand``."""
+        """Sorted set: lease -> expiry (ms). A lease is ``attempt:worker:rand:v<version>``."""
         return f"{self.namespace}:{{c:{campaign_id}}}:leases"
 
     def acks(self, campaign_id: int) -> str:

@@ -154,3 +154,19 @@ class Outbox(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EmergencyStop(Base):
+    """Every emergency stop and lift. The stop itself lives in Redis (one write, works
+    while the database is down); this row is its record, written when the database can."""
+
+    __tablename__ = "emergency_stops"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(8))  # stop | lift
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    drained: Mapped[bool | None] = mapped_column(nullable=True)

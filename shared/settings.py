@@ -61,3 +61,8 @@ class Settings(BaseSettings):
     sim_latency_ms: float = Field(default=200.0, ge=0)
     sim_failure_rate: float = Field(default=0.0, ge=0, le=1)
     sim_call_log: str | None = None
+    sim_hold_file: str | None = Field(
+        default=None,
+        description="While this file exists the simulated provider holds each call just "
+        "before placing it (to see what a pause does with a dial that passed the gate).",
+    )

@@ -57,7 +57,10 @@ def build(settings: Settings) -> tuple[dramatiq.Broker, Runtime]:
         make_sessionmaker(make_engine(settings)),
         Gate(make_redis(settings), keys),
         SimulatedProvider(
-            settings.sim_latency_ms, settings.sim_failure_rate, settings.sim_call_log
+            settings.sim_latency_ms,
+            settings.sim_failure_rate,
+            settings.sim_call_log,
+            settings.sim_hold_file,
         ),
     )
     broker = make_broker(settings)

@@ -44,7 +44,14 @@ class SimulatedProvider:
     ``O_APPEND`` file, so several worker processes can share the file).
     """
 
-    def __init__(self, latency_ms: float, failure_rate: float, call_log: str | None) -> None:
+    def __init__(
+        self,
+        latency_ms: float,
+        failure_rate: float,
+        call_log: str | None,
+        hold_file: str | None = None,
+    ) -> None:
+        self.hold_file = hold_file
         self.latency = latency_ms / 1000
         self.failure_rate = failure_rate
         self._fd = (
@@ -54,6 +61,8 @@ class SimulatedProvider:
         self._lock = threading.Lock()
 
     def place(self, call: CallRequest) -> CallResult:
+        while self.hold_file and os.path.exists(self.hold_file):
+            time.sleep(0.005)
         placed = time.time()
         if self._fd is not None:
             line = json.dumps(

@@ -120,6 +120,7 @@ class TestStack:
                 "DIALGATE_SIM_LATENCY_MS": str(s.sim_latency_ms),
                 "DIALGATE_SIM_FAILURE_RATE": str(s.sim_failure_rate),
                 "DIALGATE_SIM_CALL_LOG": str(self.call_log_path),
+                "DIALGATE_SIM_HOLD_FILE": str(self.tmp / "hold"),
                 "DIALGATE_HEARTBEAT_INTERVAL": str(s.heartbeat_interval),
                 "DIALGATE_LEASE_TTL_MS": str(s.lease_ttl_ms),
                 "DIALGATE_URL": s.url,
@@ -239,6 +240,12 @@ class TestStack:
         if start:
             self.act(cid, "start")
         return cid
+
+    def audit(self, campaign_ids: set[int] | None = None) -> Any:
+        from control.audit import audit
+
+        assert self.stack is not None
+        return audit(self.stack.control.sessions, self.calls(), campaign_ids)
 
     def calls(self) -> list[dict[str, Any]]:
         if not self.call_log_path.exists():
