@@ -93,14 +93,15 @@ class Feeder(Loop):
             if budget <= 0:
                 return 0
             pick = (
-                select(Contact.id)
+                select(Contact.id, Contact.phone)
                 .where(Contact.campaign_id == campaign_id, Contact.state == ContactState.PENDING)
                 .order_by(Contact.id)
                 .limit(budget)
             )
             if s.bind is not None and s.bind.dialect.name == "postgresql":
                 pick = pick.with_for_update(skip_locked=True)
-            ids = list(s.scalars(pick))
+            phones = {cid: phone for cid, phone in s.execute(pick)}
+            ids = list(phones)
             if not ids:
                 if busy == 0 and self._nothing_left(s, campaign_id):
                     return None
@@ -134,13 +135,14 @@ class Feeder(Loop):
                 else []
             )
         for attempt_id, contact_id in zip(attempts, queued, strict=True):
-            self.broker.enqueue(
-                dial_message(
-                    self.keys,
-                    DialArgs(attempt_id=attempt_id, campaign_id=campaign_id, contact_id=contact_id),
-                )
-            )
+            self._enqueue(attempt_id, campaign_id, contact_id, phones[contact_id])
         return len(attempts)
+
+    def _enqueue(self, attempt_id: int, campaign_id: int, contact_id: int, phone: str) -> None:
+        args = DialArgs(
+            attempt_id=attempt_id, campaign_id=campaign_id, contact_id=contact_id, phone=phone
+        )
+        self.broker.enqueue(dial_message(self.keys, args))
 
     @staticmethod
     def _nothing_left(s: Session, campaign_id: int) -> bool:
@@ -167,12 +169,9 @@ class Feeder(Loop):
                     .execution_options(synchronize_session=False)
                 )
             )
+            contacts = select(Contact.id, Contact.phone).where(Contact.id.in_([x[2] for x in lost]))
+            phones = {cid: phone for cid, phone in s.execute(contacts)} if lost else {}
         for attempt_id, campaign_id, contact_id in lost:
             self.log.warning("requeue_lost_attempt", attempt_id=attempt_id, campaign_id=campaign_id)
-            self.broker.enqueue(
-                dial_message(
-                    self.keys,
-                    DialArgs(attempt_id=attempt_id, campaign_id=campaign_id, contact_id=contact_id),
-                )
-            )
+            self._enqueue(attempt_id, campaign_id, contact_id, phones[contact_id])
         return len(lost)

@@ -45,9 +45,11 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # No pre-ping (a round trip per transaction on the dial path): a connection found dead
+    # raises once, SQLAlchemy then invalidates the whole pool and the caller retries.
     return create_engine(
         url,
-        pool_pre_ping=True,
+        pool_recycle=1800,
         pool_size=kwargs.pop("pool_size", 10),
         max_overflow=kwargs.pop("max_overflow", 20),
         pool_timeout=timeout,

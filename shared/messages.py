@@ -35,3 +35,4 @@ class DialArgs(BaseModel):
     attempt_id: int = Field(ge=1)
     campaign_id: int = Field(ge=1)
     contact_id: int = Field(ge=1)
+    phone: str = Field(min_length=2, max_length=20, pattern=r"^\+[1-9][0-9]{1,18}$")

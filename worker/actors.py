@@ -15,7 +15,7 @@ import structlog
 from dramatiq.middleware import Middleware
 
 from shared.clients import make_redis
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_engine
 from shared.gate import Gate
 from shared.keys import DIAL_ACTOR, Keys
 from shared.logging import configure
@@ -54,7 +54,7 @@ def build(settings: Settings) -> tuple[dramatiq.Broker, Runtime]:
     keys = Keys(settings.namespace)
     runtime = Runtime(
         settings,
-        make_sessionmaker(make_engine(settings)),
+        make_engine(settings),
         Gate(make_redis(settings), keys),
         SimulatedProvider(
             settings.sim_latency_ms,

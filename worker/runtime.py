@@ -22,8 +22,7 @@ import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, update
 
 from shared.gate import Claim, Gate
 from shared.messages import DialArgs
@@ -39,11 +38,9 @@ CONCURRENCY_WAIT_S = 2.0
 
 
 class Runtime:
-    def __init__(
-        self, settings: Settings, sessions: sessionmaker[Session], gate: Gate, provider: Provider
-    ) -> None:
+    def __init__(self, settings: Settings, engine: Engine, gate: Gate, provider: Provider) -> None:
         self.settings = settings
-        self.sessions = sessions
+        self.engine = engine  # Core connections: the dial path is hot, no ORM session
         self.gate = gate
         self.provider = provider
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
@@ -76,8 +73,7 @@ class Runtime:
         with self._lock:
             self.inflight += 1
         try:
-            phone = self._start(args, claim)
-            if phone is None:
+            if not self._start(args, claim):
                 log.info("attempt_not_queued_skip")
                 return "skipped:not_queued"
             result = self.provider.place(
@@ -85,7 +81,7 @@ class Runtime:
                     campaign_id=args.campaign_id,
                     contact_id=args.contact_id,
                     attempt_id=args.attempt_id,
-                    phone=phone,
+                    phone=args.phone,
                     worker_id=self.worker_id,
                     gate_version=claim.version,
                 )
@@ -114,10 +110,10 @@ class Runtime:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def _start(self, args: DialArgs, claim: Claim) -> str | None:
-        """``queued → dialing``, conditionally; the phone to dial, or None if not queued."""
+    def _start(self, args: DialArgs, claim: Claim) -> bool:
+        """``queued → dialing``, conditionally; False when the attempt was not queued."""
         now = utcnow()
-        with self.sessions.begin() as s:
+        with self.engine.begin() as s:
             moved = s.execute(
                 update(Attempt)
                 .where(Attempt.id == args.attempt_id, Attempt.state == AttemptState.QUEUED.value)
@@ -128,19 +124,19 @@ class Runtime:
                     started_at=now,
                 )
             )
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
-                return None  # redelivered, parked or cancelled meanwhile: never dial again
+            if moved.rowcount != 1:
+                return False  # redelivered, parked or cancelled meanwhile: never dial again
             s.execute(
                 update(Contact)
                 .where(Contact.id == args.contact_id)
                 .values(state=ContactState.DIALING.value, updated_at=now)
             )
-            return s.scalar(select(Contact.phone).where(Contact.id == args.contact_id))
+            return True
 
     def _finish(self, args: DialArgs, accepted: bool, outcome: str, call_id: str | None) -> None:
         now = utcnow()
         state = AttemptState.DONE if accepted else AttemptState.FAILED
-        with self.sessions.begin() as s:
+        with self.engine.begin() as s:
             s.execute(
                 update(Attempt)
                 .where(Attempt.id == args.attempt_id, Attempt.state == AttemptState.DIALING.value)
@@ -160,13 +156,13 @@ class Runtime:
         attempt_state = AttemptState.CANCELLED if cancelled else AttemptState.PARKED
         contact_state = ContactState.CANCELLED if cancelled else ContactState.PENDING
         now = utcnow()
-        with self.sessions.begin() as s:
+        with self.engine.begin() as s:
             moved = s.execute(
                 update(Attempt)
                 .where(Attempt.id == args.attempt_id, Attempt.state == AttemptState.QUEUED.value)
                 .values(state=attempt_state.value, deny_reason=reason, finished_at=now)
             )
-            if moved.rowcount == 1:  # type: ignore[attr-defined]
+            if moved.rowcount == 1:
                 s.execute(
                     update(Contact)
                     .where(

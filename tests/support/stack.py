@@ -130,26 +130,42 @@ class TestStack:
         )
         return env
 
-    def start_worker(self, processes: int = 1, threads: int = 4) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, processes: int = 1, threads: int = 4, variant: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``python -m worker``; with ``variant``, a benchmark variant of it (bench/)."""
         n = len(self.workers)
         log = open(self.tmp / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            [
+        env = self.worker_env()
+        env["DIALGATE_WORKER_THREADS"] = str(threads)
+        cmd = [
+            sys.executable,
+            "-m",
+            "worker",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            "--shutdown-timeout",
+            "5000",
+        ]
+        if variant is not None:
+            env["DIALGATE_BENCH_VARIANT"] = variant
+            cmd = [
                 sys.executable,
                 "-m",
-                "worker",
+                "dramatiq",
+                "bench.variants",
                 "--processes",
                 str(processes),
                 "--threads",
                 str(threads),
-                "--shutdown-timeout",
-                "5000",
-            ],
-            env=self.worker_env(),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+                "--queues",
+                self.keys.dial_queue,
+                "--skip-logging",
+            ]
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.workers.append(proc)
         return proc

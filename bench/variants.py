@@ -1,0 +1,45 @@
+"""Worker variants for side-by-side benchmarks; never used outside ``bench/``.
+
+``DIALGATE_BENCH_VARIANT`` picks how the dial actor decides whether it may dial:
+
+- ``gate`` (default): dialgate's gate, unchanged;
+- ``nogate``: no check at all (the same pipeline with the gate switched off);
+- ``naive``: read the campaign's status from the database before each dial (the design
+  most job-queue dialers use), no leases, no drain.
+
+Run with ``python -m dramatiq bench.variants --queues <namespace>.dial``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import select
+
+from shared.gate import Claim
+from shared.models import Campaign
+from worker.actors import broker, dial, runtime  # noqa: F401  (registers the actor)
+
+VARIANT = os.environ.get("DIALGATE_BENCH_VARIANT", "gate")
+
+
+def _open(
+    campaign_id: int, attempt_id: int, worker_id: str, min_version: int, ttl_ms: int
+) -> Claim:
+    return Claim(True, "ok", 0, f"{attempt_id}:{worker_id}:nogate")
+
+
+def _naive(
+    campaign_id: int, attempt_id: int, worker_id: str, min_version: int, ttl_ms: int
+) -> Claim:
+    with runtime.engine.connect() as conn:
+        status = conn.execute(select(Campaign.status).where(Campaign.id == campaign_id)).scalar()
+    if status != "running":
+        return Claim(False, str(status), 0)
+    return Claim(True, "ok", 0, f"{attempt_id}:{worker_id}:naive")
+
+
+if VARIANT == "nogate":
+    runtime.gate.claim = _open  # type: ignore[method-assign]
+elif VARIANT == "naive":
+    runtime.gate.claim = _naive  # type: ignore[method-assign]
