@@ -134,7 +134,8 @@ def audit(
     report.lost = [
         {"campaign_id": cid, "contact_id": k, "phone": phone, "state": state}
         for k, cid, phone, state in contacts
-        if (cid, k) not in dialed and state not in ("pending", "cancelled")
+        # unknown: its dial started when its worker vanished; accounted for, not lost
+        if (cid, k) not in dialed and state not in ("pending", "cancelled", "unknown")
     ]
     return report
 

@@ -18,7 +18,7 @@ from typing import Any
 from control.client import ApiError, Client
 from shared.settings import Settings
 
-STATES = ["pending", "queued", "dialing", "done", "failed", "cancelled"]
+STATES = ["pending", "queued", "dialing", "done", "failed", "cancelled", "unknown"]
 
 
 def _print_json(data: Any) -> None:
@@ -257,9 +257,11 @@ def parser() -> argparse.ArgumentParser:
     ctl = sub.add_parser("control", help="run the control service (API + background loops)")
     ctl.add_argument("--port", type=int, default=None)
     ctl.add_argument(
-        "--no-background",
-        action="store_true",
-        help="serve the API only (no relay, feeder, reconciler)",
+        "--role",
+        choices=["all", "api", "loops"],
+        default="all",
+        help="api: HTTP only; loops: relay, feeder, reconciler, recovery only; "
+        "all (default): both, the loops in a child process",
     )
     w = sub.add_parser("worker", help="run dialer worker processes (dramatiq)", add_help=False)
     w.add_argument("rest", nargs=argparse.REMAINDER)
@@ -328,7 +330,7 @@ def dispatch(args: argparse.Namespace) -> int:
         else:
             from control.server import serve
 
-            serve(settings, background=not args.no_background)
+            serve(settings, role=args.role)
         return 0
     if args.cmd == "audit":
         return run_audit(args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-STATES = ("pending", "queued", "dialing", "done", "failed", "cancelled")
+STATES = ("pending", "queued", "dialing", "done", "failed", "cancelled", "unknown")
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

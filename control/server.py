@@ -6,6 +6,11 @@ gate reconciler). Every loop is safe to run in several replicas at once.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 from dataclasses import dataclass
 
 import structlog
@@ -14,7 +19,9 @@ from fastapi import FastAPI
 
 from control.api import create_app
 from control.feeder import Feeder
+from control.loops import Loop
 from control.reconciler import Reconciler
+from control.recovery import Recovery
 from control.relay import Relay
 from control.services import Control
 from shared.clients import make_redis
@@ -35,17 +42,22 @@ class Stack:
     relay: Relay
     feeder: Feeder
     reconciler: Reconciler
+    recovery: Recovery
+
+    @property
+    def loops(self) -> tuple[Loop, ...]:
+        return (self.reconciler, self.relay, self.feeder, self.recovery)
 
     def start_loops(self) -> None:
         try:
             self.reconciler.reconcile()  # gates first: until then no worker dials
         except Exception as exc:
             log.warning("initial_reconcile_failed", error=str(exc))
-        for loop in (self.reconciler, self.relay, self.feeder):
+        for loop in self.loops:
             loop.start()
 
     def stop_loops(self) -> None:
-        for loop in (self.reconciler, self.relay, self.feeder):
+        for loop in self.loops:
             loop.stop()
         self.relay.close()
 
@@ -71,13 +83,38 @@ def build(settings: Settings) -> Stack:
         relay=Relay(settings, sessions, keys),
         feeder=Feeder(settings, sessions, gate, keys, make_broker(settings), complete),
         reconciler=Reconciler(settings, sessions, gate),
+        recovery=Recovery(settings, sessions),
     )
 
 
-def serve(settings: Settings, background: bool = True) -> None:
+def run_loops(settings: Settings) -> None:
+    """The background loops alone, until SIGTERM or SIGINT."""
     stack = build(settings)
-    if background:
-        stack.start_loops()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stack.start_loops()
+    log.info("control_loops_started", loops=[loop.name for loop in stack.loops])
+    try:
+        stop.wait()
+    finally:
+        stack.stop_loops()
+
+
+def serve(settings: Settings, role: str = "all") -> None:
+    """``api``: HTTP only; ``loops``: relay, feeder, reconciler, recovery only; ``all``:
+    both, the loops in a child process so that their work never delays an answer (one
+    Python process would make a pause wait for the loops' turns at the GIL)."""
+    if role == "loops":
+        run_loops(settings)
+        return
+    child = None
+    if role == "all":
+        env = {**os.environ, "DIALGATE_HTTP_PORT": str(settings.http_port)}
+        child = subprocess.Popen(
+            [sys.executable, "-m", "control.cli", "control", "--role", "loops"], env=env
+        )
+    stack = build(settings)
     try:
         uvicorn.run(
             stack.app,
@@ -87,4 +124,6 @@ def serve(settings: Settings, background: bool = True) -> None:
             access_log=False,
         )
     finally:
-        stack.stop_loops()
+        if child is not None:
+            child.terminate()
+            child.wait(30)

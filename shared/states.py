@@ -80,6 +80,9 @@ class ContactState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Its dial started and its worker vanished (lease expired, no outcome): the person may
+    # have been called, so it is never dialed again automatically.
+    UNKNOWN = "unknown"
 
 
 class AttemptState(StrEnum):
@@ -89,3 +92,4 @@ class AttemptState(StrEnum):
     FAILED = "failed"  # provider refused the call
     PARKED = "parked"  # gate denied (pause etc.): contact went back to pending
     CANCELLED = "cancelled"  # campaign cancelled before it was dialed
+    UNKNOWN = "unknown"  # dialing when its worker vanished; never re-dialed automatically

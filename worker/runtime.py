@@ -137,16 +137,19 @@ class Runtime:
         now = utcnow()
         state = AttemptState.DONE if accepted else AttemptState.FAILED
         with self.engine.begin() as s:
+            # An outcome that arrives after the recovery sweep marked the attempt unknown
+            # (a provider slower than the lease) still wins: it is what happened.
+            late = [AttemptState.DIALING.value, AttemptState.UNKNOWN.value]
             s.execute(
                 update(Attempt)
-                .where(Attempt.id == args.attempt_id, Attempt.state == AttemptState.DIALING.value)
+                .where(Attempt.id == args.attempt_id, Attempt.state.in_(late))
                 .values(
                     state=state.value, outcome=outcome, provider_call_id=call_id, finished_at=now
                 )
             )
             s.execute(
                 update(Contact)
-                .where(Contact.id == args.contact_id, Contact.state == ContactState.DIALING.value)
+                .where(Contact.id == args.contact_id, Contact.state.in_(late))
                 .values(state=state.value, updated_at=now)
             )
 

@@ -88,6 +88,7 @@ class TestStack:
         self.settings = Settings(**values)
         self.redis = make_redis(self.settings)
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.loops_proc: subprocess.Popen[bytes] | None = None
         self.stack: Stack | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -97,8 +98,15 @@ class TestStack:
     def start(self, loops: bool = True) -> TestStack:
         upgrade(make_engine(self.settings))
         self.stack = build(self.settings)
-        if loops:
-            self.stack.start_loops()
+        if loops:  # in their own process, as `dialgate control` runs them
+            self.loops_proc = subprocess.Popen(
+                [sys.executable, "-m", "control.cli", "control", "--role", "loops"],
+                env=self.worker_env(),
+                cwd=ROOT,
+                stdout=open(self.tmp / "loops.log", "wb"),  # noqa: SIM115
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         config = uvicorn.Config(
             self.stack.app, host="127.0.0.1", port=self.settings.http_port, log_level="warning"
         )
@@ -109,25 +117,15 @@ class TestStack:
         return self
 
     def worker_env(self) -> dict[str, str]:
-        s = self.settings
+        """This stack's settings as the ``DIALGATE_*`` environment of a child process."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIALGATE_")}
-        env.update(
-            {
-                "DIALGATE_DATABASE_URL": s.database_url,
-                "DIALGATE_REDIS_URL": s.redis_url,
-                "DIALGATE_AMQP_URL": s.amqp_url,
-                "DIALGATE_NAMESPACE": s.namespace,
-                "DIALGATE_SIM_LATENCY_MS": str(s.sim_latency_ms),
-                "DIALGATE_SIM_FAILURE_RATE": str(s.sim_failure_rate),
-                "DIALGATE_SIM_CALL_LOG": str(self.call_log_path),
-                "DIALGATE_SIM_HOLD_FILE": str(self.tmp / "hold"),
-                "DIALGATE_HEARTBEAT_INTERVAL": str(s.heartbeat_interval),
-                "DIALGATE_LEASE_TTL_MS": str(s.lease_ttl_ms),
-                "DIALGATE_URL": s.url,
-                "DIALGATE_LOG_JSON": "true",
-                "PYTHONPATH": str(ROOT),
-            }
-        )
+        for name, value in self.settings.model_dump().items():
+            if value is not None:
+                env[f"DIALGATE_{name.upper()}"] = (
+                    str(value).lower() if isinstance(value, bool) else str(value)
+                )
+        env["DIALGATE_SIM_HOLD_FILE"] = str(self.tmp / "hold")
+        env["PYTHONPATH"] = str(ROOT)
         return env
 
     def start_worker(
@@ -198,6 +196,9 @@ class TestStack:
     def close(self) -> None:
         try:
             self.stop_workers()
+            if self.loops_proc is not None and self.loops_proc.poll() is None:
+                self.loops_proc.terminate()
+                self.loops_proc.wait(30)
         finally:
             if self.stack is not None:
                 self.stack.stop_loops()
