@@ -110,18 +110,18 @@ class Control:
     def _live_view(self, campaign_id: int, version: int) -> dict[str, Any]:
         """What Redis knows: gate, leases, propagation, emergency stop. ``None`` if away."""
         try:
-            live = self.live_workers()
-            acks = self.gate.acks(campaign_id)
-            g = self.gate.read(campaign_id)
+            live, acks, g, inflight, estop = self.gate.snapshot(
+                campaign_id, time.time() - self.settings.worker_ttl
+            )
             return {
                 "gate": None if g is None else {"status": g.status, "version": g.version},
-                "inflight": self.gate.inflight(campaign_id),
+                "inflight": inflight,
                 "propagation": {
                     "version": version,
                     "workers_live": len(live),
                     "workers_acked": sum(1 for w in live if acks.get(w, 0) >= version),
                 },
-                "emergency_stop": self.gate.estop() is not None,
+                "emergency_stop": estop is not None,
             }
         except redis.RedisError as exc:
             log.warning("redis_unreachable_for_view", error=str(exc))

@@ -139,6 +139,29 @@ class Gate:
             time.sleep(min(pause, max(0.0, deadline - now)))
             pause = min(pause * 2, 0.01)
 
+    def snapshot(
+        self, campaign_id: int, live_since: float
+    ) -> tuple[list[str], dict[str, int], GateState | None, int, str | None]:
+        """Live workers, acks, gate, in-flight leases and emergency stop: one round trip."""
+        k = self.keys
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrangebyscore(k.workers, live_since, "+inf")
+        pipe.hgetall(k.acks(campaign_id))
+        pipe.hgetall(k.gate(campaign_id))
+        self._inflight(keys=[k.leases(campaign_id)], client=pipe)
+        pipe.get(k.estop)
+        live, acks, g, inflight, estop = pipe.execute()
+        state = (
+            GateState(str(g["status"]), int(g["version"]), int(g["max_concurrency"])) if g else None
+        )
+        return (
+            [str(w) for w in live],
+            {str(w): int(v) for w, v in acks.items()},
+            state,
+            int(inflight),
+            estop,
+        )
+
     def campaign_ids(self) -> set[int]:
         return {int(x) for x in self.r.smembers(self.keys.gates_index)}
 

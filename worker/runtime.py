@@ -65,6 +65,11 @@ class Runtime:
         structlog.contextvars.bind_contextvars(
             campaign_id=args.campaign_id, attempt_id=args.attempt_id, worker_id=self.worker_id
         )
+        if not self._start(args):
+            log.info("attempt_not_queued_skip")
+            return "skipped:not_queued"
+        # The claim comes after the database write, right before the call: a lease is held
+        # only while the provider is being called, so a pause drains in a provider latency.
         claim = self._claim(args)
         if not claim.ok:
             self.park(args, claim.reason)
@@ -73,9 +78,6 @@ class Runtime:
         with self._lock:
             self.inflight += 1
         try:
-            if not self._start(args, claim):
-                log.info("attempt_not_queued_skip")
-                return "skipped:not_queued"
             result = self.provider.place(
                 CallRequest(
                     campaign_id=args.campaign_id,
@@ -87,11 +89,11 @@ class Runtime:
                 )
             )
         finally:
-            # The provider accepted or refused (or we never called it): lease back.
+            # The provider accepted or refused (or raised): the lease goes back.
             self.gate.release(args.campaign_id, claim.token)
             with self._lock:
                 self.inflight -= 1
-        self._finish(args, result.accepted, result.outcome, result.provider_call_id)
+        self._finish(args, claim.version, result.accepted, result.outcome, result.provider_call_id)
         return result.outcome
 
     def _claim(self, args: DialArgs) -> Claim:
@@ -110,7 +112,7 @@ class Runtime:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def _start(self, args: DialArgs, claim: Claim) -> bool:
+    def _start(self, args: DialArgs) -> bool:
         """``queued → dialing``, conditionally; False when the attempt was not queued."""
         now = utcnow()
         with self.engine.begin() as s:
@@ -120,7 +122,6 @@ class Runtime:
                 .values(
                     state=AttemptState.DIALING.value,
                     worker_id=self.worker_id,
-                    gate_version=claim.version,
                     started_at=now,
                 )
             )
@@ -133,7 +134,9 @@ class Runtime:
             )
             return True
 
-    def _finish(self, args: DialArgs, accepted: bool, outcome: str, call_id: str | None) -> None:
+    def _finish(
+        self, args: DialArgs, version: int, accepted: bool, outcome: str, call_id: str | None
+    ) -> None:
         now = utcnow()
         state = AttemptState.DONE if accepted else AttemptState.FAILED
         with self.engine.begin() as s:
@@ -144,7 +147,11 @@ class Runtime:
                 update(Attempt)
                 .where(Attempt.id == args.attempt_id, Attempt.state.in_(late))
                 .values(
-                    state=state.value, outcome=outcome, provider_call_id=call_id, finished_at=now
+                    state=state.value,
+                    outcome=outcome,
+                    provider_call_id=call_id,
+                    finished_at=now,
+                    gate_version=version,
                 )
             )
             s.execute(
@@ -154,7 +161,8 @@ class Runtime:
             )
 
     def park(self, args: DialArgs, reason: str) -> None:
-        """A denied dial: the contact goes back to ``pending`` (or ``cancelled``)."""
+        """A denied dial: the attempt this worker moved to ``dialing`` is parked and its
+        contact goes back to ``pending`` (or ``cancelled``), before the message is acked."""
         cancelled = reason == Status.CANCELLED.value
         attempt_state = AttemptState.CANCELLED if cancelled else AttemptState.PARKED
         contact_state = ContactState.CANCELLED if cancelled else ContactState.PENDING
@@ -162,14 +170,18 @@ class Runtime:
         with self.engine.begin() as s:
             moved = s.execute(
                 update(Attempt)
-                .where(Attempt.id == args.attempt_id, Attempt.state == AttemptState.QUEUED.value)
+                .where(
+                    Attempt.id == args.attempt_id,
+                    Attempt.state == AttemptState.DIALING.value,
+                    Attempt.worker_id == self.worker_id,
+                )
                 .values(state=attempt_state.value, deny_reason=reason, finished_at=now)
             )
             if moved.rowcount == 1:
                 s.execute(
                     update(Contact)
                     .where(
-                        Contact.id == args.contact_id, Contact.state == ContactState.QUEUED.value
+                        Contact.id == args.contact_id, Contact.state == ContactState.DIALING.value
                     )
                     .values(state=contact_state.value, updated_at=now)
                 )
