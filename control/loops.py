@@ -43,7 +43,11 @@ class Loop(ABC):
                 self.stop_event.wait(delay)
                 continue
             if not done:
-                self.stop_event.wait(self.interval)
+                self.idle()
+
+    def idle(self) -> None:
+        """Wait before the next step when there was nothing to do."""
+        self.stop_event.wait(self.interval)
 
     def start(self) -> Loop:
         self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)

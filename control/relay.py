@@ -17,6 +17,8 @@ from datetime import timedelta
 
 import pika
 import pika.exceptions
+import redis
+from redis.client import PubSub
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,9 +35,17 @@ CLAIM_FOR = timedelta(seconds=30)
 class Relay(Loop):
     name = "relay"
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], keys: Keys) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        keys: Keys,
+        r: redis.Redis | None = None,
+    ) -> None:
         super().__init__(settings.relay_interval)
         self.settings = settings
+        self.r = r
+        self._pubsub: PubSub | None = None
         self.sessions = sessions
         self.keys = keys
         self.relay_id = f"relay-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
@@ -53,6 +63,19 @@ class Relay(Loop):
         self._channel = ch
         self.log.info("relay_connected", exchange=self.keys.control_exchange)
         return ch
+
+    def idle(self) -> None:
+        """Wake on the control service's nudge after a commit, or after the interval."""
+        if self.r is None:
+            return super().idle()
+        try:
+            if self._pubsub is None:
+                self._pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+                self._pubsub.subscribe(self.keys.outbox_nudge)
+            self._pubsub.get_message(timeout=self.interval)
+        except redis.RedisError:
+            self._pubsub = None
+            super().idle()
 
     def close(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None

@@ -80,7 +80,7 @@ def build(settings: Settings) -> Stack:
     return Stack(
         control=control,
         app=create_app(control),
-        relay=Relay(settings, sessions, keys),
+        relay=Relay(settings, sessions, keys, gate.r),
         feeder=Feeder(settings, sessions, gate, keys, make_broker(settings), complete),
         reconciler=Reconciler(settings, sessions, gate),
         recovery=Recovery(settings, sessions),

@@ -398,6 +398,7 @@ class Control:
         try:
             stored = self.gate.write(c.id, c.status, c.version, c.max_concurrency)
             gate["written"] = stored == c.version
+            self.gate.r.publish(self.keys.outbox_nudge, c.id)  # the relay wakes at once
             if closing:
                 timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
                 d = self.gate.drain(c.id, timeout)

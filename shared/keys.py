@@ -41,6 +41,11 @@ class Keys:
         return f"{self.namespace}:estop"
 
     @property
+    def outbox_nudge(self) -> str:
+        """Pub/sub channel: "the outbox has a new row", so relays need not wait a poll."""
+        return f"{self.namespace}:outbox-nudge"
+
+    @property
     def workers(self) -> str:
         """Sorted set: worker id -> last heartbeat (unix seconds)."""
         return f"{self.namespace}:workers"
