@@ -83,7 +83,12 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) ->
     return False
 
 
+DEMO_LATENCY_MS = "1000"
+
+
 def up(args: argparse.Namespace) -> int:
+    if args.demo:  # slow enough to watch, pause and resume by hand
+        os.environ.setdefault("DIALGATE_SIM_LATENCY_MS", DEMO_LATENCY_MS)
     settings = Settings()
     if args.port:
         settings.http_port = args.port
@@ -126,12 +131,13 @@ def up(args: argparse.Namespace) -> int:
         demo = ""
         if args.demo:
             client = Client(url)
-            c = client.create(name="Demo campaign", max_concurrency=4, timezone="UTC")
+            c = client.create(name="Demo campaign", max_concurrency=2, timezone="UTC")
             client.add_contacts(c["id"], demo_contacts(1000))
             client.act(c["id"], "start", actor="dialgate up --demo")
             demo = (
                 f"\n  demo campaign {c['id']} is dialing 1000 fictional numbers "
-                f"(simulated provider, {settings.sim_latency_ms:.0f} ms per call)\n"
+                f"(simulated provider, {settings.sim_latency_ms:.0f} ms per call, 2 at a time; "
+                "DIALGATE_SIM_LATENCY_MS changes it)\n"
                 f"    watch it:   .venv/bin/dialgate show {c['id']}\n"
                 f"    pause it:   .venv/bin/dialgate pause {c['id']}\n"
                 f"    resume it:  .venv/bin/dialgate resume {c['id']}\n"
