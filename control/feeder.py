@@ -140,7 +140,11 @@ class Feeder(Loop):
 
     def _enqueue(self, attempt_id: int, campaign_id: int, contact_id: int, phone: str) -> None:
         args = DialArgs(
-            attempt_id=attempt_id, campaign_id=campaign_id, contact_id=contact_id, phone=phone
+            attempt_id=attempt_id,
+            campaign_id=campaign_id,
+            contact_id=contact_id,
+            phone=phone,
+            epoch=self.gate.epoch,
         )
         self.broker.enqueue(dial_message(self.keys, args))
 

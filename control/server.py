@@ -25,7 +25,7 @@ from control.recovery import Recovery
 from control.relay import Relay
 from control.services import Control
 from shared.clients import make_redis
-from shared.db import make_engine, make_sessionmaker
+from shared.db import database_epoch, make_engine, make_sessionmaker
 from shared.gate import Gate
 from shared.keys import Keys
 from shared.queue import make_broker
@@ -64,8 +64,9 @@ class Stack:
 
 def build(settings: Settings) -> Stack:
     keys = Keys(settings.namespace)
-    sessions = make_sessionmaker(make_engine(settings))
-    gate = Gate(make_redis(settings), keys)
+    engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
+    gate = Gate(make_redis(settings), keys, database_epoch(engine))
     control = Control(settings, sessions, gate, keys)
 
     def complete(campaign_id: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,6 +70,16 @@ def demo_contacts(n: int) -> list[dict[str, Any]]:
     return out
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,7 +104,15 @@ def up(args: argparse.Namespace) -> int:
     if args.port:
         settings.http_port = args.port
     url = f"http://{settings.http_host}:{settings.http_port}"
+    # SIGTERM and SIGHUP stop the stack like Ctrl-C does: children never outlive `up`.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
     problems = check_services(settings)
+    if not _port_free(settings.http_host, settings.http_port):
+        problems.append(
+            f"port {settings.http_port} is already in use (another `dialgate up`?): stop it, "
+            "or choose another port with --port"
+        )
     if problems:
         for problem in problems:
             print(f"dialgate up: {problem}", file=sys.stderr)

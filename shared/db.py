@@ -64,3 +64,16 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def database_epoch(engine: Engine) -> str:
+    """This database's epoch (see :class:`shared.models.Meta`)."""
+    from sqlalchemy import select
+
+    from shared.models import Meta
+
+    with engine.connect() as conn:
+        value = conn.execute(select(Meta.value).where(Meta.key == "epoch")).scalar()
+    if value is None:
+        raise RuntimeError("the database has no epoch: run `dialgate migrate` first")
+    return str(value)

@@ -2,8 +2,10 @@
 
 Per campaign, in Redis (keys in :mod:`shared.keys`, one hash tag per campaign):
 
-- ``gate`` hash ``{status, version, max_concurrency}``, written only by :data:`WRITE_LUA`,
-  a compare-and-set on ``version``: a lower version never overwrites a higher one.
+- ``gate`` hash ``{status, version, max_concurrency, epoch}``, written only by
+  :data:`WRITE_LUA`, a compare-and-set on ``version``: a lower version never overwrites a
+  higher one of the same database. A gate left by another database (another ``epoch``:
+  the database was recreated) is overwritten, its versions mean nothing here.
 - ``leases`` sorted set ``lease -> expiry ms``: :data:`CLAIM_LUA` checks status, version
   and concurrency and adds a lease in one step; the worker removes it once the provider
   has accepted or refused the call; a crashed worker's lease expires by itself. A lease
@@ -29,10 +31,11 @@ import redis
 from shared.keys import Keys
 
 WRITE_LUA = """
-local cur = tonumber(redis.call('HGET', KEYS[1], 'version'))
+local cur = redis.call('HMGET', KEYS[1], 'version', 'epoch')
 local v = tonumber(ARGV[2])
-if cur and cur > v then return cur end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', v, 'max_concurrency', ARGV[3])
+if cur[1] and tonumber(cur[1]) > v and cur[2] == ARGV[4] then return tonumber(cur[1]) end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', v, 'max_concurrency', ARGV[3],
+           'epoch', ARGV[4])
 return v
 """
 
@@ -89,9 +92,10 @@ class GateState:
 
 
 class Gate:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, epoch: str = "") -> None:
         self.r = client
         self.keys = keys
+        self.epoch = epoch  # the database's epoch, stamped on every gate written
         self._write = client.register_script(WRITE_LUA)
         self._claim = client.register_script(CLAIM_LUA)
         self._inflight = client.register_script(INFLIGHT_LUA)
@@ -103,7 +107,9 @@ class Gate:
         k = self.keys
         pipe = self.r.pipeline(transaction=False)
         self._write(
-            keys=[k.gate(campaign_id)], args=[status, version, max_concurrency], client=pipe
+            keys=[k.gate(campaign_id)],
+            args=[status, version, max_concurrency, self.epoch],
+            client=pipe,
         )
         pipe.sadd(k.gates_index, campaign_id)
         stored, _ = pipe.execute()

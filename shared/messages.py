@@ -36,3 +36,6 @@ class DialArgs(BaseModel):
     campaign_id: int = Field(ge=1)
     contact_id: int = Field(ge=1)
     phone: str = Field(min_length=2, max_length=20, pattern=r"^\+[1-9][0-9]{1,18}$")
+    # The database epoch the feeder wrote the attempt in: a worker drops a message of
+    # another database (left in the queue after the database was recreated).
+    epoch: str = Field(min_length=1, max_length=64)

@@ -170,3 +170,14 @@ class EmergencyStop(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     drained: Mapped[bool | None] = mapped_column(nullable=True)
+
+
+class Meta(Base):
+    """Facts about this database. ``epoch``: a random id made by the migration, so gates
+    and dial messages left in Redis or RabbitMQ by another (or a reset) database are
+    recognised as foreign."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

@@ -14,6 +14,7 @@ The path of a dial (:meth:`Runtime.dial`):
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine, update
 
+from shared.db import database_epoch
 from shared.gate import Claim, Gate
 from shared.messages import DialArgs
 from shared.models import Attempt, Contact, utcnow
@@ -51,6 +53,11 @@ class Runtime:
         self._lock = threading.Lock()
         self.inflight = 0
 
+    @functools.cached_property
+    def epoch(self) -> str:
+        """The database's epoch, read on the first dial (the database may be away at boot)."""
+        return database_epoch(self.engine)
+
     # -- versions --------------------------------------------------------------------------
     def observe(self, campaign_id: int, version: int) -> bool:
         """Record a version heard of; True when it is newer than what we had."""
@@ -65,6 +72,9 @@ class Runtime:
         structlog.contextvars.bind_contextvars(
             campaign_id=args.campaign_id, attempt_id=args.attempt_id, worker_id=self.worker_id
         )
+        if args.epoch != self.epoch:
+            log.warning("dial_message_of_another_database_dropped", epoch=args.epoch)
+            return "dropped:foreign"
         if not self._start(args):
             log.info("attempt_not_queued_skip")
             return "skipped:not_queued"
@@ -118,7 +128,12 @@ class Runtime:
         with self.engine.begin() as s:
             moved = s.execute(
                 update(Attempt)
-                .where(Attempt.id == args.attempt_id, Attempt.state == AttemptState.QUEUED.value)
+                .where(
+                    Attempt.id == args.attempt_id,
+                    Attempt.campaign_id == args.campaign_id,
+                    Attempt.contact_id == args.contact_id,
+                    Attempt.state == AttemptState.QUEUED.value,
+                )
                 .values(
                     state=AttemptState.DIALING.value,
                     worker_id=self.worker_id,

@@ -94,3 +94,15 @@ def test_acknowledged_versions_only_go_up(gate):
     gate.ack(4, "w1", 2)
     gate.ack(4, "w2", 1)
     assert gate.acks(4) == {"w1": 3, "w2": 1}
+
+
+def test_a_gate_left_by_another_database_is_overwritten_whatever_its_version(gate):
+    old = Gate(gate.r, gate.keys, epoch="old-database")
+    old.write(9, "completed", 7, 2)
+    new = Gate(gate.r, gate.keys, epoch="new-database")
+    assert new.write(9, "running", 1, 2) == 1  # a recreated database starts again at 1
+    state = new.read(9)
+    assert state is not None and (state.status, state.version) == ("running", 1)
+    assert old.write(9, "paused", 5, 2) == 5  # and back: epochs differ, the writer wins
+    assert new.write(9, "running", 2, 2) == 2
+    assert new.write(9, "paused", 1, 2) == 2  # same database: the CAS holds

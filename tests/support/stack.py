@@ -86,6 +86,8 @@ class TestStack:
         }
         values.update(overrides)
         self.settings = Settings(**values)
+        self.namespace = self.settings.namespace
+        self.keys = Keys(self.namespace)
         self.redis = make_redis(self.settings)
         self.workers: list[subprocess.Popen[bytes]] = []
         self.loops_proc: subprocess.Popen[bytes] | None = None
