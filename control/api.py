@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from control import emergency
+from control import contacts, emergency
 from control.page import render
 from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
 from control.services import Control
@@ -118,7 +118,7 @@ def create_app(control: Control) -> FastAPI:
     @app.post("/api/v1/campaigns/{campaign_id}/contacts")
     def add_contacts(campaign_id: int, body: ContactsIn) -> dict[str, Any]:
         rows = [c.model_dump() for c in body.contacts]
-        return control.add_contacts(campaign_id, rows)
+        return contacts.add_contacts(control, campaign_id, rows)
 
     @app.post("/api/v1/campaigns/{campaign_id}/{action}")
     def act(

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 import structlog
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,7 +35,6 @@ from shared.errors import (
 from shared.gate import Drain, Gate
 from shared.keys import Keys
 from shared.models import Attempt, Campaign, Contact, Outbox, Transition, utcnow
-from shared.phones import normalise_phone
 from shared.settings import Settings
 from shared.states import (
     CLOSING,
@@ -76,7 +75,7 @@ class Control:
         self.keys = keys
 
     # -- reads ---------------------------------------------------------------------------
-    def _get(self, s: Session, campaign_id: int) -> Campaign:
+    def get(self, s: Session, campaign_id: int) -> Campaign:
         c = s.get(Campaign, campaign_id)
         if c is None:
             raise NotFound(f"campaign {campaign_id} does not exist")
@@ -150,7 +149,7 @@ class Control:
 
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         with self.sessions() as s:
-            c = self._get(s, campaign_id)
+            c = self.get(s, campaign_id)
             return self._view(c, self._counts(s, [c.id])[c.id])
 
     def campaigns(self) -> list[dict[str, Any]]:
@@ -161,7 +160,7 @@ class Control:
 
     def transitions(self, campaign_id: int, limit: int = 100) -> list[dict[str, Any]]:
         with self.sessions() as s:
-            self._get(s, campaign_id)
+            self.get(s, campaign_id)
             rows = s.scalars(
                 select(Transition)
                 .where(Transition.campaign_id == campaign_id)
@@ -205,66 +204,6 @@ class Control:
             log.warning("gate_write_failed", campaign_id=cid, error=str(exc))
         log.info("campaign_created", campaign_id=cid)
         return self.campaign(cid)
-
-    def add_contacts(self, campaign_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """Keep every valid row; reject the others one by one with the reason."""
-        rejected: list[dict[str, Any]] = []
-        valid: dict[str, dict[str, Any]] = {}
-        for index, row in enumerate(rows):
-            raw = row.get("phone")
-            try:
-                phone = normalise_phone(raw)
-                name = row.get("name")
-                if name is not None and (not isinstance(name, str) or len(name) > 200):
-                    raise ValueError("name must be text of at most 200 characters")
-                attrs = row.get("attributes")
-                if attrs is not None and not isinstance(attrs, dict):
-                    raise ValueError("attributes must be an object of key/value pairs")
-                if phone in valid:
-                    raise ValueError("duplicate: the same number appears earlier in this request")
-            except ValueError as exc:
-                rejected.append({"index": index, "phone": raw, "error": str(exc)})
-                continue
-            valid[phone] = {"index": index, "phone": phone, "name": name, "attributes": attrs}
-        with self.sessions.begin() as s:
-            c = self._get(s, campaign_id)
-            if c.status not in (Status.DRAFT, Status.RUNNING, Status.PAUSED):
-                raise Conflict(f"campaign {campaign_id} is {c.status}: contacts can't be added")
-            phones = list(valid)
-            existing: set[str] = set()
-            for i in range(0, len(phones), 1000):
-                existing.update(
-                    s.scalars(
-                        select(Contact.phone).where(
-                            Contact.campaign_id == campaign_id,
-                            Contact.phone.in_(phones[i : i + 1000]),
-                        )
-                    )
-                )
-            new = []
-            for phone, row in valid.items():
-                if phone in existing:
-                    rejected.append(
-                        {
-                            "index": row["index"],
-                            "phone": phone,
-                            "error": "duplicate: already a contact of this campaign",
-                        }
-                    )
-                else:
-                    new.append(
-                        {
-                            "campaign_id": campaign_id,
-                            "phone": phone,
-                            "name": row["name"],
-                            "attributes": row["attributes"],
-                            "state": ContactState.PENDING.value,
-                        }
-                    )
-            for i in range(0, len(new), 5000):
-                s.execute(insert(Contact), new[i : i + 5000])
-        rejected.sort(key=lambda r: r["index"])
-        return {"accepted": len(new), "rejected": rejected}
 
     def transition(
         self,
@@ -310,7 +249,7 @@ class Control:
         for _ in range(5):
             try:
                 with self.sessions.begin() as s:
-                    c = self._get(s, campaign_id)
+                    c = self.get(s, campaign_id)
                     current = Status(c.status)
                     target = next_status(current, action)
                     version = c.version + 1
@@ -362,7 +301,7 @@ class Control:
                     if action is Action.CANCEL:
                         self._cancel_contacts(s, campaign_id)
                 with self.sessions() as s2:
-                    return self._get(s2, campaign_id)
+                    return self.get(s2, campaign_id)
             except (_Raced, IntegrityError):
                 continue  # someone else moved it first: re-read and re-validate
             except OperationalError as exc:

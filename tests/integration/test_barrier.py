@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
-from tests.support.stack import ROOT, TestStack, wait_for
+from tests.support.stack import TestStack, wait_for
 
 
 def settle(stack: TestStack, cid: int) -> dict:
@@ -164,23 +163,9 @@ def test_an_emergency_stop_closes_every_campaign_at_once_and_its_lift_reopens_th
     assert view["emergency_stop"] is True and view["status"] == "running"
     assert stack.http.get("/api/v1/emergency-stop").json()["reason"] == "carrier incident"
 
-    out = subprocess.run(
-        [sys.executable, "-m", "control.cli", "status"],
-        env=stack.worker_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = stack.cli("status")
     assert "EMERGENCY STOP in force" in out.stdout and "carrier incident" in out.stdout
-    out = subprocess.run(
-        [sys.executable, "-m", "control.cli", "estop", "--lift"],
-        env=stack.worker_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = stack.cli("estop", "--lift")
     assert out.returncode == 0 and "lifted" in out.stdout
     lifted = time.time()
     wait_for(lambda: any(c["t"] > lifted for c in stack.calls()), 20, "dialing to resume")
@@ -222,25 +207,7 @@ def test_workers_and_propagation_are_visible_and_the_audit_flags_a_late_call(mak
         )
 
     settle(stack, cid)
-    env = stack.worker_env()
-    env["DIALGATE_DATABASE_URL"] = stack.settings.database_url
-    clean = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "control.cli",
-            "audit",
-            "--call-log",
-            str(stack.call_log_path),
-            "--campaign",
-            str(cid),
-        ],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    clean = stack.cli("audit", "--call-log", str(stack.call_log_path), "--campaign", str(cid))
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "late calls: 0, double dials: 0, lost contacts: 0 -> OK" in clean.stdout
 
@@ -249,27 +216,9 @@ def test_workers_and_propagation_are_visible_and_the_audit_flags_a_late_call(mak
     first = stack.calls()[0]
     forged = {**first, "t": time.time() + 0.5}
     with stack.call_log_path.open("a") as f:
-        import json
-
         f.write(json.dumps(forged) + "\n")
     time.sleep(0.6)
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "control.cli",
-            "audit",
-            "--call-log",
-            str(stack.call_log_path),
-            "--campaign",
-            str(cid),
-        ],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = stack.cli("audit", "--call-log", str(stack.call_log_path), "--campaign", str(cid))
     assert bad.returncode == 1
     assert f"LATE   campaign {cid} contact {first['contact_id']}" in bad.stdout
     assert f"DOUBLE campaign {cid} contact {first['contact_id']}: 2 calls" in bad.stdout

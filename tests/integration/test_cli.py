@@ -10,9 +10,10 @@ from tests.support.stack import ROOT, TestStack, phones
 
 
 def dialgate(stack: TestStack | None, *args: str) -> subprocess.CompletedProcess[str]:
-    env = stack.worker_env() if stack else {"PATH": "/usr/bin:/bin"}
-    if stack is None:
-        env.update({"DIALGATE_URL": "http://127.0.0.1:1", "PYTHONPATH": str(ROOT)})
+    """``dialgate ARGS`` against ``stack``, or (None) with no control service to reach."""
+    if stack is not None:
+        return stack.cli(*args)
+    env = {"PATH": "/usr/bin:/bin", "DIALGATE_URL": "http://127.0.0.1:1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "control.cli", *args],
         env=env,

@@ -170,6 +170,17 @@ class TestStack:
         self.workers.append(proc)
         return proc
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``dialgate ARGS`` against this stack (its settings in the environment)."""
+        return subprocess.run(
+            [sys.executable, "-m", "control.cli", *args],
+            env=self.worker_env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     def wait_workers(self, n: int, timeout: float = 30) -> None:
         def subscribed() -> bool:
             live = self.live_workers()

@@ -1,0 +1,79 @@
+"""Contacts: import rows into a campaign, validated one by one.
+
+Every valid row is kept; every other row is rejected with its index and the reason
+(E.164 phone via phonenumbers, name, attributes, duplicates in the request or the
+campaign). All accepted rows are inserted in one transaction: all or nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from control.services import Control
+from shared.errors import Conflict
+from shared.models import Contact
+from shared.phones import normalise_phone
+from shared.states import ContactState, Status
+
+
+def add_contacts(control: Control, campaign_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Keep every valid row; reject the others one by one with the reason."""
+    rejected: list[dict[str, Any]] = []
+    valid: dict[str, dict[str, Any]] = {}
+    for index, row in enumerate(rows):
+        raw = row.get("phone")
+        try:
+            phone = normalise_phone(raw)
+            name = row.get("name")
+            if name is not None and (not isinstance(name, str) or len(name) > 200):
+                raise ValueError("name must be text of at most 200 characters")
+            attrs = row.get("attributes")
+            if attrs is not None and not isinstance(attrs, dict):
+                raise ValueError("attributes must be an object of key/value pairs")
+            if phone in valid:
+                raise ValueError("duplicate: the same number appears earlier in this request")
+        except ValueError as exc:
+            rejected.append({"index": index, "phone": raw, "error": str(exc)})
+            continue
+        valid[phone] = {"index": index, "phone": phone, "name": name, "attributes": attrs}
+    with control.sessions.begin() as s:
+        c = control.get(s, campaign_id)
+        if c.status not in (Status.DRAFT, Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"campaign {campaign_id} is {c.status}: contacts can't be added")
+        phones = list(valid)
+        existing: set[str] = set()
+        for i in range(0, len(phones), 1000):
+            existing.update(
+                s.scalars(
+                    select(Contact.phone).where(
+                        Contact.campaign_id == campaign_id,
+                        Contact.phone.in_(phones[i : i + 1000]),
+                    )
+                )
+            )
+        new = []
+        for phone, row in valid.items():
+            if phone in existing:
+                rejected.append(
+                    {
+                        "index": row["index"],
+                        "phone": phone,
+                        "error": "duplicate: already a contact of this campaign",
+                    }
+                )
+            else:
+                new.append(
+                    {
+                        "campaign_id": campaign_id,
+                        "phone": phone,
+                        "name": row["name"],
+                        "attributes": row["attributes"],
+                        "state": ContactState.PENDING.value,
+                    }
+                )
+        for i in range(0, len(new), 5000):
+            s.execute(insert(Contact), new[i : i + 5000])
+    rejected.sort(key=lambda r: r["index"])
+    return {"accepted": len(new), "rejected": rejected}
