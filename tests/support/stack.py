@@ -280,7 +280,8 @@ class TestStack:
     def calls(self) -> list[dict[str, Any]]:
         if not self.call_log_path.exists():
             return []
-        lines = self.call_log_path.read_text().splitlines()
+        # The last line may be half written while workers are dialing: only whole lines.
+        lines = self.call_log_path.read_text().split("\n")[:-1]
         return [json.loads(x) for x in lines if x.strip()]
 
     def wait_calls(self, n: int, timeout: float = 60) -> None:
