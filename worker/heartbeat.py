@@ -29,7 +29,7 @@ class Heartbeat:
     def beat(self) -> None:
         rt = self.runtime
         now = time.time()
-        info = {**rt.describe(), "last": now, "applied": json.dumps(rt.observed)}
+        info = {**rt.describe(), "last": now, "applied": json.dumps(rt.applied())}
         r = rt.gate.r
         pipe = r.pipeline(transaction=False)
         key = self.keys.worker(rt.worker_id)
@@ -52,8 +52,8 @@ class Heartbeat:
         while not self.stop_event.is_set():
             try:
                 self.beat()
-            except redis.RedisError as exc:
-                log.warning("heartbeat_failed", error=str(exc))
+            except Exception as exc:  # never let the heartbeat thread die
+                log.warning("heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
             self.stop_event.wait(self.runtime.settings.heartbeat_interval)
 
     def start(self) -> Heartbeat:

@@ -67,6 +67,11 @@ class Runtime:
             self.observed[campaign_id] = version
             return True
 
+    def applied(self) -> dict[int, int]:
+        """A copy of the versions heard of (the subscriber thread changes the original)."""
+        with self._lock:
+            return dict(self.observed)
+
     # -- the dial path ---------------------------------------------------------------------
     def dial(self, args: DialArgs) -> str:
         structlog.contextvars.bind_contextvars(
