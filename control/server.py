@@ -97,7 +97,8 @@ def run_loops(settings: Settings) -> None:
     stack.start_loops()
     log.info("control_loops_started", loops=[loop.name for loop in stack.loops])
     try:
-        stop.wait()
+        while not stop.wait(0.5):  # a timed wait: the signal handler always gets its turn
+            pass
     finally:
         stack.stop_loops()
 

@@ -15,9 +15,7 @@ def test_a_recreated_database_dials_again_and_drops_the_old_databases_dial_messa
     old.act(cid, "pause")
     old.act(cid, "resume")  # the old gate reaches version 3
     wait_for(lambda: old.campaign(cid)["counts"]["queued"] == 5, 10, "5 queued dial messages")
-    assert old.loops_proc is not None
-    old.loops_proc.terminate()  # the old stack goes away, its messages stay in the queue
-    old.loops_proc.wait(30)
+    old.stop_loops_process()  # the old stack goes away, its messages stay in the queue
 
     new = make_stack(namespace=old.namespace).start()  # same namespace, a fresh database
     new_cid = new.make_campaign(contacts=3, max_concurrency=2)

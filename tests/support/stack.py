@@ -206,12 +206,21 @@ class TestStack:
                 p.wait(timeout=10)
         self.workers = []
 
+    def stop_loops_process(self) -> None:
+        """SIGTERM the loops process; SIGKILL it if it has not ended within 20 s."""
+        proc = self.loops_proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
     def close(self) -> None:
         try:
             self.stop_workers()
-            if self.loops_proc is not None and self.loops_proc.poll() is None:
-                self.loops_proc.terminate()
-                self.loops_proc.wait(30)
+            self.stop_loops_process()
         finally:
             if self.stack is not None:
                 self.stack.stop_loops()
