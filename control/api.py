@@ -15,13 +15,16 @@ import structlog
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from control import contacts, emergency
+from control.observe import read_state
 from control.page import render
 from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
 from control.services import Control
+from shared import metrics
 from shared.clients import amqp_parameters
 from shared.errors import DialgateError, InvalidInput
 from shared.states import Action, Source
@@ -48,6 +51,8 @@ def _validation_message(exc: RequestValidationError) -> str:
 def create_app(control: Control) -> FastAPI:
     app = FastAPI(title="dialgate", version="0.1.0", docs_url="/docs", redoc_url=None)
     app.state.control = control
+    state = CollectorRegistry(auto_describe=False)
+    state.register(metrics.StateCollector(lambda: read_state(control)))
 
     @app.middleware("http")
     async def request_id(
@@ -93,6 +98,11 @@ def create_app(control: Control) -> FastAPI:
         }
         ready = all(c["ok"] for c in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        body = metrics.render(metrics.CONTROL) + metrics.render(state)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.loops import Loop
+from shared import metrics
 from shared.gate import Gate
 from shared.models import Campaign
 from shared.settings import Settings
@@ -65,4 +66,5 @@ class Reconciler(Loop):
                     stored=stored,
                 )
         self.repairs += repaired
+        metrics.count(r, self.gate.keys, metrics.LoopCount.RECONCILER_REPAIRS, repaired)
         return repaired

@@ -23,6 +23,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.loops import Loop
+from shared import metrics
 from shared.clients import amqp_parameters
 from shared.keys import Keys
 from shared.models import Outbox, utcnow
@@ -150,6 +151,8 @@ class Relay(Loop):
                 .values(sent_at=utcnow(), claimed_until=None)
             )
         self.log.debug("published", count=len(sent))
+        if self.r is not None:
+            metrics.count(self.r, self.keys, metrics.LoopCount.OUTBOX_PUBLISHED, len(sent))
         return len(sent)
 
     def _release(self, rows: list[Outbox]) -> None:

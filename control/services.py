@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.schemas import CampaignCreate
+from shared import metrics
 from shared.errors import (
     ConfirmationRequired,
     Conflict,
@@ -223,8 +224,12 @@ class Control:
             )
         if source is Source.SYSTEM and action is Action.PAUSE and not (reason or "").strip():
             raise InvalidInput("reason", "a system pause must say why (reason is required)")
+        started = time.perf_counter()
         c = self._commit_transition(campaign_id, action, actor, source, reason, request_id)
         gate = self._apply_gate(c, action, drain_timeout)
+        metrics.observe_transition(
+            action.value, time.perf_counter() - started, gate.get("drain_ms"), gate.get("drained")
+        )
         log.info(
             "transition",
             campaign_id=c.id,

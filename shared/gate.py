@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import redis
 
+from shared import metrics
 from shared.keys import Keys
 
 WRITE_LUA = """
@@ -193,6 +194,7 @@ class Gate:
         """Check estop, status, version and concurrency, and take a lease: one round trip."""
         token = f"{attempt_id}:{worker_id}:{secrets.token_hex(4)}"
         k = self.keys
+        started = time.perf_counter()
         try:
             pipe = self.r.pipeline(transaction=False)
             self._claim(
@@ -204,6 +206,8 @@ class Gate:
             (ok, reason, version), estop = pipe.execute()
         except redis.RedisError:
             return Claim(False, "redis_error", -1)
+        finally:
+            metrics.GATE_CHECK_SECONDS.observe(time.perf_counter() - started)
         if not ok:
             return Claim(False, str(reason), int(version))
         lease = str(reason)

@@ -50,6 +50,11 @@ class Keys:
         """Sorted set: worker id -> last heartbeat (unix seconds)."""
         return f"{self.namespace}:workers"
 
+    @property
+    def stats(self) -> str:
+        """Hash: counters of the control loops (reconciler repairs, ...), cluster-wide."""
+        return f"{self.namespace}:stats"
+
     def worker(self, worker_id: str) -> str:
         """Hash: host, pid, started, threads, inflight, last (expires with the worker)."""
         return f"{self.namespace}:worker:{worker_id}"

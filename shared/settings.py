@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=4, ge=1)
     heartbeat_interval: float = Field(default=2.0, gt=0)
     worker_ttl: float = Field(default=10.0, gt=0, description="No heartbeat this long: not live.")
+    worker_metrics_host: str = Field(default="0.0.0.0", description="Worker /metrics address.")
+    worker_metrics_port: int = Field(
+        default=9191,
+        ge=0,
+        le=65535,
+        description="Port of one `dialgate worker`'s /metrics (all its processes); 0: the OS "
+        "picks a free one (logged), for several workers on one host; -1 is not allowed.",
+    )
 
     # Simulated telephony provider.
     sim_latency_ms: float = Field(default=200.0, ge=0)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 
 from dramatiq.cli import main as dramatiq_main
 
 from shared.keys import Keys
 from shared.settings import Settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it on import
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The worker processes dramatiq starts read their settings from the environment.
     os.environ["DIALGATE_WORKER_THREADS"] = str(args.threads)
+    # Before any process imports prometheus_client (the forked worker processes inherit
+    # what this one imported): they all write their samples to this private directory,
+    # and this process (dramatiq's main one) serves their sum at /metrics. dramatiq's own
+    # Prometheus middleware uses one directory and one port per host: two workers on a
+    # host would wipe each other's samples.
+    metrics_dir = tempfile.mkdtemp(prefix="dialgate-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    from shared import metrics
+
+    port = metrics.serve_worker(settings.worker_metrics_host, settings.worker_metrics_port)
+    print(f"dialgate worker: metrics on :{port}/metrics", file=sys.stderr, flush=True)
     sys.argv = [
         "dramatiq",
         "worker.actors",
@@ -38,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         str(args.shutdown_timeout),
         "--skip-logging",
     ]
-    return int(dramatiq_main() or 0)
+    try:
+        return int(dramatiq_main() or 0)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ subscriber and the heartbeat when the worker boots and stops them on shutdown.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 
+from shared import metrics
 from shared.clients import make_redis
 from shared.db import make_engine
 from shared.gate import Gate
@@ -48,6 +50,9 @@ class ControlPlane(Middleware):
             self.subscriber.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        metrics.process_exited(os.getpid())
 
 
 def build(settings: Settings) -> tuple[dramatiq.Broker, Runtime]:

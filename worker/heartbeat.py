@@ -13,6 +13,7 @@ import time
 import redis
 import structlog
 
+from shared import metrics
 from shared.keys import Keys
 from worker.runtime import Runtime
 
@@ -30,6 +31,7 @@ class Heartbeat:
         rt = self.runtime
         now = time.time()
         info = {**rt.describe(), "last": now, "applied": json.dumps(rt.applied())}
+        metrics.DIALS_IN_FLIGHT.set(info["inflight"])
         r = rt.gate.r
         pipe = r.pipeline(transaction=False)
         key = self.keys.worker(rt.worker_id)

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine, update
 
+from shared import metrics
 from shared.db import database_epoch
 from shared.gate import Claim, Gate
 from shared.messages import DialArgs
@@ -87,9 +88,11 @@ class Runtime:
         # only while the provider is being called, so a pause drains in a provider latency.
         claim = self._claim(args)
         if not claim.ok:
+            metrics.DIALS_DENIED.labels(claim.reason).inc()
             self.park(args, claim.reason)
             return f"denied:{claim.reason}"
         assert claim.token is not None
+        metrics.DIALS_PLACED.inc()
         with self._lock:
             self.inflight += 1
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from datetime import UTC, datetime
 
 import pika
 import pika.exceptions
@@ -19,6 +20,7 @@ import redis
 import structlog
 from pydantic import ValidationError
 
+from shared import metrics
 from shared.clients import amqp_parameters
 from shared.keys import Keys
 from shared.messages import ControlEvent
@@ -97,12 +99,15 @@ class Subscriber:
             if version is not None:
                 self._apply(cid, int(version))
 
-    def _apply(self, campaign_id: int, version: int) -> None:
-        if self.runtime.observe(campaign_id, version):
-            try:
-                self.runtime.gate.ack(campaign_id, self.runtime.worker_id, version)
-            except redis.RedisError as exc:
-                log.warning("ack_failed", campaign_id=campaign_id, error=str(exc))
+    def _apply(self, campaign_id: int, version: int) -> bool:
+        """Raise the version this worker demands and acknowledge it; False when stale."""
+        if not self.runtime.observe(campaign_id, version):
+            return False
+        try:
+            self.runtime.gate.ack(campaign_id, self.runtime.worker_id, version)
+        except redis.RedisError as exc:
+            log.warning("ack_failed", campaign_id=campaign_id, error=str(exc))
+        return True
 
     def _on_message(self, ch, method, _props, body: bytes) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -110,7 +115,9 @@ class Subscriber:
         except ValidationError as exc:
             log.warning("control_message_dropped", reason="invalid", error=str(exc)[:300])
         else:
-            self._apply(event.campaign_id, event.version)
+            if self._apply(event.campaign_id, event.version):
+                lag = datetime.now(UTC) - event.at
+                metrics.PROPAGATION_SECONDS.observe(max(0.0, lag.total_seconds()))
             log.debug(
                 "control_event_applied",
                 campaign_id=event.campaign_id,

@@ -23,6 +23,7 @@ import httpx
 import pika
 import psycopg
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from control.server import Stack, build
 from shared.clients import make_redis
@@ -90,6 +91,7 @@ class TestStack:
         self.keys = Keys(self.namespace)
         self.redis = make_redis(self.settings)
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.metrics_ports: dict[int, int] = {}  # worker pid -> its /metrics port
         self.loops_proc: subprocess.Popen[bytes] | None = None
         self.stack: Stack | None = None
         self._server: uvicorn.Server | None = None
@@ -138,6 +140,9 @@ class TestStack:
         log = open(self.tmp / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed with the process
         env = self.worker_env()
         env["DIALGATE_WORKER_THREADS"] = str(threads)
+        metrics_port = free_port()  # several workers on one host: one port each
+        env["DIALGATE_WORKER_METRICS_PORT"] = str(metrics_port)
+        env["DIALGATE_WORKER_METRICS_HOST"] = "127.0.0.1"
         cmd = [
             sys.executable,
             "-m",
@@ -168,7 +173,24 @@ class TestStack:
             cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.workers.append(proc)
+        self.metrics_ports[proc.pid] = metrics_port
         return proc
+
+    def scrape(self, url: str) -> dict[str, float]:
+        """One Prometheus scrape: ``'name{label="v",...}' -> value`` (labels sorted)."""
+        text = httpx.get(url, timeout=10).raise_for_status().text
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        return out
+
+    def control_metrics(self) -> dict[str, float]:
+        return self.scrape(f"{self.settings.url}/metrics")
+
+    def worker_metrics(self, proc: subprocess.Popen[bytes]) -> dict[str, float]:
+        return self.scrape(f"http://127.0.0.1:{self.metrics_ports[proc.pid]}/metrics")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``dialgate ARGS`` against this stack (its settings in the environment)."""
