@@ -7,9 +7,14 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
+
+from shared.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +28,7 @@ def test_docker_compose_file_is_valid_and_scales_workers():
     assert out.returncode == 0, out.stderr
     assert "worker:" in out.stdout and "service_healthy" in out.stdout
     assert "service_completed_successfully" in out.stdout  # migrations before anything runs
+    assert "worker.alive" in out.stdout  # workers are healthy while they heartbeat
 
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -83,3 +89,130 @@ def test_rules_and_dashboard_use_only_metrics_that_exist():
     assert _used_metrics(exprs) - defined == set()
     assert _used_metrics(rules) - defined == set()
     assert dashboard["uid"] == "dialgate" and len(dashboard["panels"]) >= 10
+
+
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.30.0"
+
+# KEDA's custom resources are not in kubernetes-validate's bundled schemas: their required
+# shape (from KEDA's CRDs, keda.sh/v1alpha1) is checked here instead.
+KEDA_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ScaledObject": {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["scaleTargetRef", "triggers"],
+                "additionalProperties": False,
+                "properties": {
+                    "scaleTargetRef": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": {"type": "string"}},
+                    },
+                    "minReplicaCount": {"type": "integer", "minimum": 0},
+                    "maxReplicaCount": {"type": "integer", "minimum": 1},
+                    "pollingInterval": {"type": "integer"},
+                    "cooldownPeriod": {"type": "integer"},
+                    "fallback": {
+                        "type": "object",
+                        "required": ["failureThreshold", "replicas"],
+                        "properties": {
+                            "failureThreshold": {"type": "integer"},
+                            "replicas": {"type": "integer"},
+                        },
+                    },
+                    "triggers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "metadata"],
+                            "properties": {
+                                "type": {"type": "string"},
+                                "metricType": {"enum": ["Utilization", "AverageValue", "Value"]},
+                                "metadata": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                                "authenticationRef": {
+                                    "type": "object",
+                                    "required": ["name"],
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "TriggerAuthentication": {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "secretTargetRef": {
+                        "type": "array",
+                        "items": {"type": "object", "required": ["parameter", "name", "key"]},
+                    }
+                },
+            }
+        },
+    },
+}
+
+
+def _render(overlay: str) -> list[dict[str, Any]]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (apt-get install kubernetes-client)")
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def _validate(obj: dict[str, Any]) -> None:
+    if obj["apiVersion"].startswith("keda.sh/"):
+        jsonschema.validate(obj, KEDA_SCHEMAS[obj["kind"]])
+    else:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", ["hpa", "keda"])
+def test_every_kubernetes_object_of_each_overlay_is_valid(overlay):
+    objects = _render(overlay)
+    for obj in objects:
+        _validate(obj)
+    _validate(yaml.safe_load((K8S / "secret.example.yaml").read_text()))
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+    deployments = {d["metadata"]["name"]: d for d in by_kind["Deployment"]}
+    control = deployments["dialgate-control"]["spec"]
+    assert control["replicas"] >= 2
+    container = control["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    worker = deployments["dialgate-worker"]["spec"]["template"]["spec"]
+    assert worker["containers"][0]["livenessProbe"]["exec"]["command"][:3] == [
+        "python",
+        "-m",
+        "worker.alive",
+    ]
+    for d in deployments.values():
+        assert d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert "dialgate-worker" in {p["metadata"]["name"] for p in by_kind["PodDisruptionBudget"]}
+    assert [j["metadata"]["name"] for j in by_kind["Job"]] == ["dialgate-migrate"]
+    scalers = by_kind.get("ScaledObject", []) + by_kind.get("HorizontalPodAutoscaler", [])
+    assert len(scalers) == 1, "one autoscaler for the workers, never two that fight"
+    if overlay == "keda":
+        triggers = {t["type"]: t for t in scalers[0]["spec"]["triggers"]}
+        assert triggers["rabbitmq"]["metadata"]["queueName"] == Keys("dialgate").dial_queue
+        assert "cpu" in triggers  # the fallback on CPU
