@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy.exc import OperationalError
 
 from control.services import Control
+from shared import metrics
 from shared.errors import Unavailable
 from shared.models import EmergencyStop
 
@@ -55,6 +56,7 @@ def stop(
             f"Redis is unreachable, the emergency stop was not set: {exc}. Workers cannot "
             "claim without Redis, so nothing dials while it is away; retry when it is back."
         ) from exc
+    metrics.observe_drain("estop", d.drain_ms, d.drained)
     recorded = _record(control, "stop", actor, reason, request_id, now, d.drained)
     log.warning("emergency_stop", by=actor, reason=reason, drained=d.drained, inflight=d.inflight)
     return {

@@ -168,6 +168,7 @@ def up(args: argparse.Namespace) -> int:
             f"  page        {url}/\n"
             f"  API         {url}/api/v1/campaigns   (OpenAPI: {url}/docs)\n"
             f"  readiness   {url}/readyz\n"
+            f"  metrics     {url}/metrics, workers :{settings.worker_metrics_port}/metrics\n"
             f"  workers     {args.workers} processes × {args.threads} threads{demo}\n"
             "Ctrl-C stops everything.\n",
             flush=True,

@@ -110,13 +110,20 @@ UNDRAINED = Counter(
 )
 
 
-def observe_transition(action: str, seconds: float, drain_ms: float | None, drained: bool | None):
+def observe_transition(
+    action: str, seconds: float, drain_ms: float | None, drained: bool | None
+) -> None:
     """Record one answered transition (``drain_ms`` None when nothing was drained)."""
     TRANSITIONS.labels(action).inc()
     TRANSITION_SECONDS.labels(action).observe(seconds)
-    if drain_ms is not None and drain_ms >= 0:
-        DRAIN_SECONDS.labels(action).observe(drain_ms / 1000)
-    if drained is False:
+    if drain_ms is not None:
+        observe_drain(action, drain_ms, bool(drained))
+
+
+def observe_drain(action: str, drain_ms: float, drained: bool) -> None:
+    """Record one drain (pause, cancel, or ``estop`` for the emergency stop)."""
+    DRAIN_SECONDS.labels(action).observe(max(0.0, drain_ms) / 1000)
+    if not drained:
         UNDRAINED.labels(action).inc()
 
 

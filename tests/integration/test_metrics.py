@@ -80,3 +80,10 @@ def test_metrics_count_real_dials_denials_a_pause_and_a_repair(make_stack):
         20,
         "the reconciler to repair the gate",
     )
+
+    stack.api("POST", "/emergency-stop", json={"reason": "metrics test"})
+    c = stack.control_metrics()
+    assert c["dialgate_emergency_stop"] == 1
+    assert c['dialgate_drain_seconds_count{action="estop"}'] == 1
+    stack.api("DELETE", "/emergency-stop", json={})
+    assert stack.control_metrics()["dialgate_emergency_stop"] == 0
