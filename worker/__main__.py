@@ -38,7 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[MULTIPROC_ENV] = metrics_dir
     from shared import metrics
 
-    port = metrics.serve_worker(settings.worker_metrics_host, settings.worker_metrics_port)
+    try:
+        port = metrics.serve_worker(settings.worker_metrics_host, settings.worker_metrics_port)
+    except OSError as exc:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        print(
+            f"dialgate worker: cannot serve metrics on {settings.worker_metrics_host}:"
+            f"{settings.worker_metrics_port} ({exc}); give each worker on this host its own "
+            "DIALGATE_WORKER_METRICS_PORT, or 0 for any free port",
+            file=sys.stderr,
+        )
+        return 2
     print(f"dialgate worker: metrics on :{port}/metrics", file=sys.stderr, flush=True)
     sys.argv = [
         "dramatiq",

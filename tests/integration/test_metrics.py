@@ -10,8 +10,9 @@ def test_metrics_count_real_dials_denials_a_pause_and_a_repair(make_stack):
     stack = make_stack(sim_latency_ms=20).start()
     hold = stack.tmp / "hold"
     hold.touch()  # the first granted dial waits just before the provider places it
-    worker = stack.start_worker(threads=4)
-    stack.wait_workers(1)
+    # Two dramatiq processes behind one /metrics: their samples are summed.
+    worker = stack.start_worker(processes=2, threads=2)
+    stack.wait_workers(2)
     cid = stack.make_campaign(contacts=20, max_concurrency=1)
 
     # The held dial keeps the only slot: the other threads' claims find the gate full.
@@ -36,7 +37,7 @@ def test_metrics_count_real_dials_denials_a_pause_and_a_repair(make_stack):
     )
     denied = sum(v for k, v in w.items() if k.startswith("dialgate_dials_denied_total"))
     assert w["dialgate_gate_check_seconds_count"] >= calls + denied
-    assert w["dialgate_propagation_seconds_count"] >= 2  # start and pause were broadcast
+    assert w["dialgate_propagation_seconds_count"] >= 4  # start and pause, to each process
     wait_for(
         lambda: stack.worker_metrics(worker)["dialgate_worker_dials_in_flight"] == 0,
         10,
@@ -59,7 +60,7 @@ def test_metrics_count_real_dials_denials_a_pause_and_a_repair(make_stack):
     assert c['dialgate_drain_seconds_count{action="pause"}'] == 1
     assert c['dialgate_undrained_total{action="pause"}'] == 1
     assert c['dialgate_campaigns{status="paused"}'] == 1
-    assert c["dialgate_live_workers"] == 1
+    assert c["dialgate_live_workers"] == 2
     assert c["dialgate_leases_in_flight"] == 0
     assert c["dialgate_gates_behind_database"] == 0
     assert c["dialgate_outbox_oldest_seconds"] == 0
