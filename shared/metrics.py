@@ -53,9 +53,10 @@ _SLOW = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60
 
 # -- worker ------------------------------------------------------------------------------
 DIALS_PLACED = Counter(
-    "dialgate_dials_placed", "Calls handed to the provider (after a granted claim).",
+    "dialgate_dials_placed",
+    "Calls handed to the provider (after a granted claim).",
     registry=WORKER,
-)  # fmt: skip
+)
 DIALS_DENIED = Counter(
     "dialgate_dials_denied",
     "Dials the gate denied, by reason (paused, cancelled, gate_missing, gate_behind, "
@@ -84,9 +85,11 @@ PROPAGATION_SECONDS = Histogram(
 
 # -- control service, API process ----------------------------------------------------------
 TRANSITIONS = Counter(
-    "dialgate_transitions", "Campaign transitions answered, by action.", ["action"],
+    "dialgate_transitions",
+    "Campaign transitions answered, by action.",
+    ["action"],
     registry=CONTROL,
-)  # fmt: skip
+)
 TRANSITION_SECONDS = Histogram(
     "dialgate_transition_seconds",
     "A transition from request to answer (commit, gate write and, for pause and cancel, "
