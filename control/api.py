@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from control import contacts, emergency
+from control import contacts, diagnosis, emergency
 from control.page import render
 from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
 from control.services import Control
@@ -114,6 +114,10 @@ def create_app(control: Control) -> FastAPI:
     @app.get("/api/v1/campaigns/{campaign_id}/transitions")
     def transitions(campaign_id: int, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         return {"transitions": control.transitions(campaign_id, limit)}
+
+    @app.get("/api/v1/campaigns/{campaign_id}/diagnosis")
+    def diagnose(campaign_id: int) -> dict[str, Any]:
+        return diagnosis.diagnose(control, campaign_id)
 
     @app.post("/api/v1/campaigns/{campaign_id}/contacts")
     def add_contacts(campaign_id: int, body: ContactsIn) -> dict[str, Any]:

@@ -59,6 +59,17 @@ def _show(c: dict[str, Any]) -> None:
     print(f"  actions       {allowed}")
 
 
+def _why(d: dict[str, Any]) -> None:
+    if not d["reasons"]:
+        print(f"campaign {d['campaign_id']} ({d['status']}): nothing stops it from dialing")
+        return
+    print(f"campaign {d['campaign_id']} ({d['status']}): {len(d['reasons'])} reason(s)")
+    for r in d["reasons"]:
+        print(f"- {r['title']} [{r['code']}]")
+        print(f"    evidence  {r['evidence']}")
+        print(f"    fix       {r['fix']}")
+
+
 def _read_contacts(path: str) -> list[dict[str, Any]]:
     if path.endswith(".json"):
         with open(path, encoding="utf-8") as f:
@@ -95,6 +106,9 @@ def operator(args: argparse.Namespace) -> int:
         elif args.cmd == "show":
             c = client.campaign(args.id)
             _print_json(c) if args.json else _show(c)
+        elif args.cmd == "why":
+            d = client.diagnosis(args.id)
+            _print_json(d) if args.json else _why(d)
         elif args.cmd == "create":
             c = client.create(
                 name=args.name, max_concurrency=args.max_concurrency, timezone=args.timezone
@@ -275,6 +289,7 @@ def parser() -> argparse.ArgumentParser:
 
     op("campaigns", "list campaigns", with_id=False)
     op("show", "show one campaign")
+    op("why", "why isn't it dialing? every reason, with evidence and the fix")
     op("history", "a campaign's transitions, newest first")
     cr = op("create", "create a campaign (draft)", with_id=False)
     cr.add_argument("name")
