@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from control import contacts, diagnosis, emergency
 from control.page import render
 from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
-from control.services import Control
+from control.services import Cap, Control
 from shared.clients import amqp_parameters
 from shared.errors import DialgateError, InvalidInput
 from shared.states import Action, Source
@@ -144,6 +144,9 @@ def create_app(control: Control) -> FastAPI:
             request_id=request.state.request_id,
             confirm=body.confirm,
             drain_timeout=drain_timeout,
+            cap=None
+            if body.max_concurrency is None or body.for_minutes is None
+            else Cap(body.max_concurrency, body.for_minutes),
         )
         return {**result.campaign, "gate": {**(result.campaign.get("gate") or {}), **result.gate}}
 

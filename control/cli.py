@@ -39,6 +39,11 @@ def _show(c: dict[str, Any]) -> None:
         why = f": {c['pause_reason']}" if c.get("pause_reason") else ""
         print(f"  paused        since {c['paused_at']}{src}{why}")
     print(f"  concurrency   {c['max_concurrency']}   timezone {c['timezone']}")
+    if c.get("cap"):
+        print(
+            f"  temporary cap {c['cap']['max_concurrency']} until {c['cap']['until']} "
+            "(lifts by itself)"
+        )
     counts = c.get("counts", {})
     print("  contacts      " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
     if c.get("inflight") is not None:
@@ -118,6 +123,10 @@ def operator(args: argparse.Namespace) -> int:
             body: dict[str, Any] = {}
             if getattr(args, "reason", None):
                 body["reason"] = args.reason
+            if getattr(args, "max_concurrency", None) is not None:
+                body["max_concurrency"] = args.max_concurrency
+            if getattr(args, "for_minutes", None) is not None:
+                body["for_minutes"] = args.for_minutes
             if args.cmd == "cancel":
                 if not args.yes:
                     print("cancel is irreversible: add --yes to confirm", file=sys.stderr)
@@ -274,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
         "--role",
         choices=["all", "api", "loops"],
         default="all",
-        help="api: HTTP only; loops: relay, feeder, reconciler, recovery only; "
+        help="api: HTTP only; loops: relay, feeder, reconciler, recovery, cap lifter only; "
         "all (default): both, the loops in a child process",
     )
     w = sub.add_parser("worker", help="run dialer worker processes (dramatiq)", add_help=False)
@@ -297,7 +306,12 @@ def parser() -> argparse.ArgumentParser:
     cr.add_argument("--timezone", default="UTC")
     op("start", "start a draft campaign")
     op("pause", "pause a running campaign (waits for in-flight dials)").add_argument("--reason")
-    op("resume", "resume a paused campaign").add_argument("--reason")
+    rs = op("resume", "resume a paused campaign, optionally with a temporary concurrency cap")
+    rs.add_argument("--reason")
+    rs.add_argument(
+        "--max-concurrency", type=int, help="temporary cap (with --for-minutes), lifts by itself"
+    )
+    rs.add_argument("--for-minutes", type=float, help="how long the temporary cap lasts")
     op("cancel", "cancel a campaign (irreversible)").add_argument(
         "--yes", action="store_true", help="confirm"
     )

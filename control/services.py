@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -50,6 +50,14 @@ from shared.states import (
 log = structlog.get_logger("dialgate.control")
 
 COUNTED_STATES = [s.value for s in ContactState]
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A controlled resume's temporary concurrency cap and how long it lasts."""
+
+    max_concurrency: int
+    for_minutes: float
 
 
 @dataclass
@@ -133,6 +141,8 @@ class Control:
             "status": c.status,
             "version": c.version,
             "max_concurrency": c.max_concurrency,
+            "concurrency": c.concurrency,
+            "cap": _cap_view(c.cap_concurrency, c.cap_until),
             "timezone": c.timezone,
             "calling_window": c.calling_window,
             "paused_at": c.paused_at,
@@ -178,6 +188,7 @@ class Control:
                     "reason": t.reason,
                     "request_id": t.request_id,
                     "at": t.created_at,
+                    "cap": _cap_view(t.cap_concurrency, t.cap_until),
                     "answered_at": t.answered_at,
                     "drained": t.drained,
                 }
@@ -199,7 +210,7 @@ class Control:
             s.flush()
             cid = c.id
         try:
-            self.gate.write(cid, Status.DRAFT.value, 0, data.max_concurrency)
+            self.gate.write(cid, Status.DRAFT.value, 0, data.max_concurrency)  # no cap yet
         except redis.RedisError as exc:  # the reconciler writes it later; draft never dials
             log.warning("gate_write_failed", campaign_id=cid, error=str(exc))
         log.info("campaign_created", campaign_id=cid)
@@ -216,14 +227,19 @@ class Control:
         request_id: str | None = None,
         confirm: bool = False,
         drain_timeout: float | None = None,
+        cap: Cap | None = None,
     ) -> TransitionResult:
+        if cap is not None and action is not Action.RESUME:
+            raise InvalidInput(
+                "max_concurrency", "a temporary cap (with for_minutes) is only allowed on resume"
+            )
         if action is Action.CANCEL and not confirm:
             raise ConfirmationRequired(
                 "confirm", 'cancel is irreversible; send {"confirm": true} to cancel'
             )
         if source is Source.SYSTEM and action is Action.PAUSE and not (reason or "").strip():
             raise InvalidInput("reason", "a system pause must say why (reason is required)")
-        c = self._commit_transition(campaign_id, action, actor, source, reason, request_id)
+        c = self._commit_transition(campaign_id, action, actor, source, reason, request_id, cap)
         gate = self._apply_gate(c, action, drain_timeout)
         log.info(
             "transition",
@@ -245,6 +261,7 @@ class Control:
         source: Source,
         reason: str | None,
         request_id: str | None,
+        cap: Cap | None = None,
     ) -> Campaign:
         for _ in range(5):
             try:
@@ -263,6 +280,7 @@ class Control:
                         values.update(paused_at=now, pause_reason=reason, pause_source=source.value)
                     elif target is not Status.PAUSED:
                         values.update(paused_at=None, pause_reason=None, pause_source=None)
+                    values.update(_cap_values(c, action, cap, now))
                     done = s.execute(
                         update(Campaign)
                         .where(Campaign.id == campaign_id, Campaign.version == c.version)
@@ -282,6 +300,8 @@ class Control:
                             reason=reason,
                             request_id=request_id,
                             created_at=now,
+                            cap_concurrency=values.get("cap_concurrency"),
+                            cap_until=values.get("cap_until"),
                         )
                     )
                     s.add(
@@ -335,7 +355,7 @@ class Control:
         closing = action in CLOSING
         gate: dict[str, Any] = {"version": c.version, "written": False}
         try:
-            stored = self.gate.write(c.id, c.status, c.version, c.max_concurrency)
+            stored = self.gate.write(c.id, c.status, c.version, c.concurrency)
             gate["written"] = stored == c.version
             self.gate.r.publish(self.keys.outbox_nudge, c.id)  # the relay wakes at once
             if closing:
@@ -365,6 +385,29 @@ class Control:
                 )
         except OperationalError as exc:
             log.warning("answer_not_recorded", campaign_id=campaign_id, error=str(exc))
+
+
+def _cap_values(c: Campaign, action: Action, cap: Cap | None, now: datetime) -> dict[str, Any]:
+    """The cap columns a transition writes: set by a capped resume, kept by a pause,
+    cleared by anything else; ``lift_cap`` only once its time is up."""
+    if action is Action.RESUME and cap is not None:
+        if cap.max_concurrency > c.max_concurrency:
+            raise InvalidInput(
+                "max_concurrency",
+                f"a temporary cap must be at most the campaign's max_concurrency "
+                f"({c.max_concurrency}), got {cap.max_concurrency}",
+            )
+        until = now + timedelta(minutes=cap.for_minutes)
+        return {"cap_concurrency": cap.max_concurrency, "cap_until": until}
+    if action is Action.PAUSE:
+        return {}
+    if action is Action.LIFT_CAP and (c.cap_until is None or c.cap_until > now):
+        raise Conflict(f"campaign {c.id} has no temporary cap whose time is up")
+    return {"cap_concurrency": None, "cap_until": None}
+
+
+def _cap_view(cap: int | None, until: datetime | None) -> dict[str, Any] | None:
+    return None if cap is None else {"max_concurrency": cap, "until": until}
 
 
 def _retryable(exc: OperationalError) -> bool:
