@@ -14,12 +14,11 @@ import pika
 import structlog
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from control import contacts, diagnosis, emergency
-from control.page import render
+from control import contacts, diagnosis, emergency, web
 from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
 from control.services import Cap, Control
 from shared.clients import amqp_parameters
@@ -93,10 +92,6 @@ def create_app(control: Control) -> FastAPI:
         }
         ready = all(c["ok"] for c in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
-        return render(control.campaigns())
 
     # -- campaigns -----------------------------------------------------------------------
     @app.post("/api/v1/campaigns", status_code=201)
@@ -176,6 +171,7 @@ def create_app(control: Control) -> FastAPI:
     def workers() -> dict[str, Any]:
         return {"workers": control.workers()}
 
+    app.include_router(web.router(control))
     return app
 
 

@@ -195,6 +195,32 @@ class Control:
                 for t in rows
             ]
 
+    def first_dial_after_resume(self, campaign_id: int) -> dict[str, Any] | None:
+        """The latest resume and the first dial that started after it (None: no resume)."""
+        with self.sessions() as s:
+            resume = s.scalars(
+                select(Transition)
+                .where(Transition.campaign_id == campaign_id, Transition.action == Action.RESUME)
+                .order_by(Transition.version.desc())
+                .limit(1)
+            ).first()
+            if resume is None:
+                return None
+            first = s.execute(
+                select(Attempt.id, Attempt.started_at, Attempt.worker_id)
+                .where(
+                    Attempt.campaign_id == campaign_id,
+                    Attempt.started_at >= resume.created_at,
+                )
+                .order_by(Attempt.started_at)
+                .limit(1)
+            ).first()
+        view: dict[str, Any] = {"version": resume.version, "resumed_at": resume.created_at}
+        if first is not None and first[1] is not None:
+            view.update(attempt_id=first[0], started_at=first[1], worker_id=first[2])
+            view["after_s"] = round((first[1] - resume.created_at).total_seconds(), 3)
+        return view
+
     # -- writes --------------------------------------------------------------------------
     def create_campaign(self, data: CampaignCreate) -> dict[str, Any]:
         with self.sessions.begin() as s:
