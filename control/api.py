@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from control import contacts, diagnosis, emergency, web
+from control.overview import overview
 from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
 from control.services import Cap, Control
 from shared.clients import amqp_parameters
@@ -113,6 +114,10 @@ def create_app(control: Control) -> FastAPI:
     @app.get("/api/v1/campaigns/{campaign_id}/diagnosis")
     def diagnose(campaign_id: int) -> dict[str, Any]:
         return diagnosis.diagnose(control, campaign_id)
+
+    @app.get("/api/v1/campaigns/{campaign_id}/overview")
+    def campaign_overview(campaign_id: int) -> dict[str, Any]:
+        return overview(control, campaign_id)
 
     @app.post("/api/v1/campaigns/{campaign_id}/contacts")
     def add_contacts(campaign_id: int, body: ContactsIn) -> dict[str, Any]:

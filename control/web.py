@@ -25,6 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from control import diagnosis
+from control.overview import overview
 from control.services import Control
 
 STATES = ("pending", "queued", "dialing", "done", "failed", "cancelled", "unknown")
@@ -55,16 +56,18 @@ env.filters["iso"] = _iso
 env.globals.update(states=STATES, labels=LABELS)
 
 
-def live_facts(control: Control, campaign_id: int) -> dict[str, Any]:
+def _context(facts: dict[str, Any]) -> dict[str, Any]:
     return {
-        "c": control.campaign(campaign_id),
-        "transitions": control.transitions(campaign_id, 10),
-        "first": control.first_dial_after_resume(campaign_id),
+        "c": facts["campaign"],
+        "transitions": facts["transitions"],
+        "first": facts["first_after_resume"],
+        "d": facts.get("diagnosis"),
     }
 
 
 def render_live(control: Control, campaign_id: int) -> str:
-    return env.get_template("_live.html").render(live_facts(control, campaign_id))
+    facts = overview(control, campaign_id, diagnose=False)
+    return env.get_template("_live.html").render(_context(facts))
 
 
 def render_diagnosis(control: Control, campaign_id: int) -> str:
@@ -85,9 +88,7 @@ def router(control: Control) -> APIRouter:
 
     @r.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
     def campaign(campaign_id: int) -> str:
-        facts = live_facts(control, campaign_id)
-        d = diagnosis.diagnose(control, campaign_id)
-        return env.get_template("campaign.html").render(**facts, d=d)
+        return env.get_template("campaign.html").render(_context(overview(control, campaign_id)))
 
     @r.get("/campaigns/{campaign_id}/live", response_class=HTMLResponse)
     def live(campaign_id: int) -> str:
