@@ -8,6 +8,8 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from control.diagnosis import diagnose
+from control.server import build
 from shared.models import Outbox, utcnow
 from shared.states import Action, Source
 from tests.support.stack import TestStack, free_port
@@ -117,3 +119,18 @@ def test_diagnosing_an_unknown_campaign_is_404(make_stack):
     assert err == {"code": "not_found", "message": "campaign 999 does not exist"}
     out = stack.cli("why", "999")
     assert out.returncode == 1 and "campaign 999 does not exist" in out.stderr
+
+
+def test_an_unreachable_redis_is_a_reason_and_hides_the_checks_that_need_it(make_stack):
+    stack = make_stack().start(loops=False)
+    cid = stack.make_campaign(contacts=1)
+    # A second control service on the same database whose Redis cannot be reached.
+    away = build(
+        stack.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    )
+    try:
+        reasons = {r["code"]: r for r in diagnose(away.control, cid)["reasons"]}
+    finally:
+        away.control.sessions.kw["bind"].dispose()
+    assert set(reasons) == {"redis_unreachable"}, reasons
+    assert "ConnectionError" in reasons["redis_unreachable"]["evidence"]
