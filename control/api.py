@@ -14,16 +14,16 @@ import pika
 import structlog
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from control import contacts, emergency
+from control import contacts, diagnosis, emergency, web
 from control.observe import read_state
-from control.page import render
+from control.overview import overview
 from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
-from control.services import Control
+from control.services import Cap, Control
 from shared import metrics
 from shared.clients import amqp_parameters
 from shared.errors import DialgateError, InvalidInput
@@ -104,10 +104,6 @@ def create_app(control: Control) -> FastAPI:
         body = metrics.render(metrics.CONTROL) + metrics.render(state)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
-        return render(control.campaigns())
-
     # -- campaigns -----------------------------------------------------------------------
     @app.post("/api/v1/campaigns", status_code=201)
     def create_campaign(body: CampaignCreate) -> dict[str, Any]:
@@ -124,6 +120,14 @@ def create_app(control: Control) -> FastAPI:
     @app.get("/api/v1/campaigns/{campaign_id}/transitions")
     def transitions(campaign_id: int, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         return {"transitions": control.transitions(campaign_id, limit)}
+
+    @app.get("/api/v1/campaigns/{campaign_id}/diagnosis")
+    def diagnose(campaign_id: int) -> dict[str, Any]:
+        return diagnosis.diagnose(control, campaign_id)
+
+    @app.get("/api/v1/campaigns/{campaign_id}/overview")
+    def campaign_overview(campaign_id: int) -> dict[str, Any]:
+        return overview(control, campaign_id)
 
     @app.post("/api/v1/campaigns/{campaign_id}/contacts")
     def add_contacts(campaign_id: int, body: ContactsIn) -> dict[str, Any]:
@@ -150,6 +154,9 @@ def create_app(control: Control) -> FastAPI:
             request_id=request.state.request_id,
             confirm=body.confirm,
             drain_timeout=drain_timeout,
+            cap=None
+            if body.max_concurrency is None or body.for_minutes is None
+            else Cap(body.max_concurrency, body.for_minutes),
         )
         return {**result.campaign, "gate": {**(result.campaign.get("gate") or {}), **result.gate}}
 
@@ -179,6 +186,7 @@ def create_app(control: Control) -> FastAPI:
     def workers() -> dict[str, Any]:
         return {"workers": control.workers()}
 
+    app.include_router(web.router(control))
     return app
 
 

@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,19 @@ from control.client import ApiError, Client
 from shared.settings import Settings
 
 STATES = ["pending", "queued", "dialing", "done", "failed", "cancelled", "unknown"]
+ANSI = re.compile(r"\033\[[0-9;]*m")
+# ANSI colours of each status, used only when stdout is a terminal (and NO_COLOR is unset).
+COLOURS = {"running": "1;32", "paused": "1;33", "draft": "1", "cancelled": "2", "completed": "2"}
+
+
+def _paint(text: str, code: str | None) -> str:
+    if not code or not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+        return text
+    return f"\033[{code}m{text}\033[0m"
+
+
+def _status(status: str) -> str:
+    return _paint(status, COLOURS.get(status))
 
 
 def _print_json(data: Any) -> None:
@@ -26,19 +40,30 @@ def _print_json(data: Any) -> None:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    """Columns padded by their visible width (colour codes take no room)."""
+
+    def width(x: str) -> int:
+        return len(ANSI.sub("", x))
+
+    widths = [max(width(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+        cells = [str(x) + " " * (w - width(str(x))) for x, w in zip(row, widths, strict=False)]
+        print("  ".join(cells).rstrip())
 
 
 def _show(c: dict[str, Any]) -> None:
     print(f"campaign {c['id']}  {c['name']}")
-    print(f"  status        {c['status']} (version {c['version']})")
+    print(f"  status        {_status(c['status'])} (version {c['version']})")
     if c.get("paused_at"):
         src = f" by {c['pause_source']}" if c.get("pause_source") else ""
         why = f": {c['pause_reason']}" if c.get("pause_reason") else ""
         print(f"  paused        since {c['paused_at']}{src}{why}")
     print(f"  concurrency   {c['max_concurrency']}   timezone {c['timezone']}")
+    if c.get("cap"):
+        print(
+            f"  temporary cap {c['cap']['max_concurrency']} until {c['cap']['until']} "
+            "(lifts by itself)"
+        )
     counts = c.get("counts", {})
     print("  contacts      " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
     if c.get("inflight") is not None:
@@ -57,6 +82,80 @@ def _show(c: dict[str, Any]) -> None:
         print(f"  gate          closed, {state} in {gate['drain_ms']} ms")
     allowed = ", ".join(c.get("allowed_actions", [])) or "none"
     print(f"  actions       {allowed}")
+
+
+def _show_overview(o: dict[str, Any]) -> None:
+    """The campaign page's facts: the campaign, first dial after resume, transitions, why."""
+    _show(o["campaign"])
+    first = o.get("first_after_resume")
+    if first:
+        if first.get("started_at"):
+            print(
+                f"  after resume  first dial {first['started_at']} (attempt {first['attempt_id']}"
+                f" on {first['worker_id']}, {first['after_s']} s after the resume)"
+            )
+        else:
+            print(f"  after resume  no dial yet since {first['resumed_at']}")
+    print("recent transitions")
+    _transitions(o["transitions"])
+    _why(o["diagnosis"])
+
+
+def _transitions(rows: list[dict[str, Any]]) -> None:
+    _table(
+        [
+            [
+                str(t["version"]),
+                str(t["at"])[:23],
+                t["action"],
+                f"{t['from']}→{t['to']}",
+                t["actor"],
+                t["source"],
+                (t["reason"] or "")
+                + (
+                    f" (cap {t['cap']['max_concurrency']} until {t['cap']['until']})"
+                    if t.get("cap")
+                    else ""
+                ),
+            ]
+            for t in rows
+        ],
+        ["V", "AT", "ACTION", "CHANGE", "ACTOR", "SOURCE", "REASON"],
+    )
+
+
+def _watch(client: Client, args: argparse.Namespace) -> int:
+    shown = 0
+    try:
+        while True:
+            o = client.overview(args.id)
+            if args.json:
+                print(json.dumps(o, default=str), flush=True)
+            else:
+                if sys.stdout.isatty():
+                    print("\033[H\033[2J", end="")
+                elif shown:
+                    print()
+                print(f"every {args.interval:g} s, Ctrl-C to stop · {time.strftime('%H:%M:%S')}")
+                _show_overview(o)
+                sys.stdout.flush()
+            shown += 1
+            if args.count and shown >= args.count:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _why(d: dict[str, Any]) -> None:
+    if not d["reasons"]:
+        print(f"campaign {d['campaign_id']} ({d['status']}): nothing stops it from dialing")
+        return
+    print(f"campaign {d['campaign_id']} ({d['status']}): {len(d['reasons'])} reason(s)")
+    for r in d["reasons"]:
+        print(f"- {r['title']} [{r['code']}]")
+        print(f"    evidence  {r['evidence']}")
+        print(f"    fix       {r['fix']}")
 
 
 def _read_contacts(path: str) -> list[dict[str, Any]]:
@@ -84,8 +183,8 @@ def operator(args: argparse.Namespace) -> int:
                         [
                             str(c["id"]),
                             c["name"],
-                            c["status"],
-                            str(c["max_concurrency"]),
+                            _status(c["status"]),
+                            str(c["concurrency"]) + ("*" if c.get("cap") else ""),
                             *(str(c["counts"].get(s, 0)) for s in STATES),
                         ]
                         for c in rows
@@ -93,8 +192,13 @@ def operator(args: argparse.Namespace) -> int:
                     ["ID", "NAME", "STATUS", "CONC", *(s.upper() for s in STATES)],
                 )
         elif args.cmd == "show":
-            c = client.campaign(args.id)
-            _print_json(c) if args.json else _show(c)
+            o = client.overview(args.id)
+            _print_json(o) if args.json else _show_overview(o)
+        elif args.cmd == "watch":
+            return _watch(client, args)
+        elif args.cmd == "why":
+            d = client.diagnosis(args.id)
+            _print_json(d) if args.json else _why(d)
         elif args.cmd == "create":
             c = client.create(
                 name=args.name, max_concurrency=args.max_concurrency, timezone=args.timezone
@@ -104,6 +208,10 @@ def operator(args: argparse.Namespace) -> int:
             body: dict[str, Any] = {}
             if getattr(args, "reason", None):
                 body["reason"] = args.reason
+            if getattr(args, "max_concurrency", None) is not None:
+                body["max_concurrency"] = args.max_concurrency
+            if getattr(args, "for_minutes", None) is not None:
+                body["for_minutes"] = args.for_minutes
             if args.cmd == "cancel":
                 if not args.yes:
                     print("cancel is irreversible: add --yes to confirm", file=sys.stderr)
@@ -200,24 +308,7 @@ def operator(args: argparse.Namespace) -> int:
             )
         elif args.cmd == "history":
             rows = client.transitions(args.id)
-            if args.json:
-                _print_json(rows)
-            else:
-                _table(
-                    [
-                        [
-                            str(t["version"]),
-                            str(t["at"])[:23],
-                            t["action"],
-                            f"{t['from']}→{t['to']}",
-                            t["actor"],
-                            t["source"],
-                            t["reason"] or "",
-                        ]
-                        for t in rows
-                    ],
-                    ["V", "AT", "ACTION", "CHANGE", "ACTOR", "SOURCE", "REASON"],
-                )
+            _print_json(rows) if args.json else _transitions(rows)
     except ApiError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2 if exc.status == 0 else 1
@@ -244,6 +335,16 @@ def run_audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {value!r}")
+    return number
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dialgate", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -260,7 +361,7 @@ def parser() -> argparse.ArgumentParser:
         "--role",
         choices=["all", "api", "loops"],
         default="all",
-        help="api: HTTP only; loops: relay, feeder, reconciler, recovery only; "
+        help="api: HTTP only; loops: relay, feeder, reconciler, recovery, cap lifter only; "
         "all (default): both, the loops in a child process",
     )
     w = sub.add_parser("worker", help="run dialer worker processes (dramatiq)", add_help=False)
@@ -274,7 +375,11 @@ def parser() -> argparse.ArgumentParser:
         return sp
 
     op("campaigns", "list campaigns", with_id=False)
-    op("show", "show one campaign")
+    op("show", "one campaign: the campaign page's facts, transitions and diagnosis")
+    wa = op("watch", "show one campaign, refreshed until Ctrl-C")
+    wa.add_argument("--interval", type=_positive, default=2.0, help="seconds between refreshes")
+    wa.add_argument("--count", type=int, default=0, help="stop after N refreshes (0: never)")
+    op("why", "why isn't it dialing? every reason, with evidence and the fix")
     op("history", "a campaign's transitions, newest first")
     cr = op("create", "create a campaign (draft)", with_id=False)
     cr.add_argument("name")
@@ -282,7 +387,12 @@ def parser() -> argparse.ArgumentParser:
     cr.add_argument("--timezone", default="UTC")
     op("start", "start a draft campaign")
     op("pause", "pause a running campaign (waits for in-flight dials)").add_argument("--reason")
-    op("resume", "resume a paused campaign").add_argument("--reason")
+    rs = op("resume", "resume a paused campaign, optionally with a temporary concurrency cap")
+    rs.add_argument("--reason")
+    rs.add_argument(
+        "--max-concurrency", type=int, help="temporary cap (with --for-minutes), lifts by itself"
+    )
+    rs.add_argument("--for-minutes", type=float, help="how long the temporary cap lasts")
     op("cancel", "cancel a campaign (irreversible)").add_argument(
         "--yes", action="store_true", help="confirm"
     )

@@ -46,6 +46,12 @@ class Client:
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/v1/campaigns/{campaign_id}"))
 
+    def diagnosis(self, campaign_id: int) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/v1/campaigns/{campaign_id}/diagnosis"))
+
+    def overview(self, campaign_id: int) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/v1/campaigns/{campaign_id}/overview"))
+
     def create(self, **body: Any) -> dict[str, Any]:
         return dict(self.request("POST", "/api/v1/campaigns", json=body))
 

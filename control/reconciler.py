@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from control.loops import Loop
 from shared import metrics
 from shared.gate import Gate
-from shared.models import Campaign
+from shared.models import Campaign, effective_concurrency
 from shared.settings import Settings
 
 BATCH = 500
@@ -37,11 +37,18 @@ class Reconciler(Loop):
 
     def reconcile(self) -> int:
         with self.sessions() as s:
-            rows = list(
+            found = list(
                 s.execute(
-                    select(Campaign.id, Campaign.status, Campaign.version, Campaign.max_concurrency)
+                    select(
+                        Campaign.id,
+                        Campaign.status,
+                        Campaign.version,
+                        Campaign.max_concurrency,
+                        Campaign.cap_concurrency,
+                    )
                 )
             )
+        rows = [(cid, st, v, effective_concurrency(m, cap)) for cid, st, v, m, cap in found]
         repaired = 0
         r = self.gate.r
         for i in range(0, len(rows), BATCH):

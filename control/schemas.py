@@ -84,6 +84,19 @@ class TransitionIn(Strict):
     actor: str | None = Field(default=None, max_length=200)
     source: Literal["operator", "system", "api"] = "api"
     confirm: bool = False
+    # Controlled resume: a temporary concurrency cap that lifts by itself (both or neither).
+    max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    for_minutes: float | None = Field(default=None, gt=0, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _cap_pair(self) -> TransitionIn:
+        if (self.max_concurrency is None) != (self.for_minutes is None):
+            missing = "for_minutes" if self.for_minutes is None else "max_concurrency"
+            raise ValueError(
+                f"{missing} is required too: a temporary cap needs both max_concurrency "
+                "and for_minutes"
+            )
+        return self
 
 
 class EmergencyIn(Strict):

@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from control.api import create_app
+from control.caps import CapLifter
 from control.feeder import Feeder
 from control.loops import Loop
 from control.reconciler import Reconciler
@@ -43,10 +44,11 @@ class Stack:
     feeder: Feeder
     reconciler: Reconciler
     recovery: Recovery
+    cap_lifter: CapLifter
 
     @property
     def loops(self) -> tuple[Loop, ...]:
-        return (self.reconciler, self.relay, self.feeder, self.recovery)
+        return (self.reconciler, self.relay, self.feeder, self.recovery, self.cap_lifter)
 
     def start_loops(self) -> None:
         try:
@@ -85,6 +87,7 @@ def build(settings: Settings) -> Stack:
         feeder=Feeder(settings, sessions, gate, keys, make_broker(settings), complete),
         reconciler=Reconciler(settings, sessions, gate),
         recovery=Recovery(settings, sessions),
+        cap_lifter=CapLifter(control),
     )
 
 
@@ -104,7 +107,7 @@ def run_loops(settings: Settings) -> None:
 
 
 def serve(settings: Settings, role: str = "all") -> None:
-    """``api``: HTTP only; ``loops``: relay, feeder, reconciler, recovery only; ``all``:
+    """``api``: HTTP only; ``loops``: relay, feeder, reconciler, recovery, cap lifter only; ``all``:
     both, the loops in a child process so that their work never delays an answer (one
     Python process would make a pause wait for the loops' turns at the GIL)."""
     if role == "loops":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -51,6 +51,14 @@ from shared.states import (
 log = structlog.get_logger("dialgate.control")
 
 COUNTED_STATES = [s.value for s in ContactState]
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A controlled resume's temporary concurrency cap and how long it lasts."""
+
+    max_concurrency: int
+    for_minutes: float
 
 
 @dataclass
@@ -134,6 +142,8 @@ class Control:
             "status": c.status,
             "version": c.version,
             "max_concurrency": c.max_concurrency,
+            "concurrency": c.concurrency,
+            "cap": _cap_view(c.cap_concurrency, c.cap_until),
             "timezone": c.timezone,
             "calling_window": c.calling_window,
             "paused_at": c.paused_at,
@@ -179,11 +189,38 @@ class Control:
                     "reason": t.reason,
                     "request_id": t.request_id,
                     "at": t.created_at,
+                    "cap": _cap_view(t.cap_concurrency, t.cap_until),
                     "answered_at": t.answered_at,
                     "drained": t.drained,
                 }
                 for t in rows
             ]
+
+    def first_dial_after_resume(self, campaign_id: int) -> dict[str, Any] | None:
+        """The latest resume and the first dial that started after it (None: no resume)."""
+        with self.sessions() as s:
+            resume = s.scalars(
+                select(Transition)
+                .where(Transition.campaign_id == campaign_id, Transition.action == Action.RESUME)
+                .order_by(Transition.version.desc())
+                .limit(1)
+            ).first()
+            if resume is None:
+                return None
+            first = s.execute(
+                select(Attempt.id, Attempt.started_at, Attempt.worker_id)
+                .where(
+                    Attempt.campaign_id == campaign_id,
+                    Attempt.started_at >= resume.created_at,
+                )
+                .order_by(Attempt.started_at)
+                .limit(1)
+            ).first()
+        view: dict[str, Any] = {"version": resume.version, "resumed_at": resume.created_at}
+        if first is not None and first[1] is not None:
+            view.update(attempt_id=first[0], started_at=first[1], worker_id=first[2])
+            view["after_s"] = round((first[1] - resume.created_at).total_seconds(), 3)
+        return view
 
     # -- writes --------------------------------------------------------------------------
     def create_campaign(self, data: CampaignCreate) -> dict[str, Any]:
@@ -200,7 +237,7 @@ class Control:
             s.flush()
             cid = c.id
         try:
-            self.gate.write(cid, Status.DRAFT.value, 0, data.max_concurrency)
+            self.gate.write(cid, Status.DRAFT.value, 0, data.max_concurrency)  # no cap yet
         except redis.RedisError as exc:  # the reconciler writes it later; draft never dials
             log.warning("gate_write_failed", campaign_id=cid, error=str(exc))
         log.info("campaign_created", campaign_id=cid)
@@ -217,7 +254,12 @@ class Control:
         request_id: str | None = None,
         confirm: bool = False,
         drain_timeout: float | None = None,
+        cap: Cap | None = None,
     ) -> TransitionResult:
+        if cap is not None and action is not Action.RESUME:
+            raise InvalidInput(
+                "max_concurrency", "a temporary cap (with for_minutes) is only allowed on resume"
+            )
         if action is Action.CANCEL and not confirm:
             raise ConfirmationRequired(
                 "confirm", 'cancel is irreversible; send {"confirm": true} to cancel'
@@ -225,7 +267,7 @@ class Control:
         if source is Source.SYSTEM and action is Action.PAUSE and not (reason or "").strip():
             raise InvalidInput("reason", "a system pause must say why (reason is required)")
         started = time.perf_counter()
-        c = self._commit_transition(campaign_id, action, actor, source, reason, request_id)
+        c = self._commit_transition(campaign_id, action, actor, source, reason, request_id, cap)
         gate = self._apply_gate(c, action, drain_timeout)
         metrics.observe_transition(
             action.value, time.perf_counter() - started, gate.get("drain_ms"), gate.get("drained")
@@ -250,6 +292,7 @@ class Control:
         source: Source,
         reason: str | None,
         request_id: str | None,
+        cap: Cap | None = None,
     ) -> Campaign:
         for _ in range(5):
             try:
@@ -268,6 +311,7 @@ class Control:
                         values.update(paused_at=now, pause_reason=reason, pause_source=source.value)
                     elif target is not Status.PAUSED:
                         values.update(paused_at=None, pause_reason=None, pause_source=None)
+                    values.update(_cap_values(c, action, cap, now))
                     done = s.execute(
                         update(Campaign)
                         .where(Campaign.id == campaign_id, Campaign.version == c.version)
@@ -287,6 +331,8 @@ class Control:
                             reason=reason,
                             request_id=request_id,
                             created_at=now,
+                            cap_concurrency=values.get("cap_concurrency"),
+                            cap_until=values.get("cap_until"),
                         )
                     )
                     s.add(
@@ -340,7 +386,7 @@ class Control:
         closing = action in CLOSING
         gate: dict[str, Any] = {"version": c.version, "written": False}
         try:
-            stored = self.gate.write(c.id, c.status, c.version, c.max_concurrency)
+            stored = self.gate.write(c.id, c.status, c.version, c.concurrency)
             gate["written"] = stored == c.version
             self.gate.r.publish(self.keys.outbox_nudge, c.id)  # the relay wakes at once
             if closing:
@@ -370,6 +416,29 @@ class Control:
                 )
         except OperationalError as exc:
             log.warning("answer_not_recorded", campaign_id=campaign_id, error=str(exc))
+
+
+def _cap_values(c: Campaign, action: Action, cap: Cap | None, now: datetime) -> dict[str, Any]:
+    """The cap columns a transition writes: set by a capped resume, kept by a pause,
+    cleared by anything else; ``lift_cap`` only once its time is up."""
+    if action is Action.RESUME and cap is not None:
+        if cap.max_concurrency > c.max_concurrency:
+            raise InvalidInput(
+                "max_concurrency",
+                f"a temporary cap must be at most the campaign's max_concurrency "
+                f"({c.max_concurrency}), got {cap.max_concurrency}",
+            )
+        until = now + timedelta(minutes=cap.for_minutes)
+        return {"cap_concurrency": cap.max_concurrency, "cap_until": until}
+    if action is Action.PAUSE:
+        return {}
+    if action is Action.LIFT_CAP and (c.cap_until is None or c.cap_until > now):
+        raise Conflict(f"campaign {c.id} has no temporary cap whose time is up")
+    return {"cap_concurrency": None, "cap_until": None}
+
+
+def _cap_view(cap: int | None, until: datetime | None) -> dict[str, Any] | None:
+    return None if cap is None else {"max_concurrency": cap, "until": until}
 
 
 def _retryable(exc: OperationalError) -> bool:

@@ -78,8 +78,21 @@ class Campaign(Base):
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     pause_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     pause_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # A temporary concurrency cap set by a controlled resume, until ``cap_until``; the
+    # cap-lift loop ends it with a ``lift_cap`` transition.
+    cap_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cap_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def concurrency(self) -> int:
+        """The concurrency the gate enforces: the temporary cap while there is one."""
+        return effective_concurrency(self.max_concurrency, self.cap_concurrency)
+
+
+def effective_concurrency(max_concurrency: int, cap: int | None) -> int:
+    return max_concurrency if cap is None else min(cap, max_concurrency)
 
 
 class Transition(Base):
@@ -97,6 +110,8 @@ class Transition(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    cap_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cap_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # When the answer went out (after gate CAS and drain) and whether the gate drained;
     # the safety checker replays calls against these.
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

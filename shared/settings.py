@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     )
     relay_interval: float = Field(default=0.05, gt=0)
     reconcile_interval: float = Field(default=5.0, gt=0)
+    cap_lift_interval: float = Field(
+        default=1.0, gt=0, description="How often temporary concurrency caps are checked."
+    )
 
     # Worker.
     worker_processes: int = Field(default=1, ge=1)

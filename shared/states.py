@@ -6,6 +6,9 @@ Campaign::
       │                │ └──pause──────────►│
       │                └─complete─► completed (system)
       └──────cancel──► cancelled ◄──cancel──┘  (from draft, running, paused)
+
+``lift_cap`` (system) keeps the status: it ends a temporary concurrency cap that a
+resume set (``running`` or ``paused``), as a transition of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Action(StrEnum):
     RESUME = "resume"
     CANCEL = "cancel"
     COMPLETE = "complete"
+    LIFT_CAP = "lift_cap"
 
 
 class Source(StrEnum):
@@ -37,13 +41,14 @@ class Source(StrEnum):
     API = "api"
 
 
-# action -> (states it is allowed from, state it leads to)
-TRANSITIONS: dict[Action, tuple[frozenset[Status], Status]] = {
+# action -> (states it is allowed from, state it leads to; None: the status stays)
+TRANSITIONS: dict[Action, tuple[frozenset[Status], Status | None]] = {
     Action.START: (frozenset({Status.DRAFT}), Status.RUNNING),
     Action.PAUSE: (frozenset({Status.RUNNING}), Status.PAUSED),
     Action.RESUME: (frozenset({Status.PAUSED}), Status.RUNNING),
     Action.CANCEL: (frozenset({Status.DRAFT, Status.RUNNING, Status.PAUSED}), Status.CANCELLED),
     Action.COMPLETE: (frozenset({Status.RUNNING}), Status.COMPLETED),
+    Action.LIFT_CAP: (frozenset({Status.RUNNING, Status.PAUSED}), None),
 }
 
 TERMINAL = frozenset({Status.CANCELLED, Status.COMPLETED})
@@ -51,8 +56,9 @@ TERMINAL = frozenset({Status.CANCELLED, Status.COMPLETED})
 CLOSING = frozenset({Action.PAUSE, Action.CANCEL})
 
 
-# Only the system completes a campaign (when nothing is left to dial).
-SYSTEM_ONLY = frozenset({Action.COMPLETE})
+# Only the system completes a campaign (when nothing is left to dial) and lifts a cap
+# (when its time is up).
+SYSTEM_ONLY = frozenset({Action.COMPLETE, Action.LIFT_CAP})
 
 
 def allowed_actions(status: Status) -> list[Action]:
@@ -70,7 +76,7 @@ def next_status(status: Status, action: Action) -> Status:
         raise IllegalTransition(
             f"cannot {action.value} a campaign that is {status.value}; allowed: {allowed}"
         )
-    return target
+    return status if target is None else target
 
 
 class ContactState(StrEnum):

@@ -17,6 +17,8 @@ LEGAL = {
     (Status.RUNNING, Action.CANCEL): Status.CANCELLED,
     (Status.PAUSED, Action.CANCEL): Status.CANCELLED,
     (Status.RUNNING, Action.COMPLETE): Status.COMPLETED,
+    (Status.RUNNING, Action.LIFT_CAP): Status.RUNNING,
+    (Status.PAUSED, Action.LIFT_CAP): Status.PAUSED,
 }
 ALL = list(itertools.product(Status, Action))
 
@@ -41,5 +43,6 @@ def test_final_states_allow_nothing_and_complete_is_never_offered_to_operators()
     assert allowed_actions(Status.CANCELLED) == []
     assert allowed_actions(Status.COMPLETED) == []
     assert Action.COMPLETE not in allowed_actions(Status.RUNNING)
+    assert Action.LIFT_CAP not in allowed_actions(Status.PAUSED)
     assert allowed_actions(Status.RUNNING) == [Action.PAUSE, Action.CANCEL]
     assert allowed_actions(Status.PAUSED) == [Action.RESUME, Action.CANCEL]

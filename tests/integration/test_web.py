@@ -1,0 +1,237 @@
+"""The operators' pages in real headless Chromium (Playwright, the system's Chromium).
+
+Screenshots go to ``test-output/`` (git-ignored), one per step worth seeing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.states import Action, Source
+from tests.support.stack import ROOT, TestStack
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-output"
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not __import__("os").path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, make_stack: Any) -> Iterator[Any]:
+    """A fresh page; closed before the stack (its event stream ends with it)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_campaign(page: Any, stack: TestStack, cid: int) -> None:
+    page.goto(f"{stack.settings.url}/campaigns/{cid}")
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+
+
+def assert_not_reloaded(page: Any) -> None:
+    assert page.evaluate("window.sameDocument") is True
+
+
+def test_pause_from_the_keyboard_then_resume_change_badge_and_banner_without_reload(
+    make_stack, page
+):
+    stack = make_stack().start(loops=False)
+    cid = stack.make_campaign(contacts=3)
+    open_campaign(page, stack, cid)
+    expect(page.locator("#badge")).to_have_text("running")
+    expect(page.locator("#paused-banner")).to_have_count(0)
+    shot(page, "pause-1-running")
+
+    page.focus("#act-pause")
+    page.keyboard.press("Enter")  # no confirmation, no reason asked
+    expect(page.locator("#badge")).to_have_text("paused")
+    expect(page.locator("#paused-banner")).to_contain_text("Paused since")
+    expect(page.locator("#act-resume")).to_be_visible()
+    expect(page.locator("#act-pause")).to_have_count(0)
+    expect(page.locator("#resume-cap")).to_be_visible()
+    assert_not_reloaded(page)
+    c = stack.campaign(cid)
+    assert c["status"] == "paused" and c["pause_source"] == "operator"
+    shot(page, "pause-2-paused")
+
+    page.click("#act-resume")
+    expect(page.locator("#badge")).to_have_text("running")
+    expect(page.locator("#paused-banner")).to_have_count(0)
+    expect(page.locator("#resume-cap")).to_be_hidden()
+    expect(page.locator("#first-after-resume")).to_contain_text("No dial yet since the resume")
+    assert_not_reloaded(page)
+    assert stack.campaign(cid)["status"] == "running"
+    shot(page, "pause-3-resumed")
+
+
+def test_cancel_asks_for_confirmation_and_once_confirmed_is_final(make_stack, page):
+    stack = make_stack().start(loops=False)
+    cid = stack.make_campaign(contacts=3)
+    open_campaign(page, stack, cid)
+
+    page.click("#act-cancel")
+    expect(page.locator("#cancel-dialog")).to_be_visible()
+    shot(page, "cancel-1-dialog")
+    page.get_by_role("button", name="Keep the campaign").click()
+    expect(page.locator("#cancel-dialog")).to_be_hidden()
+    assert stack.campaign(cid)["status"] == "running"
+
+    page.click("#act-cancel")
+    page.click("#confirm-cancel")
+    expect(page.locator("#badge")).to_have_text("cancelled")
+    expect(page.locator("#final-banner")).to_contain_text("cannot be resumed")
+    expect(page.locator(".actions button[data-action]")).to_have_count(0)
+    expect(page.locator("#count-cancelled")).to_have_text("3")
+    assert_not_reloaded(page)
+    shot(page, "cancel-2-cancelled")
+    page.reload()
+    expect(page.locator("#badge")).to_have_text("cancelled")
+    expect(page.locator(".actions button[data-action]")).to_have_count(0)
+    assert stack.campaign(cid)["status"] == "cancelled"
+
+
+def test_an_action_refused_because_someone_paused_first_shows_an_inline_alert(make_stack, page):
+    stack = make_stack().start(loops=False)
+    cid = stack.make_campaign(contacts=3)
+    open_campaign(page, stack, cid)
+
+    def someone_else_first(route: Any) -> None:
+        stack.act(cid, "pause", actor="alice", source="operator")
+        route.continue_()
+
+    page.route(f"**/api/v1/campaigns/{cid}/pause", someone_else_first)
+    page.click("#act-pause")
+    alert = page.locator("#alert")
+    expect(alert).to_have_text(
+        "pause failed: cannot pause a campaign that is paused; allowed: resume, cancel"
+    )
+    assert alert.get_attribute("role") == "alert"
+    history = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"]
+    assert [(t["action"], t["actor"]) for t in history] == [("pause", "alice"), ("start", "api")]
+    shot(page, "conflict-alert")
+
+
+def test_a_system_pause_shows_its_reason_next_to_the_paused_timestamp(make_stack, page):
+    stack = make_stack().start(loops=False)
+    cid = stack.make_campaign(contacts=3)
+    open_campaign(page, stack, cid)
+    expect(page.locator("#badge")).to_have_text("running")
+    assert stack.stack is not None
+    stack.stack.control.transition(
+        cid,
+        Action.PAUSE,
+        actor="monitor:abandon-rate",
+        source=Source.SYSTEM,
+        reason="abandon rate 9% over the 3% limit",
+    )
+    banner = page.locator("#paused-banner")
+    expect(banner).to_contain_text("— system: abandon rate 9% over the 3% limit")
+    paused_at = stack.campaign(cid)["paused_at"]
+    stamp = banner.locator("time")
+    assert stamp.get_attribute("datetime")[:19] == paused_at[:19]
+    assert stamp.inner_text() == paused_at[:10] + " " + paused_at[11:19] + " UTC"
+    assert_not_reloaded(page)  # pushed by the server, not reloaded
+    shot(page, "system-pause-reason")
+
+
+def test_the_page_shows_the_diagnosis_and_resumes_with_a_temporary_cap(make_stack, page):
+    stack = make_stack().start(loops=False)
+    cid = stack.make_campaign(contacts=3, max_concurrency=4)
+    stack.act(cid, "pause", source="operator", reason="checking the script")
+    open_campaign(page, stack, cid)
+    diag = page.locator("#diagnosis")
+    expect(diag.locator("[data-code=paused]")).to_contain_text("The campaign is paused")
+    expect(diag.locator("[data-code=paused]")).to_contain_text("checking the script")
+    expect(diag.locator("[data-code=no_live_workers]")).to_contain_text("Fix:")
+    shot(page, "diagnosis-paused")
+
+    page.fill("#cap-concurrency", "2")
+    page.fill("#cap-minutes", "15")
+    page.click("#resume-capped")
+    expect(page.locator("#badge")).to_have_text("running")
+    expect(page.locator("#cap")).to_contain_text("at most 2 concurrent dials")
+    expect(page.locator("#cap")).to_contain_text("(then 4; it lifts by itself)")
+    expect(diag.locator("[data-code=paused]")).to_have_count(0)
+    c = stack.campaign(cid)
+    assert c["cap"]["max_concurrency"] == 2 and c["concurrency"] == 2
+    shot(page, "controlled-resume")
+
+
+def test_live_updates_fall_back_to_polling_when_the_event_stream_is_blocked(make_stack, page):
+    stack = make_stack().start(loops=False)
+    cid = stack.make_campaign(contacts=3)
+    page.route("**/events", lambda route: route.abort())
+    open_campaign(page, stack, cid)
+    stack.act(cid, "pause", source="operator")
+    expect(page.locator("#badge")).to_have_text("paused")
+    assert_not_reloaded(page)
+
+
+def test_names_and_reasons_are_escaped_and_the_pages_fit_a_phone(make_stack, page):
+    stack = make_stack().start(loops=False)
+    name = '<img src=x onerror="window.pwned=1">Spring & "promo"'
+    c = stack.api("POST", "/campaigns", expect=201, json={"name": name, "max_concurrency": 2})
+    cid = int(c["id"])
+    stack.act(cid, "start")
+    assert stack.stack is not None
+    stack.stack.control.transition(
+        cid,
+        Action.PAUSE,
+        actor="m",
+        source=Source.SYSTEM,
+        reason="<b>bold</b> & <script>x</script>",
+    )
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(stack.settings.url + "/")
+    expect(page.get_by_role("link", name=name)).to_be_visible()
+    expect(page.locator("#rows .badge")).to_have_text("paused")
+    shot(page, "phone-campaigns")
+    page.get_by_role("link", name=name).click()
+    expect(page.locator("#campaign-name")).to_have_text(name)
+    expect(page.locator("#pause-reason")).to_have_text("— system: <b>bold</b> & <script>x</script>")
+    assert page.evaluate("window.pwned") is None
+    width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], width
+    shot(page, "phone-campaign")
+
+
+def test_a_resume_highlights_the_first_dial_after_it_and_workers_acknowledge(make_stack, page):
+    stack = make_stack(sim_latency_ms=300).start()
+    stack.start_worker(threads=1)
+    stack.wait_workers(1)
+    cid = stack.make_campaign(contacts=30, max_concurrency=1)
+    open_campaign(page, stack, cid)
+    expect(page.locator("#count-done")).not_to_have_text("0")
+    page.click("#act-pause")
+    expect(page.locator("#badge")).to_have_text("paused")
+    page.click("#act-resume")
+    first = page.locator("#first-after-resume")
+    expect(first).to_contain_text("First activity after resume")
+    expect(first).to_contain_text("s after the resume")
+    expect(page.locator("tr.resume-latest")).to_contain_text("resume")
+    expect(page.locator("#propagation")).to_contain_text("acknowledged by 1 of 1 workers")
+    shot(page, "first-after-resume")
+    stack.act(cid, "cancel", confirm=True)
