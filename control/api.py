@@ -12,18 +12,21 @@ from typing import Any
 
 import pika
 import structlog
-from fastapi import Body, FastAPI, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from control import contacts, emergency
+from control import contacts, emergency, login, trail
+from control.authz import Can, Role, Who, required
 from control.page import render
-from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
+from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TokenCreate, TransitionIn
+from control.security import BodyLimit, Security
 from control.services import Control
+from control.tokens import Tokens
 from shared.clients import amqp_parameters
-from shared.errors import DialgateError, InvalidInput
+from shared.errors import DialgateError, Forbidden, InvalidInput, Unauthenticated
 from shared.states import Action, Source
 
 log = structlog.get_logger("dialgate.api")
@@ -45,9 +48,34 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def offered(who: Who, view: dict[str, Any]) -> dict[str, Any]:
+    """A campaign as this caller sees it: only the actions their role may take."""
+    path = "/api/v1/campaigns/{campaign_id}/{action}"
+    acts = [a for a in view["allowed_actions"] if who.principal.can(required("POST", path, a))]
+    return {**view, "allowed_actions": acts}
+
+
 def create_app(control: Control) -> FastAPI:
-    app = FastAPI(title="dialgate", version="0.1.0", docs_url="/docs", redoc_url=None)
+    security = Security(control, Tokens(control.settings, control.sessions))
+    app = FastAPI(
+        title="dialgate",
+        version="0.1.0",
+        docs_url="/docs",
+        redoc_url=None,
+        dependencies=[Depends(security.authorize)],
+    )
     app.state.control = control
+    app.add_middleware(
+        BodyLimit,  # type: ignore[arg-type]
+        limit=control.settings.max_body_bytes,
+        import_limit=control.settings.max_import_bytes,
+    )
+
+    def who(request: Request) -> Who:
+        w: Who | None = getattr(request.state, "who", None)
+        if w is None:  # a route listed as public asked for a caller: a bug in the table
+            raise Unauthenticated("this route needs a signed-in caller")
+        return w
 
     @app.middleware("http")
     async def request_id(
@@ -62,7 +90,13 @@ def create_app(control: Control) -> FastAPI:
         return response
 
     @app.exception_handler(DialgateError)
-    async def dialgate_error(_: Request, exc: DialgateError) -> JSONResponse:
+    async def dialgate_error(request: Request, exc: DialgateError) -> Response:
+        if (
+            isinstance(exc, Unauthenticated)
+            and request.method == "GET"
+            and not request.url.path.startswith("/api/")
+        ):  # a page: send the visitor to sign in, and back here afterwards
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         return _error(exc.status_code, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
@@ -94,22 +128,40 @@ def create_app(control: Control) -> FastAPI:
         ready = all(c["ok"] for c in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
+    # -- sign-in and the page ------------------------------------------------------------
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(next: str = "/") -> Response:
+        return login.form(next)
+
+    @app.post("/login", include_in_schema=False)
+    async def login_submit(request: Request) -> Response:
+        return await login.sign_in(request, security)
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        return login.sign_out(request, security)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
-        return render(control.campaigns())
+    def page(w: Who = Depends(who)) -> str:
+        return render([offered(w, c) for c in _scoped(control, w)])
+
+    @app.get("/api/v1/whoami")
+    def whoami(w: Who = Depends(who)) -> dict[str, Any]:
+        p = w.principal
+        return {"name": p.name, "org": p.org, "role": p.role.value, "platform": p.platform}
 
     # -- campaigns -----------------------------------------------------------------------
     @app.post("/api/v1/campaigns", status_code=201)
-    def create_campaign(body: CampaignCreate) -> dict[str, Any]:
-        return control.create_campaign(body)
+    def create_campaign(body: CampaignCreate, w: Who = Depends(who)) -> dict[str, Any]:
+        return offered(w, control.create_campaign(body, w))
 
     @app.get("/api/v1/campaigns")
-    def list_campaigns() -> dict[str, Any]:
-        return {"campaigns": control.campaigns()}
+    def list_campaigns(w: Who = Depends(who)) -> dict[str, Any]:
+        return {"campaigns": [offered(w, c) for c in _scoped(control, w)]}
 
     @app.get("/api/v1/campaigns/{campaign_id}")
-    def get_campaign(campaign_id: int) -> dict[str, Any]:
-        return control.campaign(campaign_id)
+    def get_campaign(campaign_id: int, w: Who = Depends(who)) -> dict[str, Any]:
+        return offered(w, control.campaign(campaign_id))
 
     @app.get("/api/v1/campaigns/{campaign_id}/transitions")
     def transitions(campaign_id: int, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
@@ -127,21 +179,27 @@ def create_app(control: Control) -> FastAPI:
         action: str,
         body: TransitionIn | None = Body(default=None),
         drain_timeout: float | None = Query(None, ge=0, le=60),
+        w: Who = Depends(who),
     ) -> dict[str, Any]:
         if action not in ("start", "pause", "resume", "cancel"):
             raise InvalidInput("action", "must be one of start, pause, resume, cancel")
         body = body or TransitionIn()
+        monitor = w.principal.role is Role.MONITOR
+        if monitor and not (body.reason or "").strip():
+            raise InvalidInput("reason", "a monitor's pause must say why (reason is required)")
         result = control.transition(
             campaign_id,
             Action(action),
-            actor=body.actor or "api",
-            source=Source(body.source),
+            actor=w.name if not body.actor else f"{w.name} ({body.actor})",
+            source=Source.SYSTEM if monitor else Source(body.source),
             reason=body.reason,
             request_id=request.state.request_id,
             confirm=body.confirm,
             drain_timeout=drain_timeout,
+            who=w,
         )
-        return {**result.campaign, "gate": {**(result.campaign.get("gate") or {}), **result.gate}}
+        view = offered(w, result.campaign)
+        return {**view, "gate": {**(view.get("gate") or {}), **result.gate}}
 
     @app.get("/api/v1/emergency-stop")
     def estop_state() -> dict[str, Any]:
@@ -152,24 +210,79 @@ def create_app(control: Control) -> FastAPI:
         request: Request,
         body: EmergencyIn | None = Body(default=None),
         drain_timeout: float | None = Query(None, ge=0, le=60),
+        w: Who = Depends(who),
     ) -> dict[str, Any]:
         body = body or EmergencyIn()
+        if _estop_scope(w, body) == "org":
+            return emergency.stop_org(control, w, body.reason, drain_timeout)
+        actor = w.name if not body.actor else f"{w.name} ({body.actor})"
         return emergency.stop(
-            control, body.actor or "api", body.reason, request.state.request_id, drain_timeout
+            control, actor, body.reason, request.state.request_id, drain_timeout, w
         )
 
     @app.delete("/api/v1/emergency-stop")
     def estop_lift(
-        request: Request, body: EmergencyIn | None = Body(default=None)
+        request: Request, body: EmergencyIn | None = Body(default=None), w: Who = Depends(who)
     ) -> dict[str, Any]:
         body = body or EmergencyIn()
-        return emergency.lift(control, body.actor or "api", body.reason, request.state.request_id)
+        if _estop_scope(w, body) == "org":
+            raise InvalidInput(
+                "scope",
+                "an organisation's emergency stop paused each campaign; resume each one "
+                "deliberately (POST /api/v1/campaigns/{id}/resume)",
+            )
+        actor = w.name if not body.actor else f"{w.name} ({body.actor})"
+        return emergency.lift(control, actor, body.reason, request.state.request_id, w)
 
     @app.get("/api/v1/workers")
-    def workers() -> dict[str, Any]:
-        return {"workers": control.workers()}
+    def workers(w: Who = Depends(who)) -> dict[str, Any]:
+        views = control.workers()
+        if not w.principal.platform:  # versions of other organisations' campaigns stay hidden
+            mine = {str(i) for i in control.campaign_ids(w.org)}
+            for v in views:
+                v["applied"] = {k: n for k, n in v["applied"].items() if k in mine}
+        return {"workers": views}
+
+    # -- tokens and audit ------------------------------------------------------------------
+    @app.get("/api/v1/tokens")
+    def list_tokens(w: Who = Depends(who)) -> dict[str, Any]:
+        return {"tokens": security.tokens.list(w)}
+
+    @app.post("/api/v1/tokens", status_code=201)
+    def create_token(body: TokenCreate, w: Who = Depends(who)) -> dict[str, Any]:
+        return security.tokens.create(
+            w,
+            name=body.name,
+            org=body.org or w.org,
+            role=Role(body.role),
+            expires_in_days=body.expires_in_days,
+        )
+
+    @app.delete("/api/v1/tokens/{token_id}")
+    def revoke_token(token_id: int, w: Who = Depends(who)) -> dict[str, Any]:
+        return security.tokens.revoke(w, token_id)
+
+    @app.get("/api/v1/audit")
+    def audit_events(
+        limit: int = Query(200, ge=1, le=5000), w: Who = Depends(who)
+    ) -> dict[str, Any]:
+        return {"events": trail.events(control.sessions, w, limit)}
 
     return app
+
+
+def _scoped(control: Control, w: Who) -> list[dict[str, Any]]:
+    return control.campaigns(None if w.principal.platform else w.org)
+
+
+def _estop_scope(w: Who, body: EmergencyIn) -> str:
+    scope = body.scope or ("all" if w.principal.platform else "org")
+    if scope == "all" and not w.principal.can(Can.PLATFORM):
+        raise Forbidden(
+            "an emergency stop of every organisation needs a platform admin; "
+            'send {"scope": "org"} to pause every running campaign of your organisation'
+        )
+    return scope
 
 
 def _check(fn: Callable[[], object]) -> dict[str, Any]:

@@ -33,6 +33,10 @@ PAGE = """<!doctype html>
 const STATES = {states};
 function esc(s){{return String(s ?? "").replace(/[&<>"']/g, c => ({{"&":"&amp;","<":"&lt;",
  ">":"&gt;",'"':"&quot;","'":"&#39;"}})[c]);}}
+function csrf(){{
+  const m = document.cookie.match(/(?:^|; )dialgate_csrf=([^;]*)/);
+  return m ? decodeURIComponent(m[1]) : "";
+}}
 function row(c){{
   const acts = c.allowed_actions.map(a =>
     `<button data-id="${{c.id}}" data-act="${{a}}">${{a}}</button>`).join(" ");
@@ -57,7 +61,8 @@ document.addEventListener("click", async ev => {{
     body.confirm = true;
   }}
   const r = await fetch(`/api/v1/campaigns/${{id}}/${{act}}`, {{method: "POST",
-    headers: {{"content-type": "application/json"}}, body: JSON.stringify(body)}});
+    headers: {{"content-type": "application/json", "x-csrf-token": csrf()}},
+    body: JSON.stringify(body)}});
   const alert = document.getElementById("alert");
   alert.textContent = r.ok ? "" : (await r.json()).error.message;
   refresh();

@@ -24,7 +24,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from control.authz import DEFAULT_ORG, Who
 from control.schemas import CampaignCreate
+from control.trail import record
 from shared.errors import (
     ConfirmationRequired,
     Conflict,
@@ -147,14 +149,27 @@ class Control:
             view.update(self._live_view(c.id, c.version))
         return view
 
+    def campaign_org(self, campaign_id: int) -> str | None:
+        """The organisation a campaign belongs to (``None``: no such campaign)."""
+        with self.sessions() as s:
+            return s.scalar(select(Campaign.org).where(Campaign.id == campaign_id))
+
+    def campaign_ids(self, org: str) -> set[int]:
+        with self.sessions() as s:
+            return set(s.scalars(select(Campaign.id).where(Campaign.org == org)))
+
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         with self.sessions() as s:
             c = self.get(s, campaign_id)
             return self._view(c, self._counts(s, [c.id])[c.id])
 
-    def campaigns(self) -> list[dict[str, Any]]:
+    def campaigns(self, org: str | None = None) -> list[dict[str, Any]]:
+        """Every campaign, or those of one organisation."""
         with self.sessions() as s:
-            rows = list(s.scalars(select(Campaign).order_by(Campaign.id)))
+            q = select(Campaign).order_by(Campaign.id)
+            if org is not None:
+                q = q.where(Campaign.org == org)
+            rows = list(s.scalars(q))
             counts = self._counts(s, [c.id for c in rows])
             return [self._view(c, counts[c.id], live=False) for c in rows]
 
@@ -176,6 +191,8 @@ class Control:
                     "actor": t.actor,
                     "source": t.source,
                     "reason": t.reason,
+                    "role": t.role,
+                    "source_ip": t.source_ip,
                     "request_id": t.request_id,
                     "at": t.created_at,
                     "answered_at": t.answered_at,
@@ -185,9 +202,10 @@ class Control:
             ]
 
     # -- writes --------------------------------------------------------------------------
-    def create_campaign(self, data: CampaignCreate) -> dict[str, Any]:
+    def create_campaign(self, data: CampaignCreate, who: Who | None = None) -> dict[str, Any]:
         with self.sessions.begin() as s:
             c = Campaign(
+                org=who.org if who else DEFAULT_ORG,
                 name=data.name,
                 status=Status.DRAFT.value,
                 version=0,
@@ -198,6 +216,7 @@ class Control:
             s.add(c)
             s.flush()
             cid = c.id
+            record(s, who, "campaign.created", f"campaign:{cid}", name=data.name)
         try:
             self.gate.write(cid, Status.DRAFT.value, 0, data.max_concurrency)
         except redis.RedisError as exc:  # the reconciler writes it later; draft never dials
@@ -216,6 +235,7 @@ class Control:
         request_id: str | None = None,
         confirm: bool = False,
         drain_timeout: float | None = None,
+        who: Who | None = None,
     ) -> TransitionResult:
         if action is Action.CANCEL and not confirm:
             raise ConfirmationRequired(
@@ -223,7 +243,7 @@ class Control:
             )
         if source is Source.SYSTEM and action is Action.PAUSE and not (reason or "").strip():
             raise InvalidInput("reason", "a system pause must say why (reason is required)")
-        c = self._commit_transition(campaign_id, action, actor, source, reason, request_id)
+        c = self._commit_transition(campaign_id, action, actor, source, reason, request_id, who)
         gate = self._apply_gate(c, action, drain_timeout)
         log.info(
             "transition",
@@ -245,6 +265,7 @@ class Control:
         source: Source,
         reason: str | None,
         request_id: str | None,
+        who: Who | None = None,
     ) -> Campaign:
         for _ in range(5):
             try:
@@ -281,8 +302,20 @@ class Control:
                             source=source.value,
                             reason=reason,
                             request_id=request_id,
+                            role=who.role if who else None,
+                            source_ip=who.source_ip if who else None,
                             created_at=now,
                         )
+                    )
+                    record(
+                        s,
+                        who,
+                        f"campaign.{action.value}",
+                        f"campaign:{campaign_id}",
+                        actor=actor,
+                        source=source.value,
+                        reason=reason,
+                        version=version,
                     )
                     s.add(
                         Outbox(
