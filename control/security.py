@@ -135,17 +135,24 @@ class BodyLimit:
             await _too_large(send, limit)
             return
         seen = 0
+        refused = False
 
         async def counted() -> Any:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise TooLarge(f"the request body is over {limit} bytes")
+                if seen > limit and not refused:
+                    refused = True
+                    await _too_large(send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, counted, send)
+        async def guarded(message: Any) -> None:
+            if not refused:  # once refused, the app's own answer is dropped
+                await send(message)
+
+        await self.app(scope, counted, guarded)
 
 
 async def _too_large(send: Any, limit: int) -> None:

@@ -216,7 +216,7 @@ class Control:
             s.add(c)
             s.flush()
             cid = c.id
-            record(s, who, "campaign.created", f"campaign:{cid}", name=data.name)
+            record(s, who, "campaign.created", f"campaign:{cid}", c.org, name=data.name)
         try:
             self.gate.write(cid, Status.DRAFT.value, 0, data.max_concurrency)
         except redis.RedisError as exc:  # the reconciler writes it later; draft never dials

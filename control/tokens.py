@@ -88,7 +88,7 @@ class Tokens:
             )
             s.add(t)
             s.flush()
-            record(s, who, "token.created", f"token:{t.id}", name=name, org=org, role=role.value)
+            record(s, who, "token.created", f"token:{t.id}", org, name=name, role=role.value)
             view = token_view(t)
         return {**view, "token": secret}
 
@@ -111,7 +111,7 @@ class Tokens:
                     .where(WebSession.token_id == t.id)
                     .values(expires_at=t.revoked_at)
                 )
-                record(s, who, "token.revoked", f"token:{t.id}", name=t.name)
+                record(s, who, "token.revoked", f"token:{t.id}", t.org, name=t.name)
             return token_view(t)
 
     # -- authentication ------------------------------------------------------------------

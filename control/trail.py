@@ -14,12 +14,20 @@ from control.authz import DEFAULT_ORG, Who
 from shared.models import AuditEvent, utcnow
 
 
-def record(s: Session, who: Who | None, kind: str, target: str | None, **details: Any) -> None:
-    """Add one audit event to the caller's transaction (so it commits with the change)."""
+def record(
+    s: Session,
+    who: Who | None,
+    kind: str,
+    target: str | None,
+    org: str | None = None,
+    **details: Any,
+) -> None:
+    """Add one audit event to the caller's transaction (so it commits with the change).
+    ``org``: the organisation the change belongs to (default: the caller's)."""
     s.add(
         AuditEvent(
             at=utcnow(),
-            org=who.org if who else DEFAULT_ORG,
+            org=org or (who.org if who else DEFAULT_ORG),
             actor=who.name if who else "system",
             role=who.role if who else None,
             source_ip=who.source_ip if who else None,
