@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(
         default=10, ge=1, description="Failed token checks per client address, then 429."
     )
+    control_key: str | None = Field(
+        default=None,
+        min_length=16,
+        description="Shared secret: the relay signs control events with it and workers drop "
+        "events without a valid signature. Set the same value on control and workers.",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Request body limit.")
     max_import_bytes: int = Field(
         default=64 * 1_048_576, ge=1024, description="Body limit of contact and DNC imports."
