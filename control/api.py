@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import pika
 import structlog
-from fastapi import Body, Depends, FastAPI, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy import text
@@ -22,7 +22,7 @@ from control import contacts, emergency, login, trail
 from control.authz import Can, Role, Who, required
 from control.page import render
 from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TokenCreate, TransitionIn
-from control.security import BodyLimit, Security
+from control.security import MAX_ID, BodyLimit, Security
 from control.services import Control
 from control.tokens import Tokens
 from shared.clients import amqp_parameters
@@ -30,6 +30,8 @@ from shared.errors import DialgateError, Forbidden, InvalidInput, Unauthenticate
 from shared.states import Action, Source
 
 log = structlog.get_logger("dialgate.api")
+
+ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -160,22 +162,24 @@ def create_app(control: Control) -> FastAPI:
         return {"campaigns": [offered(w, c) for c in _scoped(control, w)]}
 
     @app.get("/api/v1/campaigns/{campaign_id}")
-    def get_campaign(campaign_id: int, w: Who = Depends(who)) -> dict[str, Any]:
+    def get_campaign(campaign_id: ObjectId, w: Who = Depends(who)) -> dict[str, Any]:
         return offered(w, control.campaign(campaign_id))
 
     @app.get("/api/v1/campaigns/{campaign_id}/transitions")
-    def transitions(campaign_id: int, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    def transitions(
+        campaign_id: ObjectId, limit: int = Query(100, ge=1, le=1000)
+    ) -> dict[str, Any]:
         return {"transitions": control.transitions(campaign_id, limit)}
 
     @app.post("/api/v1/campaigns/{campaign_id}/contacts")
-    def add_contacts(campaign_id: int, body: ContactsIn) -> dict[str, Any]:
+    def add_contacts(campaign_id: ObjectId, body: ContactsIn) -> dict[str, Any]:
         rows = [c.model_dump() for c in body.contacts]
         return contacts.add_contacts(control, campaign_id, rows)
 
     @app.post("/api/v1/campaigns/{campaign_id}/{action}")
     def act(
         request: Request,
-        campaign_id: int,
+        campaign_id: ObjectId,
         action: str,
         body: TransitionIn | None = Body(default=None),
         drain_timeout: float | None = Query(None, ge=0, le=60),
@@ -259,7 +263,7 @@ def create_app(control: Control) -> FastAPI:
         )
 
     @app.delete("/api/v1/tokens/{token_id}")
-    def revoke_token(token_id: int, w: Who = Depends(who)) -> dict[str, Any]:
+    def revoke_token(token_id: ObjectId, w: Who = Depends(who)) -> dict[str, Any]:
         return security.tokens.revoke(w, token_id)
 
     @app.get("/api/v1/audit")

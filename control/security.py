@@ -20,7 +20,14 @@ from fastapi import Request
 from control.authz import Can, Principal, Who, required
 from control.services import Control
 from control.tokens import Tokens
-from shared.errors import Forbidden, NotFound, TooLarge, TooManyRequests, Unauthenticated
+from shared.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    TooManyRequests,
+    Unauthenticated,
+)
 
 log = structlog.get_logger("dialgate.security")
 
@@ -33,6 +40,16 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+MAX_ID = 2**63 - 1
+
+
+def object_id(field: str, raw: str) -> int:
+    """A path's object id, checked before any query uses it (a database's BIGINT range)."""
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+        raise InvalidInput(field, f"must be a whole number from 1 to {MAX_ID}")
+    return int(raw)
 
 
 class Security:
@@ -53,10 +70,10 @@ class Security:
                 f"the role {principal.role.value!r} of {principal.name!r} may not do this "
                 f"(it needs the {cap.value!r} right); see docs/security.md for the roles"
             )
-        campaign_id = request.path_params.get("campaign_id")
-        if campaign_id is not None and not principal.platform:
-            org = self.control.campaign_org(int(campaign_id))
-            if org != principal.org:
+        raw = request.path_params.get("campaign_id")
+        if raw is not None:
+            campaign_id = object_id("campaign_id", raw)
+            if not principal.platform and self.control.campaign_org(campaign_id) != principal.org:
                 raise NotFound(f"campaign {campaign_id} does not exist")
         who = Who(principal, client_ip(request), getattr(request.state, "request_id", None))
         request.state.who = who
