@@ -8,28 +8,33 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import pika
 import structlog
-from fastapi import Body, FastAPI, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from control import contacts, diagnosis, emergency, web
+from control import contacts, diagnosis, emergency, login, trail, web
+from control.authz import Can, Role, Who, offered, scope
 from control.observe import read_state
 from control.overview import overview
-from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
+from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TokenCreate, TransitionIn
+from control.security import MAX_ID, BodyLimit, Security, current
 from control.services import Cap, Control
+from control.tokens import Tokens
 from shared import metrics
 from shared.clients import amqp_parameters
-from shared.errors import DialgateError, InvalidInput
+from shared.errors import DialgateError, Forbidden, InvalidInput, Unauthenticated
 from shared.states import Action, Source
 
 log = structlog.get_logger("dialgate.api")
+
+ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -49,10 +54,24 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def create_app(control: Control) -> FastAPI:
-    app = FastAPI(title="dialgate", version="0.1.0", docs_url="/docs", redoc_url=None)
+    security = Security(control, Tokens(control.settings, control.sessions))
+    app = FastAPI(
+        title="dialgate",
+        version="0.1.0",
+        docs_url="/docs",
+        redoc_url=None,
+        dependencies=[Depends(security.authorize)],
+    )
     app.state.control = control
     state = CollectorRegistry(auto_describe=False)
     state.register(metrics.StateCollector(lambda: read_state(control)))
+    app.add_middleware(
+        BodyLimit,  # type: ignore[arg-type]
+        limit=control.settings.max_body_bytes,
+        import_limit=control.settings.max_import_bytes,
+    )
+
+    who = current
 
     @app.middleware("http")
     async def request_id(
@@ -67,7 +86,13 @@ def create_app(control: Control) -> FastAPI:
         return response
 
     @app.exception_handler(DialgateError)
-    async def dialgate_error(_: Request, exc: DialgateError) -> JSONResponse:
+    async def dialgate_error(request: Request, exc: DialgateError) -> Response:
+        if (
+            isinstance(exc, Unauthenticated)
+            and request.method == "GET"
+            and not request.url.path.startswith("/api/")
+        ):  # a page: send the visitor to sign in, and back here afterwards
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         return _error(exc.status_code, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
@@ -104,52 +129,77 @@ def create_app(control: Control) -> FastAPI:
         body = metrics.render(metrics.CONTROL) + metrics.render(state)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    # -- sign-in -------------------------------------------------------------------------
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(next: str = "/") -> Response:
+        return login.form(next)
+
+    @app.post("/login", include_in_schema=False)
+    async def login_submit(request: Request) -> Response:
+        return await login.sign_in(request, security)
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        return login.sign_out(request, security)
+
+    @app.get("/api/v1/whoami")
+    def whoami(w: Who = Depends(who)) -> dict[str, Any]:
+        p = w.principal
+        return {"name": p.name, "org": p.org, "role": p.role.value, "platform": p.platform}
+
     # -- campaigns -----------------------------------------------------------------------
     @app.post("/api/v1/campaigns", status_code=201)
-    def create_campaign(body: CampaignCreate) -> dict[str, Any]:
-        return control.create_campaign(body)
+    def create_campaign(body: CampaignCreate, w: Who = Depends(who)) -> dict[str, Any]:
+        return offered(w, control.create_campaign(body, w))
 
     @app.get("/api/v1/campaigns")
-    def list_campaigns() -> dict[str, Any]:
-        return {"campaigns": control.campaigns()}
+    def list_campaigns(w: Who = Depends(who)) -> dict[str, Any]:
+        return {"campaigns": [offered(w, c) for c in _scoped(control, w)]}
 
     @app.get("/api/v1/campaigns/{campaign_id}")
-    def get_campaign(campaign_id: int) -> dict[str, Any]:
-        return control.campaign(campaign_id)
+    def get_campaign(campaign_id: ObjectId, w: Who = Depends(who)) -> dict[str, Any]:
+        return offered(w, control.campaign(campaign_id))
 
     @app.get("/api/v1/campaigns/{campaign_id}/transitions")
-    def transitions(campaign_id: int, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    def transitions(
+        campaign_id: ObjectId, limit: int = Query(100, ge=1, le=1000)
+    ) -> dict[str, Any]:
         return {"transitions": control.transitions(campaign_id, limit)}
 
     @app.get("/api/v1/campaigns/{campaign_id}/diagnosis")
-    def diagnose(campaign_id: int) -> dict[str, Any]:
+    def diagnose(campaign_id: ObjectId) -> dict[str, Any]:
         return diagnosis.diagnose(control, campaign_id)
 
     @app.get("/api/v1/campaigns/{campaign_id}/overview")
-    def campaign_overview(campaign_id: int) -> dict[str, Any]:
-        return overview(control, campaign_id)
+    def campaign_overview(campaign_id: ObjectId, w: Who = Depends(who)) -> dict[str, Any]:
+        facts = overview(control, campaign_id)
+        return {**facts, "campaign": offered(w, facts["campaign"])}
 
     @app.post("/api/v1/campaigns/{campaign_id}/contacts")
-    def add_contacts(campaign_id: int, body: ContactsIn) -> dict[str, Any]:
+    def add_contacts(campaign_id: ObjectId, body: ContactsIn) -> dict[str, Any]:
         rows = [c.model_dump() for c in body.contacts]
         return contacts.add_contacts(control, campaign_id, rows)
 
     @app.post("/api/v1/campaigns/{campaign_id}/{action}")
     def act(
         request: Request,
-        campaign_id: int,
+        campaign_id: ObjectId,
         action: str,
         body: TransitionIn | None = Body(default=None),
         drain_timeout: float | None = Query(None, ge=0, le=60),
+        w: Who = Depends(who),
     ) -> dict[str, Any]:
         if action not in ("start", "pause", "resume", "cancel"):
             raise InvalidInput("action", "must be one of start, pause, resume, cancel")
         body = body or TransitionIn()
+        monitor = w.principal.role is Role.MONITOR
+        if monitor and not (body.reason or "").strip():
+            raise InvalidInput("reason", "a monitor's pause must say why (reason is required)")
         result = control.transition(
             campaign_id,
             Action(action),
-            actor=body.actor or "api",
-            source=Source(body.source),
+            actor=w.name if not body.actor else f"{w.name} ({body.actor})",
+            source=Source.SYSTEM if monitor else Source(body.source),
             reason=body.reason,
             request_id=request.state.request_id,
             confirm=body.confirm,
@@ -157,8 +207,10 @@ def create_app(control: Control) -> FastAPI:
             cap=None
             if body.max_concurrency is None or body.for_minutes is None
             else Cap(body.max_concurrency, body.for_minutes),
+            who=w,
         )
-        return {**result.campaign, "gate": {**(result.campaign.get("gate") or {}), **result.gate}}
+        view = offered(w, result.campaign)
+        return {**view, "gate": {**(view.get("gate") or {}), **result.gate}}
 
     @app.get("/api/v1/emergency-stop")
     def estop_state() -> dict[str, Any]:
@@ -169,25 +221,80 @@ def create_app(control: Control) -> FastAPI:
         request: Request,
         body: EmergencyIn | None = Body(default=None),
         drain_timeout: float | None = Query(None, ge=0, le=60),
+        w: Who = Depends(who),
     ) -> dict[str, Any]:
         body = body or EmergencyIn()
+        if _estop_scope(w, body) == "org":
+            return emergency.stop_org(control, w, body.reason, drain_timeout)
+        actor = w.name if not body.actor else f"{w.name} ({body.actor})"
         return emergency.stop(
-            control, body.actor or "api", body.reason, request.state.request_id, drain_timeout
+            control, actor, body.reason, request.state.request_id, drain_timeout, w
         )
 
     @app.delete("/api/v1/emergency-stop")
     def estop_lift(
-        request: Request, body: EmergencyIn | None = Body(default=None)
+        request: Request, body: EmergencyIn | None = Body(default=None), w: Who = Depends(who)
     ) -> dict[str, Any]:
         body = body or EmergencyIn()
-        return emergency.lift(control, body.actor or "api", body.reason, request.state.request_id)
+        if _estop_scope(w, body) == "org":
+            raise InvalidInput(
+                "scope",
+                "an organisation's emergency stop paused each campaign; resume each one "
+                "deliberately (POST /api/v1/campaigns/{id}/resume)",
+            )
+        actor = w.name if not body.actor else f"{w.name} ({body.actor})"
+        return emergency.lift(control, actor, body.reason, request.state.request_id, w)
 
     @app.get("/api/v1/workers")
-    def workers() -> dict[str, Any]:
-        return {"workers": control.workers()}
+    def workers(w: Who = Depends(who)) -> dict[str, Any]:
+        views = control.workers()
+        if not w.principal.platform:  # versions of other organisations' campaigns stay hidden
+            mine = {str(i) for i in control.campaign_ids(w.org)}
+            for v in views:
+                v["applied"] = {k: n for k, n in v["applied"].items() if k in mine}
+        return {"workers": views}
+
+    # -- tokens and audit ------------------------------------------------------------------
+    @app.get("/api/v1/tokens")
+    def list_tokens(w: Who = Depends(who)) -> dict[str, Any]:
+        return {"tokens": security.tokens.list(w)}
+
+    @app.post("/api/v1/tokens", status_code=201)
+    def create_token(body: TokenCreate, w: Who = Depends(who)) -> dict[str, Any]:
+        return security.tokens.create(
+            w,
+            name=body.name,
+            org=body.org or w.org,
+            role=Role(body.role),
+            expires_in_days=body.expires_in_days,
+        )
+
+    @app.delete("/api/v1/tokens/{token_id}")
+    def revoke_token(token_id: ObjectId, w: Who = Depends(who)) -> dict[str, Any]:
+        return security.tokens.revoke(w, token_id)
+
+    @app.get("/api/v1/audit")
+    def audit_events(
+        limit: int = Query(200, ge=1, le=5000), w: Who = Depends(who)
+    ) -> dict[str, Any]:
+        return {"events": trail.events(control.sessions, w, limit)}
 
     app.include_router(web.router(control))
     return app
+
+
+def _scoped(control: Control, w: Who) -> list[dict[str, Any]]:
+    return control.campaigns(scope(w))
+
+
+def _estop_scope(w: Who, body: EmergencyIn) -> str:
+    scope = body.scope or ("all" if w.principal.platform else "org")
+    if scope == "all" and not w.principal.can(Can.PLATFORM):
+        raise Forbidden(
+            "an emergency stop of every organisation needs a platform admin; "
+            'send {"scope": "org"} to pause every running campaign of your organisation'
+        )
+    return scope
 
 
 def _check(fn: Callable[[], object]) -> dict[str, Any]:

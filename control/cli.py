@@ -170,8 +170,59 @@ def _read_contacts(path: str) -> list[dict[str, Any]]:
         return [{"phone": r.get("phone"), "name": r.get("name") or None} for r in reader]
 
 
+def make_client() -> Client:
+    """The API client, signed in with DIALGATE_TOKEN (or DIALGATE_ADMIN_TOKEN)."""
+    settings = Settings()
+    return Client(settings.url, token=settings.token or settings.admin_token)
+
+
+def tokens(args: argparse.Namespace) -> int:
+    client = make_client()
+    try:
+        if args.tokens_cmd == "create":
+            body: dict[str, Any] = {"name": args.name, "role": args.role}
+            if args.org:
+                body["org"] = args.org
+            if args.expires_in_days:
+                body["expires_in_days"] = args.expires_in_days
+            t = client.create_token(**body)
+            if args.json:
+                _print_json(t)
+            else:
+                print(f"token {t['id']} {t['name']!r}: {t['role']} of {t['org']}")
+                print(t["token"])
+                print("(shown once: store it now; only its hash is kept)", file=sys.stderr)
+        elif args.tokens_cmd == "list":
+            rows = client.tokens()
+            if args.json:
+                _print_json(rows)
+            else:
+                _table(
+                    [
+                        [
+                            str(t["id"]),
+                            t["name"],
+                            t["org"],
+                            t["role"],
+                            t["prefix"] + "…",
+                            str(t["expires_at"] or "never")[:19],
+                            "revoked" if t["revoked_at"] else "active",
+                        ]
+                        for t in rows
+                    ],
+                    ["ID", "NAME", "ORG", "ROLE", "PREFIX", "EXPIRES", "STATE"],
+                )
+        else:
+            t = client.revoke_token(args.token_id)
+            _print_json(t) if args.json else print(f"token {t['id']} {t['name']!r} revoked")
+    except ApiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2 if exc.status == 0 else 1
+    return 0
+
+
 def operator(args: argparse.Namespace) -> int:
-    client = Client(os.environ.get("DIALGATE_URL", Settings().url))
+    client = make_client()
     try:
         if args.cmd == "campaigns":
             rows = client.campaigns()
@@ -411,6 +462,20 @@ def parser() -> argparse.ArgumentParser:
     imp = ci_sub.add_parser("import", help="import contacts from a CSV (phone,name) or JSON file")
     imp.add_argument("id", type=int)
     imp.add_argument("file")
+    tk = sub.add_parser("tokens", help="API tokens (admin)")
+    tk_sub = tk.add_subparsers(dest="tokens_cmd", required=True)
+    tc = tk_sub.add_parser("create", help="create a token (printed once)")
+    tc.add_argument("--name", required=True)
+    tc.add_argument(
+        "--role", required=True, choices=["viewer", "operator", "supervisor", "admin", "monitor"]
+    )
+    tc.add_argument("--org", help="organisation (default: yours)")
+    tc.add_argument("--expires-in-days", type=float)
+    tk_sub.add_parser("list", help="tokens of your organisation")
+    tr = tk_sub.add_parser("revoke", help="revoke a token (its web sessions end too)")
+    tr.add_argument("token_id", type=int)
+    for sp in tk_sub.choices.values():
+        sp.add_argument("--json", action="store_true", help="print the raw JSON answer")
     return p
 
 
@@ -444,6 +509,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.cmd == "audit":
         return run_audit(args)
+    if args.cmd == "tokens":
+        return tokens(args)
     if args.cmd == "worker":
         # control and worker never import each other: hand over to `python -m worker`.
         os.execvp(sys.executable, [sys.executable, "-m", "worker", *args.rest])

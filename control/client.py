@@ -17,9 +17,10 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
         self.actor = f"cli:{getpass.getuser()}"
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -76,6 +77,15 @@ class Client:
 
     def workers(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/api/v1/workers")["workers"])
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/v1/tokens")["tokens"])
+
+    def create_token(self, **body: Any) -> dict[str, Any]:
+        return dict(self.request("POST", "/api/v1/tokens", json=body))
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/api/v1/tokens/{token_id}"))
 
     def ready(self) -> dict[str, Any]:
         resp = self.http.get("/readyz")

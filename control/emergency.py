@@ -15,10 +15,13 @@ import redis
 import structlog
 from sqlalchemy.exc import OperationalError
 
+from control.authz import Who
 from control.services import Control
+from control.trail import record
 from shared import metrics
-from shared.errors import Unavailable
+from shared.errors import IllegalTransition, Unavailable
 from shared.models import EmergencyStop
+from shared.states import Action, Source, Status
 
 log = structlog.get_logger("dialgate.estop")
 
@@ -43,6 +46,7 @@ def stop(
     reason: str | None,
     request_id: str | None,
     drain_timeout: float | None,
+    who: Who | None = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     record = {"by": actor, "reason": reason, "since": now.isoformat()}
@@ -57,7 +61,7 @@ def stop(
             "claim without Redis, so nothing dials while it is away; retry when it is back."
         ) from exc
     metrics.observe_drain("estop", d.drain_ms, d.drained)
-    recorded = _record(control, "stop", actor, reason, request_id, now, d.drained)
+    recorded = _record(control, "stop", actor, reason, request_id, now, d.drained, who)
     log.warning("emergency_stop", by=actor, reason=reason, drained=d.drained, inflight=d.inflight)
     return {
         **state(control),
@@ -72,7 +76,11 @@ def stop(
 
 
 def lift(
-    control: Control, actor: str, reason: str | None, request_id: str | None
+    control: Control,
+    actor: str,
+    reason: str | None,
+    request_id: str | None,
+    who: Who | None = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     try:
@@ -81,9 +89,37 @@ def lift(
         raise Unavailable(
             f"Redis is unreachable, the emergency stop is still in force: {exc}"
         ) from exc
-    recorded = _record(control, "lift", actor, reason, request_id, now, None) if was else False
+    recorded = _record(control, "lift", actor, reason, request_id, now, None, who) if was else False
     log.warning("emergency_stop_lifted", by=actor, was_active=was)
     return {"active": False, "lifted": was, "recorded": recorded}
+
+
+def stop_org(
+    control: Control, who: Who, reason: str | None, drain_timeout: float | None
+) -> dict[str, Any]:
+    """An organisation admin's emergency stop: pause every running campaign of the
+    organisation, each through the transition service (resume stays deliberate)."""
+    why = f"emergency stop of {who.org}" + (f": {reason}" if reason else "")
+    paused: list[dict[str, Any]] = []
+    for c in control.campaigns(who.org):
+        if c["status"] != Status.RUNNING.value:
+            continue
+        try:
+            result = control.transition(
+                c["id"],
+                Action.PAUSE,
+                actor=who.name,
+                source=Source.OPERATOR,
+                reason=why,
+                request_id=who.request_id,
+                drain_timeout=drain_timeout,
+                who=who,
+            )
+        except IllegalTransition:  # paused by someone else meanwhile
+            continue
+        paused.append({"id": c["id"], "gate": result.gate})
+    log.warning("org_emergency_stop", org=who.org, by=who.name, paused=len(paused))
+    return {"scope": "org", "org": who.org, "paused": paused}
 
 
 def _record(
@@ -94,9 +130,11 @@ def _record(
     request_id: str | None,
     at: datetime,
     drained: bool | None,
+    who: Who | None,
 ) -> bool:
     try:
         with control.sessions.begin() as s:
+            record(s, who, f"emergency_stop.{action}", "all", reason=reason, drained=drained)
             s.add(
                 EmergencyStop(
                     action=action,

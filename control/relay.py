@@ -26,6 +26,7 @@ from control.loops import Loop
 from shared import metrics
 from shared.clients import amqp_parameters
 from shared.keys import Keys
+from shared.messages import SIGNATURE_HEADER, sign
 from shared.models import Outbox, utcnow
 from shared.settings import Settings
 
@@ -122,16 +123,19 @@ class Relay(Loop):
         try:
             ch = self._connect()
             sent = []
+            key = self.settings.control_key
             for row in rows:
+                body = json.dumps(row.payload).encode()
                 try:
                     ch.basic_publish(
                         self.keys.control_exchange,
                         row.routing_key,
-                        json.dumps(row.payload).encode(),
+                        body,
                         properties=pika.BasicProperties(
                             content_type="application/json",
                             delivery_mode=2,
                             message_id=f"outbox-{row.id}",
+                            headers={SIGNATURE_HEADER: sign(body, key)} if key else None,
                         ),
                         mandatory=True,
                     )

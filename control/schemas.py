@@ -102,3 +102,31 @@ class TransitionIn(Strict):
 class EmergencyIn(Strict):
     reason: str | None = Field(default=None, max_length=1000)
     actor: str | None = Field(default=None, max_length=200)
+    scope: Literal["all", "org"] | None = Field(
+        default=None,
+        description="all: every organisation (platform admin only; the default for one); "
+        "org: pause every running campaign of your organisation (the default otherwise).",
+    )
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,99}$")
+
+
+class TokenCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["viewer", "operator", "supervisor", "admin", "monitor"]
+    org: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+        description="Default: your own organisation (others: platform admin only).",
+    )
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.match(v):
+            raise ValueError(
+                "1-100 letters, digits, spaces or . _ : @ - (starting with a letter or digit)"
+            )
+        return v

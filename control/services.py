@@ -24,7 +24,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from control.authz import DEFAULT_ORG, Who
 from control.schemas import CampaignCreate
+from control.trail import record
 from shared import metrics
 from shared.errors import (
     ConfirmationRequired,
@@ -158,14 +160,27 @@ class Control:
             view.update(self._live_view(c.id, c.version))
         return view
 
+    def campaign_org(self, campaign_id: int) -> str | None:
+        """The organisation a campaign belongs to (``None``: no such campaign)."""
+        with self.sessions() as s:
+            return s.scalar(select(Campaign.org).where(Campaign.id == campaign_id))
+
+    def campaign_ids(self, org: str) -> set[int]:
+        with self.sessions() as s:
+            return set(s.scalars(select(Campaign.id).where(Campaign.org == org)))
+
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         with self.sessions() as s:
             c = self.get(s, campaign_id)
             return self._view(c, self._counts(s, [c.id])[c.id])
 
-    def campaigns(self) -> list[dict[str, Any]]:
+    def campaigns(self, org: str | None = None) -> list[dict[str, Any]]:
+        """Every campaign, or those of one organisation."""
         with self.sessions() as s:
-            rows = list(s.scalars(select(Campaign).order_by(Campaign.id)))
+            q = select(Campaign).order_by(Campaign.id)
+            if org is not None:
+                q = q.where(Campaign.org == org)
+            rows = list(s.scalars(q))
             counts = self._counts(s, [c.id for c in rows])
             return [self._view(c, counts[c.id], live=False) for c in rows]
 
@@ -187,6 +202,8 @@ class Control:
                     "actor": t.actor,
                     "source": t.source,
                     "reason": t.reason,
+                    "role": t.role,
+                    "source_ip": t.source_ip,
                     "request_id": t.request_id,
                     "at": t.created_at,
                     "cap": _cap_view(t.cap_concurrency, t.cap_until),
@@ -223,9 +240,10 @@ class Control:
         return view
 
     # -- writes --------------------------------------------------------------------------
-    def create_campaign(self, data: CampaignCreate) -> dict[str, Any]:
+    def create_campaign(self, data: CampaignCreate, who: Who | None = None) -> dict[str, Any]:
         with self.sessions.begin() as s:
             c = Campaign(
+                org=who.org if who else DEFAULT_ORG,
                 name=data.name,
                 status=Status.DRAFT.value,
                 version=0,
@@ -236,6 +254,7 @@ class Control:
             s.add(c)
             s.flush()
             cid = c.id
+            record(s, who, "campaign.created", f"campaign:{cid}", c.org, name=data.name)
         try:
             self.gate.write(cid, Status.DRAFT.value, 0, data.max_concurrency)  # no cap yet
         except redis.RedisError as exc:  # the reconciler writes it later; draft never dials
@@ -255,6 +274,7 @@ class Control:
         confirm: bool = False,
         drain_timeout: float | None = None,
         cap: Cap | None = None,
+        who: Who | None = None,
     ) -> TransitionResult:
         if cap is not None and action is not Action.RESUME:
             raise InvalidInput(
@@ -267,7 +287,9 @@ class Control:
         if source is Source.SYSTEM and action is Action.PAUSE and not (reason or "").strip():
             raise InvalidInput("reason", "a system pause must say why (reason is required)")
         started = time.perf_counter()
-        c = self._commit_transition(campaign_id, action, actor, source, reason, request_id, cap)
+        c = self._commit_transition(
+            campaign_id, action, actor, source, reason, request_id, cap, who
+        )
         gate = self._apply_gate(c, action, drain_timeout)
         metrics.observe_transition(
             action.value, time.perf_counter() - started, gate.get("drain_ms"), gate.get("drained")
@@ -293,6 +315,7 @@ class Control:
         reason: str | None,
         request_id: str | None,
         cap: Cap | None = None,
+        who: Who | None = None,
     ) -> Campaign:
         for _ in range(5):
             try:
@@ -330,10 +353,22 @@ class Control:
                             source=source.value,
                             reason=reason,
                             request_id=request_id,
+                            role=who.role if who else None,
+                            source_ip=who.source_ip if who else None,
                             created_at=now,
                             cap_concurrency=values.get("cap_concurrency"),
                             cap_until=values.get("cap_until"),
                         )
+                    )
+                    record(
+                        s,
+                        who,
+                        f"campaign.{action.value}",
+                        f"campaign:{campaign_id}",
+                        actor=actor,
+                        source=source.value,
+                        reason=reason,
+                        version=version,
                     )
                     s.add(
                         Outbox(

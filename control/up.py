@@ -21,6 +21,7 @@ import httpx
 import phonenumbers
 
 from control.client import Client
+from control.tokens import new_secret
 from shared.settings import Settings
 
 HOW_TO_START = {
@@ -122,7 +123,14 @@ def up(args: argparse.Namespace) -> int:
     from shared.migrate import upgrade
 
     upgrade(make_engine(settings))
-    env = {**os.environ, "DIALGATE_HTTP_PORT": str(settings.http_port), "DIALGATE_URL": url}
+    # The demo's admin token: the one given, or a new one for this run only.
+    admin_token = settings.admin_token or new_secret()
+    env = {
+        **os.environ,
+        "DIALGATE_HTTP_PORT": str(settings.http_port),
+        "DIALGATE_URL": url,
+        "DIALGATE_ADMIN_TOKEN": admin_token,
+    }
     exe = [sys.executable, "-m", "control.cli"]
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -149,7 +157,7 @@ def up(args: argparse.Namespace) -> int:
         )
         demo = ""
         if args.demo:
-            client = Client(url)
+            client = Client(url, token=admin_token)
             c = client.create(name="Demo campaign", max_concurrency=2, timezone="UTC")
             client.add_contacts(c["id"], demo_contacts(1000))
             client.act(c["id"], "start", actor="dialgate up --demo")
@@ -169,7 +177,10 @@ def up(args: argparse.Namespace) -> int:
             f"  API         {url}/api/v1/campaigns   (OpenAPI: {url}/docs)\n"
             f"  readiness   {url}/readyz\n"
             f"  metrics     {url}/metrics, workers :{settings.worker_metrics_port}/metrics\n"
-            f"  workers     {args.workers} processes × {args.threads} threads{demo}\n"
+            f"  workers     {args.workers} processes × {args.threads} threads\n"
+            f"  admin token {admin_token}\n"
+            "    (sign in on the page with it; for the CLI in another terminal:\n"
+            f"     export DIALGATE_TOKEN={admin_token} DIALGATE_URL={url}){demo}\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )

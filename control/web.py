@@ -19,13 +19,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from control import diagnosis
+from control.authz import Who, offered, scope
 from control.overview import overview
+from control.security import current
 from control.services import Control
 
 STATES = ("pending", "queued", "dialing", "done", "failed", "cancelled", "unknown")
@@ -56,21 +58,22 @@ env.filters["iso"] = _iso
 env.globals.update(states=STATES, labels=LABELS)
 
 
-def _context(facts: dict[str, Any]) -> dict[str, Any]:
+def _context(facts: dict[str, Any], who: Who) -> dict[str, Any]:
     return {
-        "c": facts["campaign"],
+        "who": who,
+        "c": offered(who, facts["campaign"]),
         "transitions": facts["transitions"],
         "first": facts["first_after_resume"],
         "d": facts.get("diagnosis"),
     }
 
 
-def render_live(control: Control, campaign_id: int) -> str:
+def render_live(control: Control, campaign_id: int, who: Who) -> str:
     facts = overview(control, campaign_id, diagnose=False)
-    return env.get_template("_live.html").render(_context(facts))
+    return env.get_template("_live.html").render(_context(facts, who))
 
 
-def render_diagnosis(control: Control, campaign_id: int) -> str:
+def render_diagnosis(control: Control, campaign_id: int, who: Who) -> str:
     d = diagnosis.diagnose(control, campaign_id)
     return env.get_template("_diagnosis.html").render(d=d)
 
@@ -79,30 +82,35 @@ def router(control: Control) -> APIRouter:
     r = APIRouter(include_in_schema=False)
 
     @r.get("/", response_class=HTMLResponse)
-    def campaigns() -> str:
-        return env.get_template("campaigns.html").render(campaigns=control.campaigns())
+    def campaigns(w: Who = Depends(current)) -> str:
+        rows = control.campaigns(scope(w))
+        return env.get_template("campaigns.html").render(campaigns=rows, who=w)
 
     @r.get("/fragments/campaigns", response_class=HTMLResponse)
-    def campaign_rows() -> str:
-        return env.get_template("_campaign_rows.html").render(campaigns=control.campaigns())
+    def campaign_rows(w: Who = Depends(current)) -> str:
+        rows = control.campaigns(scope(w))
+        return env.get_template("_campaign_rows.html").render(campaigns=rows)
 
     @r.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-    def campaign(campaign_id: int) -> str:
-        return env.get_template("campaign.html").render(_context(overview(control, campaign_id)))
+    def campaign(campaign_id: int, w: Who = Depends(current)) -> str:
+        facts = overview(control, campaign_id)
+        return env.get_template("campaign.html").render(_context(facts, w))
 
     @r.get("/campaigns/{campaign_id}/live", response_class=HTMLResponse)
-    def live(campaign_id: int) -> str:
-        return render_live(control, campaign_id)
+    def live(campaign_id: int, w: Who = Depends(current)) -> str:
+        return render_live(control, campaign_id, w)
 
     @r.get("/campaigns/{campaign_id}/diagnosis", response_class=HTMLResponse)
-    def diagnosis_fragment(campaign_id: int) -> str:
-        return render_diagnosis(control, campaign_id)
+    def diagnosis_fragment(campaign_id: int, w: Who = Depends(current)) -> str:
+        return render_diagnosis(control, campaign_id, w)
 
     @r.get("/campaigns/{campaign_id}/events")
-    async def events(request: Request, campaign_id: int) -> StreamingResponse:
+    async def events(
+        request: Request, campaign_id: int, w: Who = Depends(current)
+    ) -> StreamingResponse:
         control.campaign(campaign_id)  # 404 before the stream starts
         return StreamingResponse(
-            _stream(request, control, campaign_id),
+            _stream(request, control, campaign_id, w),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -110,7 +118,9 @@ def router(control: Control) -> APIRouter:
     return r
 
 
-async def _stream(request: Request, control: Control, campaign_id: int) -> AsyncIterator[str]:
+async def _stream(
+    request: Request, control: Control, campaign_id: int, who: Who
+) -> AsyncIterator[str]:
     """Each fragment as an SSE event when it differs from the last one sent."""
     sent: dict[str, str] = {}
     loop = asyncio.get_running_loop()
@@ -123,7 +133,7 @@ async def _stream(request: Request, control: Control, campaign_id: int) -> Async
             fragments["diagnosis"] = render_diagnosis
         for name, render in fragments.items():
             try:
-                html = await run_in_threadpool(render, control, campaign_id)
+                html = await run_in_threadpool(render, control, campaign_id, who)
             except Exception as exc:  # the page keeps its last view; say why in a comment
                 yield f": {name} not rendered: {type(exc).__name__}\n\n"
                 continue

@@ -3,11 +3,15 @@
 ::
 
     DialgateError
-    ├── NotFound                 404  the campaign (or other object) does not exist
+    ├── Unauthenticated          401  no token, or a wrong, expired or revoked one
+    ├── Forbidden                403  the token's role does not allow this
+    ├── NotFound                 404  does not exist (or belongs to another organisation)
     ├── Conflict                 409  not allowed from the current state
     │   └── IllegalTransition         e.g. resume of a running campaign
     ├── InvalidInput             422  names the field and what is allowed
     │   └── ConfirmationRequired      cancel without {"confirm": true}
+    ├── TooLarge                 413  the request body is over the limit
+    ├── TooManyRequests          429  too many failed sign-ins from this address
     └── Unavailable              503  a backing service (database, Redis, RabbitMQ) is away
 
 HTTP status codes are attached here but only turned into responses at the API edge,
@@ -56,3 +60,23 @@ class ConfirmationRequired(InvalidInput):
 class Unavailable(DialgateError):
     status_code = 503
     code = "unavailable"
+
+
+class Unauthenticated(DialgateError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(DialgateError):
+    status_code = 403
+    code = "forbidden"
+
+
+class TooManyRequests(DialgateError):
+    status_code = 429
+    code = "too_many_requests"
+
+
+class TooLarge(DialgateError):
+    status_code = 413
+    code = "too_large"

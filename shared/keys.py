@@ -59,6 +59,10 @@ class Keys:
         """Hash: host, pid, started, threads, inflight, last (expires with the worker)."""
         return f"{self.namespace}:worker:{worker_id}"
 
+    def auth_failures(self, client: str) -> str:
+        """Counter of failed token checks from one client address (expires each minute)."""
+        return f"{self.namespace}:auth-failures:{client}"
+
     # -- AMQP ----------------------------------------------------------------------------
     @property
     def control_exchange(self) -> str:

@@ -8,6 +8,8 @@ the minimum gate version the worker accepts, it never opens a gate.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
 from typing import Literal
 
@@ -25,6 +27,19 @@ class ControlEvent(BaseModel):
     action: Action
     status: Status
     at: datetime
+
+
+SIGNATURE_HEADER = "x-dialgate-sig"
+MAX_CONTROL_BYTES = 4096
+
+
+def sign(body: bytes, key: str) -> str:
+    """HMAC-SHA256 of a control message body with the shared ``DIALGATE_CONTROL_KEY``."""
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signed_by(body: bytes, signature: object, key: str) -> bool:
+    return isinstance(signature, str) and hmac.compare_digest(sign(body, key), signature)
 
 
 class DialArgs(BaseModel):

@@ -29,6 +29,32 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="JSON logs; default: when not a tty.")
 
+    # Authentication (see docs/security.md).
+    admin_token: str | None = Field(
+        default=None,
+        min_length=24,
+        description="Accepted as a platform admin of the default organisation (automation, "
+        "first start). Keep it secret; `dialgate up` makes one when unset.",
+    )
+    token: str | None = Field(default=None, description="The CLI's API token.")
+    session_hours: float = Field(default=12.0, gt=0, description="Web sign-in lifetime.")
+    cookie_secure: bool = Field(
+        default=False, description="Mark the session cookie Secure (set it behind HTTPS)."
+    )
+    auth_failures_per_minute: int = Field(
+        default=10, ge=1, description="Failed token checks per client address, then 429."
+    )
+    control_key: str | None = Field(
+        default=None,
+        min_length=16,
+        description="Shared secret: the relay signs control events with it and workers drop "
+        "events without a valid signature. Set the same value on control and workers.",
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Request body limit.")
+    max_import_bytes: int = Field(
+        default=64 * 1_048_576, ge=1024, description="Body limit of contact and DNC imports."
+    )
+
     # Timeouts of the backing-service clients (seconds).
     redis_timeout: float = Field(default=1.0, gt=0)
     db_timeout: float = Field(default=5.0, gt=0)

@@ -5,7 +5,8 @@ Consumes ``<namespace>.control`` through the worker's own exclusive queue. On ev
 not matter), then applies events in any order: a version not newer than the one
 already heard of is ignored; a newer one raises the minimum gate version this worker's
 claims demand, and is acknowledged in Redis (``acks`` hash) like observedGeneration.
-Nothing here ever opens a gate. A malformed or forged message is logged and dropped.
+Nothing here ever opens a gate. A malformed, oversized or (with ``DIALGATE_CONTROL_KEY``)
+unsigned message is logged and dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from shared import metrics
 from shared.clients import amqp_parameters
 from shared.keys import Keys
-from shared.messages import ControlEvent
+from shared.messages import MAX_CONTROL_BYTES, SIGNATURE_HEADER, ControlEvent, signed_by
 from worker.runtime import Runtime
 
 log = structlog.get_logger("dialgate.subscriber")
@@ -109,11 +110,18 @@ class Subscriber:
             log.warning("ack_failed", campaign_id=campaign_id, error=str(exc))
         return True
 
-    def _on_message(self, ch, method, _props, body: bytes) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, ch, method, props, body: bytes) -> None:  # type: ignore[no-untyped-def]
+        key = self.runtime.settings.control_key
         try:
+            if len(body) > MAX_CONTROL_BYTES:
+                raise _Dropped("oversized", f"{len(body)} bytes")
+            if key and not signed_by(body, (props.headers or {}).get(SIGNATURE_HEADER), key):
+                raise _Dropped("bad_signature", "missing or wrong signature")
             event = ControlEvent.model_validate_json(body)
         except ValidationError as exc:
             log.warning("control_message_dropped", reason="invalid", error=str(exc)[:300])
+        except _Dropped as exc:
+            log.warning("control_message_dropped", reason=exc.reason, error=exc.detail)
         else:
             if self._apply(event.campaign_id, event.version):
                 lag = datetime.now(UTC) - event.at
@@ -125,3 +133,10 @@ class Subscriber:
                 action=event.action.value,
             )
         ch.basic_ack(method.delivery_tag)
+
+
+class _Dropped(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail

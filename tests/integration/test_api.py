@@ -150,7 +150,9 @@ def test_transitions_follow_the_state_machine_and_are_recorded_newest_first(make
         (2, "pause", "running", "paused"),
         (1, "start", "draft", "running"),
     ]
-    assert history[0]["actor"] == "ops:bob" and history[0]["request_id"] == "req-42"
+    # The actor is the token's name; the label the client sent is kept beside it.
+    assert history[0]["actor"] == "admin-token (ops:bob)" and history[0]["request_id"] == "req-42"
+    assert history[0]["role"] == "admin" and history[0]["source_ip"] == "127.0.0.1"
     assert history[1]["source"] == "system" and history[1]["reason"].startswith("failure")
     assert all(t["answered_at"] for t in history)
     gate = stack.redis.hgetall(stack.keys.gate(cid))
@@ -176,7 +178,7 @@ def test_probes_name_each_dependency_and_its_state(make_stack):
             "redis_timeout": 0.2,
         }
     )
-    client = TestClient(build(Settings(**broken.model_dump())).app)
+    client = TestClient(build(Settings(**broken.model_dump())).app, headers=stack.auth)
     answer = client.get("/readyz")
     assert answer.status_code == 503
     checks = answer.json()["checks"]
@@ -193,7 +195,7 @@ def test_a_pause_while_redis_is_unreachable_is_committed_and_says_the_gate_was_n
     broken = stack.settings.model_copy(
         update={"redis_url": "redis://127.0.0.1:1/0", "redis_timeout": 0.2}
     )
-    client = TestClient(build(Settings(**broken.model_dump())).app)
+    client = TestClient(build(Settings(**broken.model_dump())).app, headers=stack.auth)
     answer = client.post(f"/api/v1/campaigns/{cid}/pause")
     assert answer.status_code == 200
     body = answer.json()

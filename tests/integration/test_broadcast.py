@@ -97,3 +97,41 @@ def test_malformed_and_forged_control_messages_change_nothing_and_the_worker_kee
     # The real resume (version 3) opens the gate; the worker is alive and dials again.
     stack.act(cid, "resume")
     stack.wait_status(cid, "completed", timeout=60)
+
+
+def test_with_a_control_key_unsigned_or_missigned_events_are_dropped_and_signed_ones_apply(
+    make_stack,
+):
+    stack = make_stack(control_key="k" * 32).start()
+    stack.start_worker()
+    stack.wait_workers(1)
+    cid = stack.make_campaign(contacts=60, max_concurrency=2)
+    stack.wait_calls(3)
+    stack.act(cid, "pause")
+    answered = time.time()
+    wait_for(lambda: list(acked(stack, cid).values()) == [2], 10, "the signed pause to apply")
+
+    # Without the key, a forged far-future version would make this worker wait for a gate
+    # version that never comes (a stall); with it, the forgery is dropped.
+    forged = event(cid, 10**9, "resume", "running")
+    publish(stack, f"campaign.{cid}.resume", forged)
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        props = pika.BasicProperties(headers={"x-dialgate-sig": "0" * 64})
+        conn.channel().basic_publish(
+            stack.keys.control_exchange, f"campaign.{cid}.resume", forged, properties=props
+        )
+    finally:
+        conn.close()
+    wait_for(
+        lambda: "bad_signature" in (stack.tmp / "worker-0.log").read_text(),
+        10,
+        "the worker to drop the forged events",
+    )
+    assert list(acked(stack, cid).values()) == [2]
+    assert [c for c in stack.calls() if c["t"] > answered] == []
+
+    stack.act(cid, "resume")
+    wait_for(lambda: list(acked(stack, cid).values()) == [3], 10, "the signed resume to apply")
+    stack.wait_status(cid, "completed", timeout=60)
+    assert stack.workers[0].poll() is None

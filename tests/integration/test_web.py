@@ -46,8 +46,16 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def open_campaign(page: Any, stack: TestStack, cid: int) -> None:
-    page.goto(f"{stack.settings.url}/campaigns/{cid}")
+def sign_in(page: Any, stack: TestStack, next_path: str, token: str | None = None) -> None:
+    """Sign in through the page's own form, landing on ``next_path``."""
+    page.goto(f"{stack.settings.url}/login?next={next_path}")
+    page.get_by_label("API token").fill(token or str(stack.settings.admin_token))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{stack.settings.url}{next_path}")
+
+
+def open_campaign(page: Any, stack: TestStack, cid: int, token: str | None = None) -> None:
+    sign_in(page, stack, f"/campaigns/{cid}", token)
     page.evaluate("window.sameDocument = true")  # gone if the page reloads
 
 
@@ -130,7 +138,10 @@ def test_an_action_refused_because_someone_paused_first_shows_an_inline_alert(ma
     )
     assert alert.get_attribute("role") == "alert"
     history = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"]
-    assert [(t["action"], t["actor"]) for t in history] == [("pause", "alice"), ("start", "api")]
+    assert [(t["action"], t["actor"]) for t in history] == [
+        ("pause", "admin-token (alice)"),
+        ("start", "admin-token"),
+    ]
     shot(page, "conflict-alert")
 
 
@@ -205,7 +216,7 @@ def test_names_and_reasons_are_escaped_and_the_pages_fit_a_phone(make_stack, pag
         reason="<b>bold</b> & <script>x</script>",
     )
     page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(stack.settings.url + "/")
+    sign_in(page, stack, "/")
     expect(page.get_by_role("link", name=name)).to_be_visible()
     expect(page.locator("#rows .badge")).to_have_text("paused")
     shot(page, "phone-campaigns")
@@ -235,3 +246,58 @@ def test_a_resume_highlights_the_first_dial_after_it_and_workers_acknowledge(mak
     expect(page.locator("#propagation")).to_contain_text("acknowledged by 1 of 1 workers")
     shot(page, "first-after-resume")
     stack.act(cid, "cancel", confirm=True)
+
+
+def test_the_page_offers_only_what_the_role_allows_and_its_changes_need_the_session(
+    make_stack, page
+):
+    stack = make_stack().start(loops=False)
+    cid = stack.make_campaign(contacts=3)
+    tokens = {
+        role: stack.api("POST", "/tokens", expect=201, json={"name": role, "role": role})["token"]
+        for role in ("viewer", "operator", "supervisor")
+    }
+    open_campaign(page, stack, cid, tokens["viewer"])
+    expect(page.locator("#campaign-name")).to_have_text("test campaign")
+    expect(page.locator("#live button[data-action]")).to_have_count(0)
+    shot(page, "role-viewer")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{stack.settings.url}/login")
+
+    open_campaign(page, stack, cid, tokens["operator"])
+    expect(page.locator("#act-pause")).to_be_visible()
+    expect(page.locator("#act-cancel")).to_have_count(0)  # cancel is the admin's
+    page.click("#act-pause")  # through the session cookie and its CSRF header
+    expect(page.locator(".badge").first).to_have_text("paused")
+    expect(page.locator("#act-resume")).to_have_count(0)  # resume is the supervisor's
+    expect(page.locator("#resume-cap")).to_be_hidden()
+    shot(page, "role-operator-paused")
+    latest = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"][0]
+    assert (latest["action"], latest["actor"], latest["role"]) == (
+        "pause",
+        "operator (web)",
+        "operator",
+    )
+    page.get_by_role("button", name="Sign out").click()
+
+    open_campaign(page, stack, cid, tokens["supervisor"])
+    expect(page.locator("#act-resume")).to_be_visible()
+    expect(page.locator("#resume-cap")).to_be_visible()
+
+
+def test_markup_in_every_text_an_operator_entered_is_shown_as_text(make_stack, page):
+    stack = make_stack().start(loops=False)
+    xss = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    c = stack.api("POST", "/campaigns", expect=201, json={"name": "n" + xss})
+    cid = int(c["id"])
+    stack.api("POST", f"/campaigns/{cid}/contacts", json={"contacts": [{"phone": "+33612345678"}]})
+    stack.act(cid, "start", actor="a" + xss)
+    stack.act(cid, "pause", actor="b" + xss, reason="r" + xss, source="operator")
+    for path in ("/", f"/campaigns/{cid}"):
+        sign_in(page, stack, path)
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("window.pwned") is None, path
+        assert page.locator("img[src=x]").count() == 0, path
+    expect(page.locator("#pause-reason")).to_contain_text("r" + xss)
+    expect(page.locator("#live")).to_contain_text("admin-token (b" + xss + ")")
+    shot(page, "xss-as-text")

@@ -84,6 +84,7 @@ class TestStack:
             "reconcile_interval": 1.0,
             "feeder_interval": 0.05,
             "log_json": True,
+            "admin_token": "dg_test_admin_" + uuid.uuid4().hex,
         }
         values.update(overrides)
         self.settings = Settings(**values)
@@ -96,7 +97,8 @@ class TestStack:
         self.stack: Stack | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self.http = httpx.Client(base_url=self.settings.url, timeout=30)
+        self.auth = {"Authorization": f"Bearer {self.settings.admin_token}"}
+        self.http = httpx.Client(base_url=self.settings.url, timeout=30, headers=self.auth)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, loops: bool = True) -> TestStack:

@@ -1,0 +1,160 @@
+"""Who may do what: roles, the route → capability table, and the one check that enforces it.
+
+Every route of the API and the web page is listed in :data:`ROUTES` with the capability
+it needs; :func:`required` looks a request up there, and a route missing from the table
+needs :attr:`Can.ADMIN` (deny by default). The tests walk the same table, so the matrix
+in ``docs/security.md`` and what the code enforces cannot drift apart.
+
+=============  =====  =====  ======  ======  =====  ========
+role           READ   PAUSE  RESUME  REPORT  ADMIN  PLATFORM
+=============  =====  =====  ======  ======  =====  ========
+viewer         yes
+operator       yes    yes
+supervisor     yes    yes    yes
+monitor        yes    yes*           yes
+admin          yes    yes    yes     yes     yes
+platform admin yes    yes    yes     yes     yes    yes
+=============  =====  =====  ======  ======  =====  ========
+
+``*`` a monitor's pause must carry a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+DEFAULT_ORG = "default"
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+    MONITOR = "monitor"
+
+
+class Can(StrEnum):
+    PUBLIC = "public"  # no token needed (probes, sign-in, metrics)
+    READ = "read"
+    PAUSE = "pause"
+    RESUME = "resume"
+    REPORT = "report"  # automation reporting facts: provider events, alerts
+    ADMIN = "admin"  # create, start, cancel, contacts, DNC, tokens, audit, org stop
+    PLATFORM = "platform"  # emergency stop of every organisation
+
+
+GRANTS: dict[Role, frozenset[Can]] = {
+    Role.VIEWER: frozenset({Can.READ}),
+    Role.OPERATOR: frozenset({Can.READ, Can.PAUSE}),
+    Role.SUPERVISOR: frozenset({Can.READ, Can.PAUSE, Can.RESUME}),
+    Role.MONITOR: frozenset({Can.READ, Can.PAUSE, Can.REPORT}),
+    Role.ADMIN: frozenset({Can.READ, Can.PAUSE, Can.RESUME, Can.REPORT, Can.ADMIN}),
+}
+
+CAMPAIGN = "/api/v1/campaigns/{campaign_id}"
+
+# (method, route path) → capability. The transition route is listed once per action.
+ROUTES: dict[tuple[str, str], Can] = {
+    ("GET", "/healthz"): Can.PUBLIC,
+    ("GET", "/readyz"): Can.PUBLIC,
+    ("GET", "/metrics"): Can.PUBLIC,
+    ("GET", "/docs"): Can.PUBLIC,
+    ("GET", "/openapi.json"): Can.PUBLIC,
+    ("GET", "/login"): Can.PUBLIC,
+    ("POST", "/login"): Can.PUBLIC,
+    ("POST", "/logout"): Can.PUBLIC,
+    ("GET", "/"): Can.READ,
+    ("GET", "/api/v1/whoami"): Can.READ,
+    ("GET", "/api/v1/campaigns"): Can.READ,
+    ("POST", "/api/v1/campaigns"): Can.ADMIN,
+    ("GET", CAMPAIGN): Can.READ,
+    ("GET", f"{CAMPAIGN}/transitions"): Can.READ,
+    ("POST", f"{CAMPAIGN}/contacts"): Can.ADMIN,
+    ("POST", f"{CAMPAIGN}/start"): Can.ADMIN,
+    ("POST", f"{CAMPAIGN}/pause"): Can.PAUSE,
+    ("POST", f"{CAMPAIGN}/resume"): Can.RESUME,
+    ("POST", f"{CAMPAIGN}/cancel"): Can.ADMIN,
+    ("GET", "/api/v1/emergency-stop"): Can.READ,
+    ("POST", "/api/v1/emergency-stop"): Can.ADMIN,
+    ("DELETE", "/api/v1/emergency-stop"): Can.ADMIN,
+    ("GET", "/api/v1/workers"): Can.READ,
+    ("GET", "/api/v1/tokens"): Can.ADMIN,
+    ("POST", "/api/v1/tokens"): Can.ADMIN,
+    ("DELETE", "/api/v1/tokens/{token_id}"): Can.ADMIN,
+    ("GET", "/api/v1/audit"): Can.ADMIN,
+    ("GET", f"{CAMPAIGN}/diagnosis"): Can.READ,
+    ("GET", f"{CAMPAIGN}/overview"): Can.READ,
+    # The web pages and their live fragments.
+    ("GET", "/fragments/campaigns"): Can.READ,
+    ("GET", "/campaigns/{campaign_id}"): Can.READ,
+    ("GET", "/campaigns/{campaign_id}/live"): Can.READ,
+    ("GET", "/campaigns/{campaign_id}/diagnosis"): Can.READ,
+    ("GET", "/campaigns/{campaign_id}/events"): Can.READ,
+}
+
+# Routes whose ``{action}`` path parameter names the transition (one route, four rights).
+ACTION_ROUTE = f"{CAMPAIGN}/{{action}}"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a token's name, organisation and role."""
+
+    name: str
+    org: str
+    role: Role
+    platform: bool = False
+    token_id: int | None = None  # None: the DIALGATE_ADMIN_TOKEN
+
+    def can(self, cap: Can) -> bool:
+        if cap is Can.PUBLIC:
+            return True
+        if cap is Can.PLATFORM:
+            return self.platform
+        return cap in GRANTS[self.role]
+
+
+@dataclass(frozen=True)
+class Who:
+    """A principal plus where the request came from: what the audit records."""
+
+    principal: Principal
+    source_ip: str | None = None
+    request_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.principal.name
+
+    @property
+    def org(self) -> str:
+        return self.principal.org
+
+    @property
+    def role(self) -> str:
+        return self.principal.role.value
+
+
+def offered(who: Who, view: dict[str, Any]) -> dict[str, Any]:
+    """A campaign as this caller sees it: only the actions their role may take."""
+    acts = [
+        a for a in view["allowed_actions"] if who.principal.can(required("POST", ACTION_ROUTE, a))
+    ]
+    return {**view, "allowed_actions": acts}
+
+
+def scope(who: Who) -> str | None:
+    """The organisation whose objects a caller lists (``None``: every one, platform admin)."""
+    return None if who.principal.platform else who.org
+
+
+def required(method: str, path: str, action: str | None = None) -> Can:
+    """The capability a request needs; unlisted routes need :attr:`Can.ADMIN`."""
+    if method == "HEAD":
+        method = "GET"
+    if path == ACTION_ROUTE and action is not None:
+        path = f"{CAMPAIGN}/{action}"
+    return ROUTES.get((method, path), Can.ADMIN)

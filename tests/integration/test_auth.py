@@ -1,0 +1,307 @@
+"""Authentication, roles, organisations and the audit trail, against a real stack.
+
+The role × route matrix is generated from :data:`control.authz.ROUTES`, the table the
+code enforces, so a route cannot be added without being classified and tested here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi.routing import APIRoute
+
+from control.authz import GRANTS, ROUTES, Can, Role
+from tests.support.stack import TestStack
+
+ROLES = [r.value for r in Role]
+
+
+def pg(stack: TestStack) -> str:
+    return stack.settings.database_url.replace("+psycopg", "")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def make_token(stack: TestStack, role: str, org: str, **extra: Any) -> str:
+    body = {"name": f"{org}-{role}", "role": role, "org": org, **extra}
+    return str(stack.api("POST", "/tokens", expect=201, json=body)["token"])
+
+
+@pytest.fixture
+def org_stack(make_stack: Any) -> tuple[TestStack, dict[str, str], int]:
+    """A stack, one token per role in org ``acme``, and a running acme campaign."""
+    stack = make_stack().start(loops=False)
+    tokens = {role: make_token(stack, role, "acme") for role in ROLES}
+    acme_admin = bearer(tokens["admin"])
+    c = stack.http.post("/api/v1/campaigns", json={"name": "acme one"}, headers=acme_admin)
+    assert c.status_code == 201, c.text
+    cid = int(c.json()["id"])
+    r = stack.http.post(
+        f"/api/v1/campaigns/{cid}/contacts",
+        json={"contacts": [{"phone": "+33612345678"}]},
+        headers=acme_admin,
+    )
+    assert r.status_code == 200, r.text
+    return stack, tokens, cid
+
+
+def test_every_route_of_the_app_is_in_the_permission_table(make_stack: Any) -> None:
+    stack = make_stack().start(loops=False)
+    assert stack.stack is not None
+    app = stack.stack.app
+    missing = []
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for method in route.methods - {"HEAD"}:
+            path = route.path
+            if path.endswith("/{action}"):
+                continue  # listed once per action
+            if (method, path) not in ROUTES:
+                missing.append(f"{method} {path}")
+    assert not missing, f"classify these routes in control/authz.py ROUTES: {missing}"
+
+
+def _fill(path: str, cid: int) -> str:
+    return path.replace("{campaign_id}", str(cid)).replace("{token_id}", "999999")
+
+
+@pytest.mark.parametrize("role", [*ROLES, None])
+def test_the_role_matrix_is_what_the_table_says(
+    org_stack: tuple[TestStack, dict[str, str], int], role: str | None
+) -> None:
+    stack, tokens, cid = org_stack
+    headers = bearer(tokens[role]) if role else {"Authorization": ""}
+    for (method, path), cap in sorted(ROUTES.items()):
+        if path in ("/logout", "/login", "/docs") or (cap is Can.PUBLIC and path != "/healthz"):
+            continue
+        body: dict[str, Any] | None = None
+        if method == "POST" and path.endswith("/cancel"):
+            body = {"confirm": False}  # allowed roles get 422, not a cancelled campaign
+        if method == "POST" and path.endswith("/pause"):
+            body = {"reason": "matrix"}
+        if method == "POST" and path == "/api/v1/emergency-stop":
+            body = {"scope": "all"}  # allowed only for a platform admin: 403 for everyone
+        resp = stack.http.request(method, _fill(path, cid), json=body, headers=headers)
+        allowed = cap is Can.PUBLIC or (role is not None and cap in GRANTS[Role(role)])
+        if cap is Can.PUBLIC:
+            assert resp.status_code == 200, (method, path)
+        elif role is None:  # pages send the visitor to sign in; the API answers 401
+            expected = 303 if not path.startswith("/api/") else 401
+            assert resp.status_code == expected, (method, path, resp.text)
+        elif path == "/api/v1/emergency-stop" and method == "POST":
+            assert resp.status_code == 403, (role, resp.text)
+        elif allowed:
+            assert resp.status_code not in (401, 403), (role, method, path, resp.text)
+        else:
+            assert resp.status_code == 403, (role, method, path, resp.text)
+            assert "role" in resp.json()["error"]["message"]
+        if method == "POST" and path.endswith("/pause") and resp.status_code == 200:
+            # Put it back for the next routes (as the admin).
+            r = stack.http.post(f"/api/v1/campaigns/{cid}/resume", headers=bearer(tokens["admin"]))
+            assert r.status_code == 200, r.text
+
+
+def test_another_organisation_sees_nothing_of_ours(
+    org_stack: tuple[TestStack, dict[str, str], int],
+) -> None:
+    stack, tokens, cid = org_stack
+    theirs = bearer(make_token(stack, "admin", "globex"))
+    ours = bearer(tokens["admin"])
+    stack.http.post(f"/api/v1/campaigns/{cid}/start", headers=ours).raise_for_status()
+    for method, path, body in [
+        ("GET", f"/api/v1/campaigns/{cid}", None),
+        ("GET", f"/api/v1/campaigns/{cid}/transitions", None),
+        ("POST", f"/api/v1/campaigns/{cid}/pause", {"reason": "x"}),
+        ("POST", f"/api/v1/campaigns/{cid}/cancel", {"confirm": True}),
+        ("POST", f"/api/v1/campaigns/{cid}/contacts", {"contacts": [{"phone": "+33612345679"}]}),
+    ]:
+        resp = stack.http.request(method, path, json=body, headers=theirs)
+        assert resp.status_code == 404, (method, path, resp.text)
+        assert resp.json()["error"]["message"] == f"campaign {cid} does not exist"
+    missing = stack.http.get("/api/v1/campaigns/987654", headers=theirs)
+    assert missing.status_code == 404  # the same answer as for a campaign of another org
+    assert stack.http.get("/api/v1/campaigns", headers=theirs).json()["campaigns"] == []
+    assert stack.api("GET", f"/campaigns/{cid}")["status"] == "running"  # nothing changed
+    # Tokens and audit events of acme are not theirs either.
+    acme_tokens = stack.http.get("/api/v1/tokens", headers=ours).json()["tokens"]
+    victim = next(t for t in acme_tokens if t["role"] == "viewer")
+    assert stack.http.delete(f"/api/v1/tokens/{victim['id']}", headers=theirs).status_code == 404
+    listed = stack.http.get("/api/v1/tokens", headers=theirs).json()["tokens"]
+    assert {t["org"] for t in listed} == {"globex"}
+    events = stack.http.get("/api/v1/audit", headers=theirs).json()["events"]
+    assert events and {e["org"] for e in events} == {"globex"}
+    # Creating a token in another organisation needs a platform admin.
+    r = stack.http.post(
+        "/api/v1/tokens", json={"name": "x", "role": "admin", "org": "acme"}, headers=theirs
+    )
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("org:")
+
+
+def test_a_token_is_shown_once_stored_as_a_hash_and_stops_working_when_revoked_or_expired(
+    org_stack: tuple[TestStack, dict[str, str], int],
+) -> None:
+    stack = org_stack[0]
+    created = stack.api("POST", "/tokens", expect=201, json={"name": "ci", "role": "viewer"})
+    secret = created["token"]
+    assert secret.startswith("dg_") and len(secret) > 40
+    listed = stack.api("GET", "/tokens")["tokens"]
+    assert all("token" not in t for t in listed)
+    assert secret not in httpx.Response(200, json=listed).text
+    with psycopg.connect(pg(stack)) as conn:
+        stored = conn.execute(
+            "SELECT secret_hash FROM api_tokens WHERE id = %s", (created["id"],)
+        ).fetchone()
+    assert stored == (hashlib.sha256(secret.encode()).hexdigest(),)
+    assert stack.http.get("/api/v1/campaigns", headers=bearer(secret)).status_code == 200
+    stack.api("DELETE", f"/tokens/{created['id']}")
+    refused = stack.http.get("/api/v1/campaigns", headers=bearer(secret))
+    assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"]
+    short = stack.api(
+        "POST",
+        "/tokens",
+        expect=201,
+        json={"name": "brief", "role": "viewer", "expires_in_days": 1},
+    )
+    with psycopg.connect(pg(stack)) as conn:
+        conn.execute(
+            "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (short["id"],),
+        )
+    expired = stack.http.get("/api/v1/campaigns", headers=bearer(short["token"]))
+    assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+    bad = stack.http.post("/api/v1/tokens", json={"name": "x", "role": "root"})
+    assert bad.status_code == 422 and "role" in bad.json()["error"]["message"]
+
+
+def test_guessing_tokens_is_rate_limited_per_address(make_stack: Any) -> None:
+    stack = make_stack(auth_failures_per_minute=3).start(loops=False)
+    for _ in range(3):
+        r = stack.http.get("/api/v1/campaigns", headers=bearer("dg_guess"))
+        assert r.status_code == 401
+    # Even the right token is refused from this address for the rest of the minute.
+    blocked = stack.http.get("/api/v1/campaigns")
+    assert blocked.status_code == 429 and "wait" in blocked.json()["error"]["message"]
+    stack.redis.delete(stack.keys.auth_failures("127.0.0.1"))
+    assert stack.http.get("/api/v1/campaigns").status_code == 200
+
+
+def test_a_monitor_pauses_only_with_a_reason_and_never_resumes(
+    org_stack: tuple[TestStack, dict[str, str], int],
+) -> None:
+    stack, tokens, cid = org_stack
+    monitor = bearer(tokens["monitor"])
+    stack.http.post(f"/api/v1/campaigns/{cid}/start", headers=bearer(tokens["admin"]))
+    r = stack.http.post(f"/api/v1/campaigns/{cid}/pause", headers=monitor)
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("reason:")
+    r = stack.http.post(
+        f"/api/v1/campaigns/{cid}/pause", json={"reason": "failure rate 40%"}, headers=monitor
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["pause_source"] == "system" and r.json()["allowed_actions"] == []
+    assert stack.http.post(f"/api/v1/campaigns/{cid}/resume", headers=monitor).status_code == 403
+    supervisor = bearer(tokens["supervisor"])
+    seen = stack.http.get(f"/api/v1/campaigns/{cid}", headers=supervisor).json()
+    assert seen["allowed_actions"] == ["resume"]  # cancel is the admin's
+    history = stack.http.get(f"/api/v1/campaigns/{cid}/transitions", headers=supervisor).json()
+    latest = history["transitions"][0]
+    assert (latest["actor"], latest["role"], latest["source"]) == (
+        "acme-monitor",
+        "monitor",
+        "system",
+    )
+
+
+def test_every_change_is_in_the_audit_trail_with_who_and_from_where(
+    org_stack: tuple[TestStack, dict[str, str], int],
+) -> None:
+    stack, tokens, cid = org_stack
+    admin = bearer(tokens["admin"])
+    stack.http.post(
+        f"/api/v1/campaigns/{cid}/start", headers={**admin, "X-Request-ID": "req-audit-1"}
+    )
+    t = stack.http.post("/api/v1/tokens", json={"name": "tmp", "role": "viewer"}, headers=admin)
+    stack.http.delete(f"/api/v1/tokens/{t.json()['id']}", headers=admin)
+    stop = stack.http.post("/api/v1/emergency-stop", json={"reason": "drill"}, headers=admin)
+    assert stop.status_code == 200 and stop.json()["scope"] == "org", stop.text
+    assert [p["id"] for p in stop.json()["paused"]] == [cid]
+    events = stack.http.get("/api/v1/audit", headers=admin).json()["events"]
+    kinds = [e["kind"] for e in events]
+    for kind in ("campaign.created", "campaign.start", "token.created", "token.revoked"):
+        assert kind in kinds, kinds
+    assert kinds.count("campaign.pause") == 1  # the organisation's emergency stop
+    start = next(e for e in events if e["kind"] == "campaign.start")
+    assert (start["actor"], start["org"], start["role"], start["source_ip"]) == (
+        "acme-admin",
+        "acme",
+        "admin",
+        "127.0.0.1",
+    )
+    assert start["request_id"] == "req-audit-1"
+    # The platform admin's emergency stop covers everyone and is recorded too.
+    stack.api("POST", "/emergency-stop", json={"reason": "drill"})
+    stack.api("DELETE", "/emergency-stop")
+    platform = stack.api("GET", "/audit")["events"]
+    assert {"emergency_stop.stop", "emergency_stop.lift"} <= {e["kind"] for e in platform}
+    assert stack.http.delete("/api/v1/emergency-stop", headers=admin).status_code == 422
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(make_stack: Any) -> None:
+    stack = make_stack(max_body_bytes=4096).start(loops=False)
+    big = {"name": "x" * 10_000}
+    r = stack.http.post("/api/v1/campaigns", json=big)
+    assert r.status_code == 413 and "4096" in r.json()["error"]["message"]
+
+    def chunks() -> Any:  # no Content-Length: counted as it streams
+        yield b'{"name": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    r = stack.http.post(
+        "/api/v1/campaigns", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+    assert stack.api("GET", "/campaigns")["campaigns"] == []
+
+
+def test_the_page_sends_visitors_to_sign_in_and_its_changes_need_the_csrf_token(
+    org_stack: tuple[TestStack, dict[str, str], int],
+) -> None:
+    stack, tokens, cid = org_stack
+    browser = httpx.Client(base_url=stack.settings.url, timeout=10)
+    r = browser.get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/"
+    assert "Sign in" in browser.get("/login").text
+    wrong = browser.post("/login", data={"token": "dg_nope", "next": "/"})
+    assert wrong.status_code == 401 and "not valid" in wrong.text
+    ok = browser.post("/login", data={"token": tokens["operator"], "next": "//evil.example/"})
+    assert ok.status_code == 303 and ok.headers["location"] == "/"  # never off-site
+    cookies = ok.headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith("dialgate_session="))
+    assert "HttpOnly" in session and "SameSite=strict" in session
+    assert browser.get("/").status_code == 200
+    stack.http.post(f"/api/v1/campaigns/{cid}/start", headers=bearer(tokens["admin"]))
+    no_csrf = browser.post(f"/api/v1/campaigns/{cid}/pause")
+    assert no_csrf.status_code == 403 and "csrf" in no_csrf.text.lower()
+    csrf = browser.cookies["dialgate_csrf"]
+    paused = browser.post(f"/api/v1/campaigns/{cid}/pause", headers={"x-csrf-token": csrf})
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    assert (
+        browser.post(f"/api/v1/campaigns/{cid}/resume", headers={"x-csrf-token": csrf}).status_code
+        == 403
+    )
+    sid = browser.cookies["dialgate_session"]
+    browser.post("/logout")
+    again = httpx.get(
+        f"{stack.settings.url}/api/v1/campaigns", cookies={"dialgate_session": sid}, timeout=10
+    )
+    assert again.status_code == 401 and "sign in again" in again.json()["error"]["message"]
+    assert re.search(r"acme-operator", str(stack.api("GET", f"/campaigns/{cid}/transitions")))
