@@ -4,7 +4,8 @@ For each campaign that is ``running`` in the database *and* whose gate in Redis 
 at the same version, it tops the campaign's queued + dialing attempts up to
 ``feeder_queue_factor × max_concurrency``: a conditional update ``pending → queued``
 (so two feeders never queue one contact twice), one attempt row per contact, commit,
-then one dramatiq message per attempt. An attempt left ``queued`` longer than
+then one dramatiq message per attempt (if the broker refuses one, it and the rest are
+enqueued again at the next step). An attempt left ``queued`` longer than
 ``feeder_requeue_after`` (its message was lost) is enqueued again: harmless, because a
 worker dials an attempt only after moving it ``queued → dialing`` conditionally.
 A running campaign with contacts and nothing left to dial is completed.
@@ -13,7 +14,7 @@ A running campaign with contacts and nothing left to dial is completed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from dramatiq import Broker
 from sqlalchemy import func, insert, select, update
@@ -27,6 +28,11 @@ from shared.models import Attempt, Campaign, Contact, utcnow
 from shared.queue import dial_message
 from shared.settings import Settings
 from shared.states import AttemptState, ContactState, Status
+
+# The ``queued_at`` of an attempt whose message the broker did not take: enqueue it again at
+# the next step (a message that did arrive after all is skipped by the worker's conditional
+# update, so a repeat never dials twice).
+UNSENT = datetime(2000, 1, 1, tzinfo=UTC)
 
 ACTIVE = [ContactState.PENDING.value, ContactState.QUEUED.value, ContactState.DIALING.value]
 
@@ -134,19 +140,34 @@ class Feeder(Loop):
                 if queued
                 else []
             )
-        for attempt_id, contact_id in zip(attempts, queued, strict=True):
-            self._enqueue(attempt_id, campaign_id, contact_id, phones[contact_id])
+        self._enqueue(
+            [(a, campaign_id, c, phones[c]) for a, c in zip(attempts, queued, strict=True)]
+        )
         return len(attempts)
 
-    def _enqueue(self, attempt_id: int, campaign_id: int, contact_id: int, phone: str) -> None:
-        args = DialArgs(
-            attempt_id=attempt_id,
-            campaign_id=campaign_id,
-            contact_id=contact_id,
-            phone=phone,
-            epoch=self.gate.epoch,
-        )
-        self.broker.enqueue(dial_message(self.keys, args))
+    def _enqueue(self, rows: list[tuple[int, int, int, str]]) -> None:
+        """One dial message per (attempt, campaign, contact, phone). When the broker fails,
+        the attempts not confirmed yet are marked for the next step's ``_requeue_lost``
+        (their ``queued_at`` set to :data:`UNSENT`), not left waiting for the requeue delay."""
+        for i, (attempt_id, campaign_id, contact_id, phone) in enumerate(rows):
+            args = DialArgs(
+                attempt_id=attempt_id,
+                campaign_id=campaign_id,
+                contact_id=contact_id,
+                phone=phone,
+                epoch=self.gate.epoch,
+            )
+            try:
+                self.broker.enqueue(dial_message(self.keys, args))
+            except Exception:
+                unsent = [r[0] for r in rows[i:]]
+                with self.sessions.begin() as s:
+                    s.execute(
+                        update(Attempt)
+                        .where(Attempt.id.in_(unsent), Attempt.state == AttemptState.QUEUED.value)
+                        .values(queued_at=UNSENT)
+                    )
+                raise
 
     @staticmethod
     def _nothing_left(s: Session, campaign_id: int) -> bool:
@@ -175,7 +196,7 @@ class Feeder(Loop):
             )
             contacts = select(Contact.id, Contact.phone).where(Contact.id.in_([x[2] for x in lost]))
             phones = {cid: phone for cid, phone in s.execute(contacts)} if lost else {}
-        for attempt_id, campaign_id, contact_id in lost:
+        for attempt_id, campaign_id, _contact_id in lost:
             self.log.warning("requeue_lost_attempt", attempt_id=attempt_id, campaign_id=campaign_id)
-            self._enqueue(attempt_id, campaign_id, contact_id, phones[contact_id])
+        self._enqueue([(a, cid, c, phones[c]) for a, cid, c in lost])
         return len(lost)
