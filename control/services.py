@@ -235,7 +235,13 @@ class Control:
             source=source.value,
             gate=gate,
         )
-        return TransitionResult(self.campaign(campaign_id), gate)
+        try:
+            return TransitionResult(self.campaign(campaign_id), gate)
+        except OperationalError as exc:
+            raise Unavailable(
+                f"campaign {c.id} is now {c.status} (version {c.version}, gate {gate}), but "
+                "reading it back from the database failed; GET it again"
+            ) from exc
 
     def _commit_transition(
         self,
@@ -300,8 +306,10 @@ class Control:
                     )
                     if action is Action.CANCEL:
                         self._cancel_contacts(s, campaign_id)
-                with self.sessions() as s2:
-                    return self.get(s2, campaign_id)
+                    # Read back inside the transaction: a read after the commit that failed
+                    # would answer 503 for a transition that was made, its gate not written.
+                    s.refresh(c)
+                return c
             except (_Raced, IntegrityError):
                 continue  # someone else moved it first: re-read and re-validate
             except OperationalError as exc:
