@@ -20,10 +20,12 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, update
+from sqlalchemy.exc import OperationalError
 
 from shared.db import database_epoch
 from shared.gate import Claim, Gate
@@ -37,6 +39,8 @@ log = structlog.get_logger("dialgate.worker")
 
 # How long a dial waits for a free concurrency slot before it parks its contact.
 CONCURRENCY_WAIT_S = 2.0
+# Tries of an outcome or park write when the database connection drops (0.1 s, doubling).
+WRITE_TRIES = 5
 
 
 class Runtime:
@@ -159,10 +163,11 @@ class Runtime:
     ) -> None:
         now = utcnow()
         state = AttemptState.DONE if accepted else AttemptState.FAILED
-        with self.engine.begin() as s:
+        late = [AttemptState.DIALING.value, AttemptState.UNKNOWN.value]
+
+        def write(s: Connection) -> None:
             # An outcome that arrives after the recovery sweep marked the attempt unknown
             # (a provider slower than the lease) still wins: it is what happened.
-            late = [AttemptState.DIALING.value, AttemptState.UNKNOWN.value]
             s.execute(
                 update(Attempt)
                 .where(Attempt.id == args.attempt_id, Attempt.state.in_(late))
@@ -180,6 +185,8 @@ class Runtime:
                 .values(state=state.value, updated_at=now)
             )
 
+        self._write(write)
+
     def park(self, args: DialArgs, reason: str) -> None:
         """A denied dial: the attempt this worker moved to ``dialing`` is parked and its
         contact goes back to ``pending`` (or ``cancelled``), before the message is acked."""
@@ -187,7 +194,8 @@ class Runtime:
         attempt_state = AttemptState.CANCELLED if cancelled else AttemptState.PARKED
         contact_state = ContactState.CANCELLED if cancelled else ContactState.PENDING
         now = utcnow()
-        with self.engine.begin() as s:
+
+        def write(s: Connection) -> None:
             moved = s.execute(
                 update(Attempt)
                 .where(
@@ -205,7 +213,24 @@ class Runtime:
                     )
                     .values(state=contact_state.value, updated_at=now)
                 )
+
+        self._write(write)
         log.info("dial_denied", reason=reason)
+
+    def _write(self, write: Callable[[Connection], None]) -> None:
+        """Run a conditional update in its own transaction, up to ``WRITE_TRIES`` times when
+        the connection is lost: a call that was placed (or denied) must not end ``unknown``
+        because one connection dropped. Re-running a conditional update is harmless."""
+        for n in range(WRITE_TRIES):
+            try:
+                with self.engine.begin() as s:
+                    write(s)
+                return
+            except OperationalError as exc:
+                if n == WRITE_TRIES - 1:
+                    raise
+                log.warning("outcome_write_retried", error=str(exc)[:200])
+                time.sleep(0.1 * 2**n)
 
     def describe(self) -> dict[str, Any]:
         return {

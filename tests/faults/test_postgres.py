@@ -29,7 +29,7 @@ def _terminate_forever(database: str, stop: threading.Event, killed: list[int]) 
 def test_connections_terminated_mid_transition_leave_transition_and_outbox_together_and_503(
     fresh,
 ):
-    stack = fresh()
+    stack = fresh(lease_ttl_ms=2000)  # an attempt whose worker lost its outcome: unknown soon
     run = Run.start(stack, contacts=300)
     assert stack._pg_db is not None and stack.stack is not None
     stop, killed = threading.Event(), [0]
@@ -37,7 +37,7 @@ def test_connections_terminated_mid_transition_leave_transition_and_outbox_toget
     answers: Counter[int] = Counter()
     killer.start()
     try:
-        for i in range(40):
+        for i in range(20):
             action = "pause" if i % 2 == 0 else "resume"
             resp = stack.http.post(f"/api/v1/campaigns/{run.cid}/{action}", json={})
             answers[resp.status_code] += 1
@@ -65,4 +65,4 @@ def test_connections_terminated_mid_transition_leave_transition_and_outbox_toget
     assert stack.campaign(run.cid)["version"] == len(versions)
     if stack.campaign(run.cid)["status"] == "paused":
         run.act("resume")
-    run.finish(f"postgres connections terminated during 40 pause/resume requests {dict(answers)}")
+    run.finish(f"postgres connections terminated during 20 pause/resume requests {dict(answers)}")
