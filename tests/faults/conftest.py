@@ -62,6 +62,17 @@ class Run:
         self.recover_s.append(round(delay, 2))
         return delay
 
+    def ready(self) -> dict[str, bool]:
+        """``/readyz``, each dependency's ``ok`` (the answer is 200 only when all are)."""
+        resp = self.stack.http.get("/readyz")
+        checks = {name: bool(c["ok"]) for name, c in resp.json()["checks"].items()}
+        assert (resp.status_code == 200) == all(checks.values()), resp.text
+        return checks
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Every dependency reported ready again, without restarting anything."""
+        wait_for(lambda: all(self.ready().values()), timeout, "/readyz to be ready", every=0.2)
+
     def wait_acked(self, timeout: float = 60) -> None:
         """Every live worker acknowledged the campaign's latest version."""
         wait_for(

@@ -26,7 +26,9 @@ def test_rabbitmq_killed_while_dialing_and_while_paused_loses_doubles_and_leaks_
     paused = run.act("pause")
     assert paused["gate"]["closed"] is True and paused["gate"]["drained"] is True
     assert run.stack.stack is not None and run.stack.stack.relay.backlog() >= 1
+    assert run.ready() == {"database": True, "redis": True, "rabbitmq": False}
     private_rabbitmq.start()
+    run.wait_ready()
     wait_for(lambda: run.stack.stack.relay.backlog() == 0, 60, "the relay to publish the pause")
     run.wait_acked()
     assert run.stack.campaign(run.cid)["status"] == "paused"

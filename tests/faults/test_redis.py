@@ -54,10 +54,12 @@ def test_redis_hung_longer_than_the_client_timeout_fails_closed_then_dialing_res
     with private_redis.hung():
         run.faults += 1
         hung = time.time()
-        time.sleep(4 * timeout)  # the fault's duration
+        assert run.ready()["redis"] is False
+        time.sleep(max(0.0, hung + 4 * timeout - time.time()))  # the fault lasts 4 timeouts
         # a claim answered before the hang may still place its call; after one client
         # timeout every claim has failed closed
         blind = run.calls_after(hung + timeout)
     assert blind == [], f"{len(blind)} calls while Redis was hung"
     run.recovered(time.time())
+    run.wait_ready()
     run.finish("redis hung (kill -STOP) for 4 client timeouts")
