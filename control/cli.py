@@ -39,6 +39,7 @@ def _show(c: dict[str, Any]) -> None:
         why = f": {c['pause_reason']}" if c.get("pause_reason") else ""
         print(f"  paused        since {c['paused_at']}{src}{why}")
     print(f"  concurrency   {c['max_concurrency']}   timezone {c['timezone']}")
+    print(f"  retries       {c['max_attempts']} calls at most, backoff {c['retry_backoff_s']} s")
     counts = c.get("counts", {})
     print("  contacts      " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
     if c.get("inflight") is not None:
@@ -97,7 +98,11 @@ def operator(args: argparse.Namespace) -> int:
             _print_json(c) if args.json else _show(c)
         elif args.cmd == "create":
             c = client.create(
-                name=args.name, max_concurrency=args.max_concurrency, timezone=args.timezone
+                name=args.name,
+                max_concurrency=args.max_concurrency,
+                max_attempts=args.max_attempts,
+                retry_backoff_s=args.retry_backoff,
+                timezone=args.timezone,
             )
             _print_json(c) if args.json else _show(c)
         elif args.cmd in ("start", "pause", "resume", "cancel"):
@@ -279,6 +284,8 @@ def parser() -> argparse.ArgumentParser:
     cr = op("create", "create a campaign (draft)", with_id=False)
     cr.add_argument("name")
     cr.add_argument("--max-concurrency", type=int, default=1)
+    cr.add_argument("--max-attempts", type=int, default=1, help="calls per contact at most")
+    cr.add_argument("--retry-backoff", type=float, default=60.0, help="s, doubling")
     cr.add_argument("--timezone", default="UTC")
     op("start", "start a draft campaign")
     op("pause", "pause a running campaign (waits for in-flight dials)").add_argument("--reason")

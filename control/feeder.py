@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from dramatiq import Broker
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.loops import Loop
@@ -34,7 +34,12 @@ from shared.states import AttemptState, ContactState, Status
 # update, so a repeat never dials twice).
 UNSENT = datetime(2000, 1, 1, tzinfo=UTC)
 
-ACTIVE = [ContactState.PENDING.value, ContactState.QUEUED.value, ContactState.DIALING.value]
+ACTIVE = [
+    ContactState.PENDING.value,
+    ContactState.QUEUED.value,
+    ContactState.DIALING.value,
+    ContactState.RETRY_WAIT.value,
+]
 
 
 class Feeder(Loop):
@@ -98,26 +103,30 @@ class Feeder(Loop):
             budget = target - busy
             if budget <= 0:
                 return 0
+            now = utcnow()
+            # pending, or waiting for a retry whose time has come
+            ready = or_(
+                Contact.state == ContactState.PENDING.value,
+                and_(Contact.state == ContactState.RETRY_WAIT.value, Contact.retry_at <= now),
+            )
             pick = (
-                select(Contact.id, Contact.phone)
-                .where(Contact.campaign_id == campaign_id, Contact.state == ContactState.PENDING)
+                select(Contact.id)
+                .where(Contact.campaign_id == campaign_id, ready)
                 .order_by(Contact.id)
                 .limit(budget)
             )
             if s.bind is not None and s.bind.dialect.name == "postgresql":
                 pick = pick.with_for_update(skip_locked=True)
-            phones = {cid: phone for cid, phone in s.execute(pick)}
-            ids = list(phones)
+            ids = list(s.scalars(pick))
             if not ids:
                 if busy == 0 and self._nothing_left(s, campaign_id):
                     return None
                 return 0
-            now = utcnow()
             queued = list(
                 s.scalars(
                     update(Contact)
-                    .where(Contact.id.in_(ids), Contact.state == ContactState.PENDING.value)
-                    .values(state=ContactState.QUEUED.value, updated_at=now)
+                    .where(Contact.id.in_(ids), ready)
+                    .values(state=ContactState.QUEUED.value, retry_at=None, updated_at=now)
                     .returning(Contact.id)
                     .execution_options(synchronize_session=False)
                 )
@@ -140,27 +149,62 @@ class Feeder(Loop):
                 if queued
                 else []
             )
-        self._enqueue(
-            [(a, campaign_id, c, phones[c]) for a, c in zip(attempts, queued, strict=True)]
-        )
+            args = self._dial_args(s, attempts)
+        self._enqueue(args)
         return len(attempts)
 
-    def _enqueue(self, rows: list[tuple[int, int, int, str]]) -> None:
-        """One dial message per (attempt, campaign, contact, phone). When the broker fails,
-        the attempts not confirmed yet are marked for the next step's ``_requeue_lost``
-        (their ``queued_at`` set to :data:`UNSENT`), not left waiting for the requeue delay."""
-        for i, (attempt_id, campaign_id, contact_id, phone) in enumerate(rows):
-            args = DialArgs(
-                attempt_id=attempt_id,
-                campaign_id=campaign_id,
-                contact_id=contact_id,
-                phone=phone,
-                epoch=self.gate.epoch,
+    def _dial_args(self, s: Session, attempt_ids: list[int]) -> list[DialArgs]:
+        """The dial messages of these attempts: contact, phone, which call of the contact
+        this is (its failed attempts + 1) and its campaign's retry policy."""
+        if not attempt_ids:
+            return []
+        rows = s.execute(
+            select(
+                Attempt.id,
+                Attempt.campaign_id,
+                Attempt.contact_id,
+                Contact.phone,
+                Campaign.max_attempts,
+                Campaign.retry_backoff_s,
             )
+            .join(Contact, Contact.id == Attempt.contact_id)
+            .join(Campaign, Campaign.id == Attempt.campaign_id)
+            .where(Attempt.id.in_(attempt_ids))
+            .order_by(Attempt.id)
+        ).all()
+        failed = dict(
+            s.execute(
+                select(Attempt.contact_id, func.count())
+                .where(
+                    Attempt.contact_id.in_([r.contact_id for r in rows]),
+                    Attempt.state == AttemptState.FAILED.value,
+                )
+                .group_by(Attempt.contact_id)
+            ).all()
+        )
+        return [
+            DialArgs(
+                attempt_id=r.id,
+                campaign_id=r.campaign_id,
+                contact_id=r.contact_id,
+                phone=r.phone,
+                epoch=self.gate.epoch,
+                attempt_no=failed.get(r.contact_id, 0) + 1,
+                max_attempts=r.max_attempts,
+                retry_backoff_s=r.retry_backoff_s,
+            )
+            for r in rows
+        ]
+
+    def _enqueue(self, rows: list[DialArgs]) -> None:
+        """One dial message per attempt. When the broker fails, the attempts not confirmed
+        yet are marked for the next step's ``_requeue_lost`` (their ``queued_at`` set to
+        :data:`UNSENT`), not left waiting for the requeue delay."""
+        for i, args in enumerate(rows):
             try:
                 self.broker.enqueue(dial_message(self.keys, args))
             except Exception:
-                unsent = [r[0] for r in rows[i:]]
+                unsent = [r.attempt_id for r in rows[i:]]
                 with self.sessions.begin() as s:
                     s.execute(
                         update(Attempt)
@@ -194,9 +238,8 @@ class Feeder(Loop):
                     .execution_options(synchronize_session=False)
                 )
             )
-            contacts = select(Contact.id, Contact.phone).where(Contact.id.in_([x[2] for x in lost]))
-            phones = {cid: phone for cid, phone in s.execute(contacts)} if lost else {}
+            args = self._dial_args(s, [x[0] for x in lost])
         for attempt_id, campaign_id, _contact_id in lost:
             self.log.warning("requeue_lost_attempt", attempt_id=attempt_id, campaign_id=campaign_id)
-        self._enqueue([(a, cid, c, phones[c]) for a, cid, c in lost])
+        self._enqueue(args)
         return len(lost)

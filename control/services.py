@@ -133,6 +133,8 @@ class Control:
             "status": c.status,
             "version": c.version,
             "max_concurrency": c.max_concurrency,
+            "max_attempts": c.max_attempts,
+            "retry_backoff_s": c.retry_backoff_s,
             "timezone": c.timezone,
             "calling_window": c.calling_window,
             "paused_at": c.paused_at,
@@ -192,6 +194,8 @@ class Control:
                 status=Status.DRAFT.value,
                 version=0,
                 max_concurrency=data.max_concurrency,
+                max_attempts=data.max_attempts,
+                retry_backoff_s=data.retry_backoff_s,
                 timezone=data.timezone,
                 calling_window=data.calling_window.model_dump() if data.calling_window else None,
             )
@@ -331,7 +335,13 @@ class Control:
             update(Contact)
             .where(
                 Contact.campaign_id == campaign_id,
-                Contact.state.in_([ContactState.PENDING.value, ContactState.QUEUED.value]),
+                Contact.state.in_(
+                    [
+                        ContactState.PENDING.value,
+                        ContactState.QUEUED.value,
+                        ContactState.RETRY_WAIT.value,
+                    ]
+                ),
             )
             .values(state=ContactState.CANCELLED.value, updated_at=now)
         )

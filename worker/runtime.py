@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -164,6 +165,14 @@ class Runtime:
         now = utcnow()
         state = AttemptState.DONE if accepted else AttemptState.FAILED
         late = [AttemptState.DIALING.value, AttemptState.UNKNOWN.value]
+        # A failed call with calls left: the contact waits, then the feeder queues it again.
+        contact: dict[str, Any] = {"state": state.value}
+        if not accepted and args.attempt_no < args.max_attempts:
+            wait = args.retry_backoff_s * 2 ** (args.attempt_no - 1)
+            contact = {
+                "state": ContactState.RETRY_WAIT.value,
+                "retry_at": now + timedelta(seconds=wait),
+            }
 
         def write(s: Connection) -> None:
             # An outcome that arrives after the recovery sweep marked the attempt unknown
@@ -182,7 +191,7 @@ class Runtime:
             s.execute(
                 update(Contact)
                 .where(Contact.id == args.contact_id, Contact.state.in_(late))
-                .values(state=state.value, updated_at=now)
+                .values(**contact, updated_at=now)
             )
 
         self._write(write)
