@@ -25,13 +25,13 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import OperationalError
 
 from shared.db import database_epoch
 from shared.gate import Claim, Gate
 from shared.messages import DialArgs
-from shared.models import Attempt, Contact, utcnow
+from shared.models import Attempt, Campaign, Contact, utcnow
 from shared.settings import Settings
 from shared.states import AttemptState, ContactState, Status
 from worker.provider import CallRequest, Provider
@@ -175,6 +175,16 @@ class Runtime:
             }
 
         def write(s: Connection) -> None:
+            if contact["state"] == ContactState.RETRY_WAIT.value:
+                # The campaign row first (the order a cancel locks in): a cancel committed
+                # before this is seen, one after it finds the contact in retry_wait.
+                status = s.scalar(
+                    select(Campaign.status)
+                    .where(Campaign.id == args.campaign_id)
+                    .with_for_update(read=True)
+                )
+                if status == Status.CANCELLED.value:
+                    contact.update(state=ContactState.CANCELLED.value, retry_at=None)
             # An outcome that arrives after the recovery sweep marked the attempt unknown
             # (a provider slower than the lease) still wins: it is what happened.
             s.execute(

@@ -82,3 +82,20 @@ def test_no_retry_goes_out_while_the_campaign_is_paused(make_stack):
     assert set(calls.values()) == {3}, calls
     report = stack.audit({cid})
     assert report.ok, report.as_dict()
+
+
+def test_a_cancel_leaves_no_contact_waiting_for_a_retry(make_stack):
+    stack = make_stack(sim_failure_rate=1.0, sim_latency_ms=50).start()
+    stack.start_worker()
+    stack.start_worker()
+    stack.wait_workers(2)
+    cid = _campaign(stack, contacts=60, max_attempts=3, backoff=0.3)
+    wait_for(lambda: stack.campaign(cid)["counts"]["retry_wait"] >= 8, 60, "retries waiting")
+    stack.act(cid, "cancel", confirm=True)
+    counts = wait_for(
+        lambda: (c := stack.campaign(cid)["counts"])["dialing"] == 0 and c, 30, "dials to end"
+    )
+    assert counts["retry_wait"] == counts["pending"] == counts["queued"] == 0, counts
+    assert counts["cancelled"] >= 8, counts
+    report = stack.audit({cid})
+    assert report.ok, report.as_dict()
