@@ -14,20 +14,18 @@ def test_rabbitmq_killed_while_dialing_and_while_paused_loses_doubles_and_leaks_
     run = Run.start(fresh(amqp_url=private_rabbitmq.url), contacts=300)
 
     # 1. killed while dialing: workers reconnect, redelivered messages never dial twice
-    private_rabbitmq.kill()
-    run.faults += 1
-    private_rabbitmq.start()
+    with private_rabbitmq.stopped():  # kill -9; started again in its finally
+        run.faults += 1
     run.recovered(time.time())
 
     # 2. killed, a pause committed while it is away, then back: the outbox publishes the
     #    pause after, the gate held it all along
-    private_rabbitmq.kill()
-    run.faults += 1
-    paused = run.act("pause")
-    assert paused["gate"]["closed"] is True and paused["gate"]["drained"] is True
-    assert run.stack.stack is not None and run.stack.stack.relay.backlog() >= 1
-    assert run.ready() == {"database": True, "redis": True, "rabbitmq": False}
-    private_rabbitmq.start()
+    with private_rabbitmq.stopped():
+        run.faults += 1
+        paused = run.act("pause")
+        assert paused["gate"]["closed"] is True and paused["gate"]["drained"] is True
+        assert run.stack.stack is not None and run.stack.stack.relay.backlog() >= 1
+        assert run.ready() == {"database": True, "redis": True, "rabbitmq": False}
     run.wait_ready()
     wait_for(lambda: run.stack.stack.relay.backlog() == 0, 60, "the relay to publish the pause")
     run.wait_acked()
