@@ -19,8 +19,6 @@ import pytest
 
 from tests.support.stack import ROOT, TestStack, wait_for
 
-pytestmark = pytest.mark.integration
-
 RESULTS = ROOT / "test-output" / "faults.jsonl"
 
 
