@@ -5,6 +5,7 @@ Errors are answered as ``{"error": {"code", "message"}}``; the message names the
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,8 +17,10 @@ from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
 
 from control import contacts, diagnosis, emergency, login, trail, web
 from control.authz import Can, Role, Who, offered, scope
@@ -175,10 +178,29 @@ def create_app(control: Control) -> FastAPI:
         facts = overview(control, campaign_id)
         return {**facts, "campaign": offered(w, facts["campaign"])}
 
-    @app.post("/api/v1/campaigns/{campaign_id}/contacts")
-    def add_contacts(campaign_id: ObjectId, body: ContactsIn) -> dict[str, Any]:
-        rows = [c.model_dump() for c in body.contacts]
-        return contacts.add_contacts(control, campaign_id, rows)
+    @app.post(
+        "/api/v1/campaigns/{campaign_id}/contacts",
+        openapi_extra={"requestBody": {"content": {"text/csv": {}, "application/json": {}}}},
+    )
+    async def add_contacts(campaign_id: ObjectId, request: Request) -> dict[str, Any]:
+        """JSON ``{"contacts": [...]}`` (at most 100,000), or a CSV body of any length
+        (``Content-Type: text/csv``, header ``phone,name``), received in chunks."""
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+        if request.headers.get("content-type", "").startswith("text/csv"):
+            try:
+                text = body.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput("body", f"the CSV must be UTF-8 ({exc})") from None
+            rows, where = contacts.csv_rows(io.StringIO(text, newline="")), "line"
+        else:
+            try:
+                parsed = ContactsIn.model_validate_json(bytes(body))
+            except ValidationError as exc:
+                raise RequestValidationError(exc.errors()) from None
+            rows, where = enumerate(c.model_dump() for c in parsed.contacts), "index"
+        return await run_in_threadpool(contacts.add_contacts, control, campaign_id, rows, where)
 
     @app.post("/api/v1/campaigns/{campaign_id}/{action}")
     def act(

@@ -7,7 +7,8 @@ and lists, for the campaigns in the log or the database:
   cancel had answered with ``drained: true`` and before the next transition (the resume)
   was committed, or while an emergency stop was in force (after it answered drained, until
   it was lifted);
-- **double dials**: a contact with more than one call;
+- **double dials**: an attempt with more than one call, or a contact called again after a
+  call that did not fail (a retry follows a failed attempt, as the campaign's policy says);
 - **lost contacts**: a contact neither dialed, nor pending, nor cancelled.
 
 It shares no code with the gate or the workers: only the database rows and the log.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.models import Contact, EmergencyStop, Transition
+from shared.models import Attempt, Contact, EmergencyStop, Transition
+from shared.states import AttemptState
 
 Interval = tuple[float, float]
 
@@ -104,6 +106,13 @@ def audit(
         for t in s.scalars(select(Transition).where(Transition.campaign_id.in_(ids))):
             by_campaign[t.campaign_id].append(t)
         estops = estop_intervals(list(s.scalars(select(EmergencyStop))))
+        failed = set(
+            s.scalars(
+                select(Attempt.id).where(
+                    Attempt.campaign_id.in_(ids), Attempt.state == AttemptState.FAILED.value
+                )
+            )
+        )
         contacts = list(
             s.execute(
                 select(Contact.id, Contact.campaign_id, Contact.phone, Contact.state).where(
@@ -125,11 +134,14 @@ def audit(
             report.late.append(
                 {**call, "why": hit[1], "after_answer_ms": round((at - hit[0]) * 1000, 3)}
             )
-    dialed = Counter((int(c["campaign_id"]), int(c["contact_id"])) for c in calls)
+    by_contact: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for c in sorted(calls, key=lambda c: float(c["t"])):
+        by_contact[(int(c["campaign_id"]), int(c["contact_id"]))].append(c)
+    dialed = {key: len(cs) for key, cs in by_contact.items()}
     report.doubled = [
-        {"campaign_id": cid, "contact_id": k, "calls": n}
-        for (cid, k), n in sorted(dialed.items())
-        if n > 1
+        {"campaign_id": cid, "contact_id": k, "calls": len(cs)}
+        for (cid, k), cs in sorted(by_contact.items())
+        if cid in ids and _doubled([int(c["attempt_id"]) for c in cs], failed)
     ]
     report.lost = [
         {"campaign_id": cid, "contact_id": k, "phone": phone, "state": state}
@@ -138,6 +150,12 @@ def audit(
         if (cid, k) not in dialed and state not in ("pending", "cancelled", "unknown")
     ]
     return report
+
+
+def _doubled(attempts: list[int], failed: set[int]) -> bool:
+    """Calls of one contact, in order: an attempt called twice, or a call after one that
+    was not a failed attempt."""
+    return len(set(attempts)) < len(attempts) or any(a not in failed for a in attempts[:-1])
 
 
 def print_report(r: Report) -> None:

@@ -7,12 +7,12 @@ Operator commands talk to the control API at ``DIALGATE_URL``. Exit codes: 0 don
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ def _show(c: dict[str, Any]) -> None:
             f"  temporary cap {c['cap']['max_concurrency']} until {c['cap']['until']} "
             "(lifts by itself)"
         )
+    print(f"  retries       {c['max_attempts']} calls at most, backoff {c['retry_backoff_s']} s")
     counts = c.get("counts", {})
     print("  contacts      " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
     if c.get("inflight") is not None:
@@ -158,16 +159,39 @@ def _why(d: dict[str, Any]) -> None:
         print(f"    fix       {r['fix']}")
 
 
-def _read_contacts(path: str) -> list[dict[str, Any]]:
-    if path.endswith(".json"):
+def _sent_with_progress(path: str, chunk: int = 256 * 1024) -> Iterator[bytes]:
+    """The file's bytes, printing how much was sent (stderr) as the request streams it."""
+    total = os.path.getsize(path)
+    sent = 0
+    with open(path, "rb") as f:
+        while data := f.read(chunk):
+            sent += len(data)
+            print(f"  sent {sent * 100 // max(total, 1)}% ({sent}/{total} bytes)", file=sys.stderr)
+            yield data
+    print("  sent; the server is validating and inserting the rows", file=sys.stderr)
+
+
+def _import(client: Client, campaign_id: int, path: str) -> None:
+    """CSV: one streamed request (rejections by line). JSON: one request per 5,000 items."""
+    if not path.endswith(".json"):
+        res = client.import_csv(campaign_id, _sent_with_progress(path))
+        accepted, rejected, where = res["accepted"], res["rejected"], "line"
+        total = accepted + len(rejected)
+    else:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return list(data["contacts"] if isinstance(data, dict) else data)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "phone" not in reader.fieldnames:
-            raise SystemExit(f"{path}: the first line must be a header with a 'phone' column")
-        return [{"phone": r.get("phone"), "name": r.get("name") or None} for r in reader]
+        rows = list(data["contacts"] if isinstance(data, dict) else data)
+        total, accepted, rejected, where = len(rows), 0, [], "index"
+        step = 5000
+        for i in range(0, total, step):
+            res = client.add_contacts(campaign_id, rows[i : i + step])
+            accepted += res["accepted"]
+            rejected += [{**r, "index": r["index"] + i} for r in res["rejected"]]
+            print(f"  {min(i + step, total)}/{total} items sent", file=sys.stderr)
+    for r in rejected:
+        place = f"line {r['line']}" if where == "line" else f"item {r['index']}"
+        print(f"  rejected {place}: {r['phone']!r}: {r['error']}")
+    print(f"accepted {accepted}, rejected {len(rejected)} of {total}")
 
 
 def make_client() -> Client:
@@ -252,7 +276,11 @@ def operator(args: argparse.Namespace) -> int:
             _print_json(d) if args.json else _why(d)
         elif args.cmd == "create":
             c = client.create(
-                name=args.name, max_concurrency=args.max_concurrency, timezone=args.timezone
+                name=args.name,
+                max_concurrency=args.max_concurrency,
+                max_attempts=args.max_attempts,
+                retry_backoff_s=args.retry_backoff,
+                timezone=args.timezone,
             )
             _print_json(c) if args.json else _show(c)
         elif args.cmd in ("start", "pause", "resume", "cancel"):
@@ -271,19 +299,7 @@ def operator(args: argparse.Namespace) -> int:
             c = client.act(args.id, args.cmd, **body)
             _print_json(c) if args.json else _show(c)
         elif args.cmd == "contacts":
-            rows = _read_contacts(args.file)
-            total, accepted, rejected = len(rows), 0, []
-            step = 5000
-            for i in range(0, total, step):
-                res = client.add_contacts(args.id, rows[i : i + step])
-                accepted += res["accepted"]
-                rejected += [{**r, "index": r["index"] + i} for r in res["rejected"]]
-                print(f"  {min(i + step, total)}/{total} rows sent", file=sys.stderr)
-            for r in rejected:
-                line = r["index"] + 2 if not args.file.endswith(".json") else r["index"]
-                where = f"line {line}" if not args.file.endswith(".json") else f"item {line}"
-                print(f"  rejected {where}: {r['phone']!r}: {r['error']}")
-            print(f"accepted {accepted}, rejected {len(rejected)} of {total}")
+            _import(client, args.id, args.file)
         elif args.cmd == "estop":
             res = client.estop(args.lift, args.reason)
             if args.json:
@@ -435,6 +451,8 @@ def parser() -> argparse.ArgumentParser:
     cr = op("create", "create a campaign (draft)", with_id=False)
     cr.add_argument("name")
     cr.add_argument("--max-concurrency", type=int, default=1)
+    cr.add_argument("--max-attempts", type=int, default=1, help="calls per contact at most")
+    cr.add_argument("--retry-backoff", type=float, default=60.0, help="s, doubling")
     cr.add_argument("--timezone", default="UTC")
     op("start", "start a draft campaign")
     op("pause", "pause a running campaign (waits for in-flight dials)").add_argument("--reason")

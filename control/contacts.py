@@ -1,28 +1,47 @@
 """Contacts: import rows into a campaign, validated one by one.
 
-Every valid row is kept; every other row is rejected with its index and the reason
-(E.164 phone via phonenumbers, name, attributes, duplicates in the request or the
-campaign). All accepted rows are inserted in one transaction: all or nothing.
+Rows come as JSON (``{"contacts": [...]}``, each rejection names its ``index``) or as a
+CSV body (header ``phone,name``; each rejection names its ``line`` in the file). Every
+valid row is kept; every other row is rejected with the reason (E.164 phone via
+phonenumbers, name, attributes, duplicates in the request or the campaign). All accepted
+rows are inserted in one transaction: a server error leaves nothing of the request.
 """
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import insert, select
 
 from control.services import Control
-from shared.errors import Conflict
+from shared.errors import Conflict, InvalidInput
 from shared.models import Contact
 from shared.phones import normalise_phone
 from shared.states import ContactState, Status
 
 
-def add_contacts(control: Control, campaign_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Keep every valid row; reject the others one by one with the reason."""
+def csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a CSV whose first line is a header with a ``phone`` column."""
+    reader = csv.DictReader(lines)
+    if not reader.fieldnames or "phone" not in reader.fieldnames:
+        raise InvalidInput("body", "the first CSV line must be a header with a 'phone' column")
+    for row in reader:
+        yield reader.line_num, {"phone": row.get("phone"), "name": row.get("name") or None}
+
+
+def add_contacts(
+    control: Control,
+    campaign_id: int,
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    where: str = "index",
+) -> dict[str, Any]:
+    """Keep every valid row; reject the others one by one with the reason and ``where``
+    it was (``index`` in a JSON list, ``line`` of a CSV file)."""
     rejected: list[dict[str, Any]] = []
     valid: dict[str, dict[str, Any]] = {}
-    for index, row in enumerate(rows):
+    for index, row in rows:
         raw = row.get("phone")
         try:
             phone = normalise_phone(raw)
@@ -35,7 +54,7 @@ def add_contacts(control: Control, campaign_id: int, rows: list[dict[str, Any]])
             if phone in valid:
                 raise ValueError("duplicate: the same number appears earlier in this request")
         except ValueError as exc:
-            rejected.append({"index": index, "phone": raw, "error": str(exc)})
+            rejected.append({where: index, "phone": raw, "error": str(exc)})
             continue
         valid[phone] = {"index": index, "phone": phone, "name": name, "attributes": attrs}
     with control.sessions.begin() as s:
@@ -58,7 +77,7 @@ def add_contacts(control: Control, campaign_id: int, rows: list[dict[str, Any]])
             if phone in existing:
                 rejected.append(
                     {
-                        "index": row["index"],
+                        where: row["index"],
                         "phone": phone,
                         "error": "duplicate: already a contact of this campaign",
                     }
@@ -75,5 +94,5 @@ def add_contacts(control: Control, campaign_id: int, rows: list[dict[str, Any]])
                 )
         for i in range(0, len(new), 5000):
             s.execute(insert(Contact), new[i : i + 5000])
-    rejected.sort(key=lambda r: r["index"])
+    rejected.sort(key=lambda r: int(r[where]))
     return {"accepted": len(new), "rejected": rejected}

@@ -4,7 +4,8 @@ For each campaign that is ``running`` in the database *and* whose gate in Redis 
 at the same version, it tops the campaign's queued + dialing attempts up to
 ``feeder_queue_factor × max_concurrency``: a conditional update ``pending → queued``
 (so two feeders never queue one contact twice), one attempt row per contact, commit,
-then one dramatiq message per attempt. An attempt left ``queued`` longer than
+then one dramatiq message per attempt (if the broker refuses one, it and the rest are
+enqueued again at the next step). An attempt left ``queued`` longer than
 ``feeder_requeue_after`` (its message was lost) is enqueued again: harmless, because a
 worker dials an attempt only after moving it ``queued → dialing`` conditionally.
 A running campaign with contacts and nothing left to dial is completed.
@@ -13,10 +14,10 @@ A running campaign with contacts and nothing left to dial is completed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from dramatiq import Broker
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.loops import Loop
@@ -28,7 +29,17 @@ from shared.queue import dial_message
 from shared.settings import Settings
 from shared.states import AttemptState, ContactState, Status
 
-ACTIVE = [ContactState.PENDING.value, ContactState.QUEUED.value, ContactState.DIALING.value]
+# The ``queued_at`` of an attempt whose message the broker did not take: enqueue it again at
+# the next step (a message that did arrive after all is skipped by the worker's conditional
+# update, so a repeat never dials twice).
+UNSENT = datetime(2000, 1, 1, tzinfo=UTC)
+
+ACTIVE = [
+    ContactState.PENDING.value,
+    ContactState.QUEUED.value,
+    ContactState.DIALING.value,
+    ContactState.RETRY_WAIT.value,
+]
 
 
 class Feeder(Loop):
@@ -92,26 +103,30 @@ class Feeder(Loop):
             budget = target - busy
             if budget <= 0:
                 return 0
+            now = utcnow()
+            # pending, or waiting for a retry whose time has come
+            ready = or_(
+                Contact.state == ContactState.PENDING.value,
+                and_(Contact.state == ContactState.RETRY_WAIT.value, Contact.retry_at <= now),
+            )
             pick = (
-                select(Contact.id, Contact.phone)
-                .where(Contact.campaign_id == campaign_id, Contact.state == ContactState.PENDING)
+                select(Contact.id)
+                .where(Contact.campaign_id == campaign_id, ready)
                 .order_by(Contact.id)
                 .limit(budget)
             )
             if s.bind is not None and s.bind.dialect.name == "postgresql":
                 pick = pick.with_for_update(skip_locked=True)
-            phones = {cid: phone for cid, phone in s.execute(pick)}
-            ids = list(phones)
+            ids = list(s.scalars(pick))
             if not ids:
                 if busy == 0 and self._nothing_left(s, campaign_id):
                     return None
                 return 0
-            now = utcnow()
             queued = list(
                 s.scalars(
                     update(Contact)
-                    .where(Contact.id.in_(ids), Contact.state == ContactState.PENDING.value)
-                    .values(state=ContactState.QUEUED.value, updated_at=now)
+                    .where(Contact.id.in_(ids), ready)
+                    .values(state=ContactState.QUEUED.value, retry_at=None, updated_at=now)
                     .returning(Contact.id)
                     .execution_options(synchronize_session=False)
                 )
@@ -134,19 +149,69 @@ class Feeder(Loop):
                 if queued
                 else []
             )
-        for attempt_id, contact_id in zip(attempts, queued, strict=True):
-            self._enqueue(attempt_id, campaign_id, contact_id, phones[contact_id])
+            args = self._dial_args(s, attempts)
+        self._enqueue(args)
         return len(attempts)
 
-    def _enqueue(self, attempt_id: int, campaign_id: int, contact_id: int, phone: str) -> None:
-        args = DialArgs(
-            attempt_id=attempt_id,
-            campaign_id=campaign_id,
-            contact_id=contact_id,
-            phone=phone,
-            epoch=self.gate.epoch,
+    def _dial_args(self, s: Session, attempt_ids: list[int]) -> list[DialArgs]:
+        """The dial messages of these attempts: contact, phone, which call of the contact
+        this is (its failed attempts + 1) and its campaign's retry policy."""
+        if not attempt_ids:
+            return []
+        rows = s.execute(
+            select(
+                Attempt.id,
+                Attempt.campaign_id,
+                Attempt.contact_id,
+                Contact.phone,
+                Campaign.max_attempts,
+                Campaign.retry_backoff_s,
+            )
+            .join(Contact, Contact.id == Attempt.contact_id)
+            .join(Campaign, Campaign.id == Attempt.campaign_id)
+            .where(Attempt.id.in_(attempt_ids))
+            .order_by(Attempt.id)
+        ).all()
+        failed = dict(
+            s.execute(
+                select(Attempt.contact_id, func.count())
+                .where(
+                    Attempt.contact_id.in_([r.contact_id for r in rows]),
+                    Attempt.state == AttemptState.FAILED.value,
+                )
+                .group_by(Attempt.contact_id)
+            ).all()
         )
-        self.broker.enqueue(dial_message(self.keys, args))
+        return [
+            DialArgs(
+                attempt_id=r.id,
+                campaign_id=r.campaign_id,
+                contact_id=r.contact_id,
+                phone=r.phone,
+                epoch=self.gate.epoch,
+                attempt_no=failed.get(r.contact_id, 0) + 1,
+                max_attempts=r.max_attempts,
+                retry_backoff_s=r.retry_backoff_s,
+            )
+            for r in rows
+        ]
+
+    def _enqueue(self, rows: list[DialArgs]) -> None:
+        """One dial message per attempt. When the broker fails, the attempts not confirmed
+        yet are marked for the next step's ``_requeue_lost`` (their ``queued_at`` set to
+        :data:`UNSENT`), not left waiting for the requeue delay."""
+        for i, args in enumerate(rows):
+            try:
+                self.broker.enqueue(dial_message(self.keys, args))
+            except Exception:
+                unsent = [r.attempt_id for r in rows[i:]]
+                with self.sessions.begin() as s:
+                    s.execute(
+                        update(Attempt)
+                        .where(Attempt.id.in_(unsent), Attempt.state == AttemptState.QUEUED.value)
+                        .values(queued_at=UNSENT)
+                    )
+                raise
 
     @staticmethod
     def _nothing_left(s: Session, campaign_id: int) -> bool:
@@ -173,9 +238,8 @@ class Feeder(Loop):
                     .execution_options(synchronize_session=False)
                 )
             )
-            contacts = select(Contact.id, Contact.phone).where(Contact.id.in_([x[2] for x in lost]))
-            phones = {cid: phone for cid, phone in s.execute(contacts)} if lost else {}
-        for attempt_id, campaign_id, contact_id in lost:
+            args = self._dial_args(s, [x[0] for x in lost])
+        for attempt_id, campaign_id, _contact_id in lost:
             self.log.warning("requeue_lost_attempt", attempt_id=attempt_id, campaign_id=campaign_id)
-            self._enqueue(attempt_id, campaign_id, contact_id, phones[contact_id])
+        self._enqueue(args)
         return len(lost)

@@ -41,6 +41,10 @@ class CallingWindow(Strict):
 class CampaignCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     max_concurrency: int = Field(default=1, ge=1, le=10_000)
+    max_attempts: int = Field(default=1, ge=1, le=10, description="calls per contact at most")
+    retry_backoff_s: float = Field(
+        default=60.0, ge=0, le=86_400, description="wait after the first failure, doubling"
+    )
     timezone: str = "UTC"
     calling_window: CallingWindow | None = None
 

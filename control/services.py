@@ -146,6 +146,8 @@ class Control:
             "max_concurrency": c.max_concurrency,
             "concurrency": c.concurrency,
             "cap": _cap_view(c.cap_concurrency, c.cap_until),
+            "max_attempts": c.max_attempts,
+            "retry_backoff_s": c.retry_backoff_s,
             "timezone": c.timezone,
             "calling_window": c.calling_window,
             "paused_at": c.paused_at,
@@ -248,6 +250,8 @@ class Control:
                 status=Status.DRAFT.value,
                 version=0,
                 max_concurrency=data.max_concurrency,
+                max_attempts=data.max_attempts,
+                retry_backoff_s=data.retry_backoff_s,
                 timezone=data.timezone,
                 calling_window=data.calling_window.model_dump() if data.calling_window else None,
             )
@@ -304,7 +308,13 @@ class Control:
             source=source.value,
             gate=gate,
         )
-        return TransitionResult(self.campaign(campaign_id), gate)
+        try:
+            return TransitionResult(self.campaign(campaign_id), gate)
+        except OperationalError as exc:
+            raise Unavailable(
+                f"campaign {c.id} is now {c.status} (version {c.version}, gate {gate}), but "
+                "reading it back from the database failed; GET it again"
+            ) from exc
 
     def _commit_transition(
         self,
@@ -386,8 +396,10 @@ class Control:
                     )
                     if action is Action.CANCEL:
                         self._cancel_contacts(s, campaign_id)
-                with self.sessions() as s2:
-                    return self.get(s2, campaign_id)
+                    # Read back inside the transaction: a read after the commit that failed
+                    # would answer 503 for a transition that was made, its gate not written.
+                    s.refresh(c)
+                return c
             except (_Raced, IntegrityError):
                 continue  # someone else moved it first: re-read and re-validate
             except OperationalError as exc:
@@ -409,7 +421,13 @@ class Control:
             update(Contact)
             .where(
                 Contact.campaign_id == campaign_id,
-                Contact.state.in_([ContactState.PENDING.value, ContactState.QUEUED.value]),
+                Contact.state.in_(
+                    [
+                        ContactState.PENDING.value,
+                        ContactState.QUEUED.value,
+                        ContactState.RETRY_WAIT.value,
+                    ]
+                ),
             )
             .values(state=ContactState.CANCELLED.value, updated_at=now)
         )

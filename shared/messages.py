@@ -54,3 +54,8 @@ class DialArgs(BaseModel):
     # The database epoch the feeder wrote the attempt in: a worker drops a message of
     # another database (left in the queue after the database was recreated).
     epoch: str = Field(min_length=1, max_length=64)
+    # Which call of this contact this is, and its campaign's retry policy: a failure with
+    # calls left sends the contact to retry_wait instead of failed.
+    attempt_no: int = Field(default=1, ge=1)
+    max_attempts: int = Field(default=1, ge=1)
+    retry_backoff_s: float = Field(default=0.0, ge=0)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -74,6 +75,10 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(16), default="draft")
     version: Mapped[int] = mapped_column(Integer, default=0)
     max_concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    # Retry policy: a failed call is tried again, up to max_attempts calls per contact,
+    # retry_backoff_s × 2^(n-1) after the n-th failure (each retry passes the gate).
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    retry_backoff_s: Mapped[float] = mapped_column(Float, default=60.0)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     calling_window: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -135,6 +140,7 @@ class Contact(Base):
     name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -85,6 +85,9 @@ class ContactState(StrEnum):
     DIALING = "dialing"
     DONE = "done"
     FAILED = "failed"
+    # Its last call failed and its campaign's policy allows another: the feeder queues it
+    # again once ``retry_at`` has passed, as a new attempt that passes the gate.
+    RETRY_WAIT = "retry_wait"
     CANCELLED = "cancelled"
     # Its dial started and its worker vanished (lease expired, no outcome): the person may
     # have been called, so it is never dialed again automatically.

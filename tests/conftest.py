@@ -9,8 +9,15 @@ A missing service skips those tests locally and fails them when ``CI`` is set
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.services import PrivateRabbitMQ, PrivateRedis
+    from tests.support.stack import TestStack
 
 PG_URL = os.environ.get("DIALGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("DIALGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -55,3 +62,46 @@ def services() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture
+def make_stack(services: None, tmp_path: Path) -> Iterator[type[TestStack]]:
+    from tests.support.stack import TestStack
+
+    made: list[TestStack] = []
+
+    def factory(db: str = "postgres", **overrides: object) -> TestStack:
+        stack = TestStack(tmp_path / f"s{len(made)}", db, **overrides)
+        made.append(stack)
+        return stack
+
+    (tmp_path / "s0").mkdir()
+    for i in range(1, 4):
+        (tmp_path / f"s{i}").mkdir()
+    yield factory  # type: ignore[misc]
+    for stack in made:
+        stack.close()
+
+
+@pytest.fixture(scope="session")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """A Redis of this test session's own, which tests may kill, hang or flush."""
+    from tests.support.services import PrivateRedis
+
+    server = PrivateRedis(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def private_rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
+    """A RabbitMQ node of this test session's own, which tests may kill or blackhole."""
+    from tests.support.services import PrivateRabbitMQ
+
+    node = PrivateRabbitMQ(tmp_path_factory.mktemp("rabbitmq")).start()
+    try:
+        yield node
+    finally:
+        node.kill()

@@ -20,16 +20,19 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import OperationalError
 
 from shared import metrics
 from shared.db import database_epoch
 from shared.gate import Claim, Gate
 from shared.messages import DialArgs
-from shared.models import Attempt, Contact, utcnow
+from shared.models import Attempt, Campaign, Contact, utcnow
 from shared.settings import Settings
 from shared.states import AttemptState, ContactState, Status
 from worker.provider import CallRequest, Provider
@@ -38,6 +41,8 @@ log = structlog.get_logger("dialgate.worker")
 
 # How long a dial waits for a free concurrency slot before it parks its contact.
 CONCURRENCY_WAIT_S = 2.0
+# Tries of an outcome or park write when the database connection drops (0.1 s, doubling).
+WRITE_TRIES = 5
 
 
 class Runtime:
@@ -162,10 +167,29 @@ class Runtime:
     ) -> None:
         now = utcnow()
         state = AttemptState.DONE if accepted else AttemptState.FAILED
-        with self.engine.begin() as s:
+        late = [AttemptState.DIALING.value, AttemptState.UNKNOWN.value]
+        # A failed call with calls left: the contact waits, then the feeder queues it again.
+        contact: dict[str, Any] = {"state": state.value}
+        if not accepted and args.attempt_no < args.max_attempts:
+            wait = args.retry_backoff_s * 2 ** (args.attempt_no - 1)
+            contact = {
+                "state": ContactState.RETRY_WAIT.value,
+                "retry_at": now + timedelta(seconds=wait),
+            }
+
+        def write(s: Connection) -> None:
+            if contact["state"] == ContactState.RETRY_WAIT.value:
+                # The campaign row first (the order a cancel locks in): a cancel committed
+                # before this is seen, one after it finds the contact in retry_wait.
+                status = s.scalar(
+                    select(Campaign.status)
+                    .where(Campaign.id == args.campaign_id)
+                    .with_for_update(read=True)
+                )
+                if status == Status.CANCELLED.value:
+                    contact.update(state=ContactState.CANCELLED.value, retry_at=None)
             # An outcome that arrives after the recovery sweep marked the attempt unknown
             # (a provider slower than the lease) still wins: it is what happened.
-            late = [AttemptState.DIALING.value, AttemptState.UNKNOWN.value]
             s.execute(
                 update(Attempt)
                 .where(Attempt.id == args.attempt_id, Attempt.state.in_(late))
@@ -180,8 +204,10 @@ class Runtime:
             s.execute(
                 update(Contact)
                 .where(Contact.id == args.contact_id, Contact.state.in_(late))
-                .values(state=state.value, updated_at=now)
+                .values(**contact, updated_at=now)
             )
+
+        self._write(write)
 
     def park(self, args: DialArgs, reason: str) -> None:
         """A denied dial: the attempt this worker moved to ``dialing`` is parked and its
@@ -190,7 +216,8 @@ class Runtime:
         attempt_state = AttemptState.CANCELLED if cancelled else AttemptState.PARKED
         contact_state = ContactState.CANCELLED if cancelled else ContactState.PENDING
         now = utcnow()
-        with self.engine.begin() as s:
+
+        def write(s: Connection) -> None:
             moved = s.execute(
                 update(Attempt)
                 .where(
@@ -208,7 +235,24 @@ class Runtime:
                     )
                     .values(state=contact_state.value, updated_at=now)
                 )
+
+        self._write(write)
         log.info("dial_denied", reason=reason)
+
+    def _write(self, write: Callable[[Connection], None]) -> None:
+        """Run a conditional update in its own transaction, up to ``WRITE_TRIES`` times when
+        the connection is lost: a call that was placed (or denied) must not end ``unknown``
+        because one connection dropped. Re-running a conditional update is harmless."""
+        for n in range(WRITE_TRIES):
+            try:
+                with self.engine.begin() as s:
+                    write(s)
+                return
+            except OperationalError as exc:
+                if n == WRITE_TRIES - 1:
+                    raise
+                log.warning("outcome_write_retried", error=str(exc)[:200])
+                time.sleep(0.1 * 2**n)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,17 @@ def test_creating_a_campaign_answers_201_with_its_state_and_zero_counts(make_sta
     )
     assert c["status"] == "draft" and c["version"] == 0 and c["max_concurrency"] == 3
     assert c["counts"] == {
-        s: 0 for s in ("pending", "queued", "dialing", "done", "failed", "cancelled", "unknown")
+        s: 0
+        for s in (
+            "pending",
+            "queued",
+            "dialing",
+            "done",
+            "failed",
+            "retry_wait",
+            "cancelled",
+            "unknown",
+        )
     }
     assert c["calling_window"] == {"days": ["mon", "tue"], "start": "09:00", "end": "18:30"}
     assert c["paused_at"] is None and c["allowed_actions"] == ["start", "cancel"]

@@ -143,16 +143,16 @@ def test_after_redis_loses_every_gate_nothing_dials_until_the_reconciler_rebuilt
     assert_each_contact_dialed_once(stack, cid, 400)
 
 
-def test_transitions_made_while_rabbitmq_is_down_are_published_after_it_returns(make_stack):
-    from tests.support.services import rabbitmq_app_stopped
-
-    stack = make_stack().start()
+def test_transitions_made_while_rabbitmq_is_down_are_published_after_it_returns(
+    make_stack, private_rabbitmq
+):
+    stack = make_stack(amqp_url=private_rabbitmq.url).start()
     stack.start_worker()
     stack.wait_workers(1)
     cid = stack.make_campaign(contacts=100, max_concurrency=2)
     stack.wait_calls(5)
 
-    with rabbitmq_app_stopped():
+    with private_rabbitmq.stopped():
         for action in ("pause", "resume", "pause"):
             assert stack.act(cid, action)["status"] in ("paused", "running")
         assert stack.stack.relay.backlog() >= 3

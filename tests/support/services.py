@@ -1,22 +1,158 @@
-"""Stopping and restarting the machine's real services, always restored in ``finally``."""
+"""Private Redis and RabbitMQ instances that a test may break (never the shared ones).
+
+Each one runs on free ports with its data under a temporary directory, is started by the
+test session and stopped at its end. Faults are signals to processes started here, by
+PID: ``kill -9`` then a fresh start (Redis comes back empty, RabbitMQ with its durable
+queues), ``kill -STOP``/``-CONT`` (a hung or blackholed server: the TCP port stays open and
+nothing answers). The machine has no ``iptables``, and a stopped process is the same
+blackhole seen from the clients: no RST, no FIN, only silence.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+import pika
+import redis
+
+from tests.support.stack import free_port, wait_for
 
 
-def _run(*cmd: str, timeout: float = 120) -> None:
-    subprocess.run(cmd, check=True, timeout=timeout, capture_output=True)
+class PrivateRedis:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrivateRedis:
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        cmd += ["--appendonly", "no", "--dir", str(self.tmp)]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=open(self.tmp / "redis.log", "ab"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        wait_for(lambda: _answers(client.ping), 30, f"private Redis on port {self.port}")
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        """``kill -9``: everything Redis held is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    @contextmanager
+    def hung(self) -> Iterator[None]:
+        """``kill -STOP`` for the block, ``kill -CONT`` after (in ``finally``)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
 
 
-@contextmanager
-def rabbitmq_app_stopped() -> Iterator[None]:
-    """RabbitMQ's application stopped (every connection dropped), then started again."""
-    _run("rabbitmqctl", "stop_app")
+class PrivateRabbitMQ:
+    """A RabbitMQ node of its own (name, ports, Mnesia, logs, no plugins)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.node = f"dg{os.getpid()}x{self.port}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        self.proc: subprocess.Popen[bytes] | None = None
+        (tmp / "rabbitmq.conf").write_text(
+            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        (tmp / "enabled_plugins").write_text("")
+        (tmp / "rabbitmq-env.conf").write_text("")
+        self.env = {
+            **os.environ,
+            "HOME": str(tmp),  # its own Erlang cookie
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_CONFIG_FILE": str(tmp / "rabbitmq"),
+            "RABBITMQ_CONF_ENV_FILE": str(tmp / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(tmp / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(tmp / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(tmp / "log"),
+            "RABBITMQ_PID_FILE": str(tmp / "beam.pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def start(self) -> PrivateRabbitMQ:
+        (self.tmp / "beam.pid").unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
+            env=self.env,
+            stdout=open(self.tmp / "rabbitmq.out", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        params = pika.URLParameters(self.url)
+        params.socket_timeout = 2
+        wait_for(
+            lambda: _answers(lambda: pika.BlockingConnection(params).close()),
+            120,
+            f"private RabbitMQ node {self.node}",
+            every=0.3,
+        )
+        return self
+
+    def beam_pid(self) -> int:
+        return int((self.tmp / "beam.pid").read_text().strip())
+
+    def kill(self) -> None:
+        """``kill -9`` of the node's Erlang VM (every connection drops at once)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.beam_pid(), signal.SIGKILL)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    @contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The node killed for the block, started again after (in ``finally``)."""
+        self.kill()
+        try:
+            yield
+        finally:
+            self.start()
+
+    @contextmanager
+    def blackholed(self) -> Iterator[None]:
+        """``kill -STOP`` of the node: connections stay open and nothing answers."""
+        pid = self.beam_pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+
+def _answers(call: Callable[[], object]) -> bool:
     try:
-        yield
-    finally:
-        _run("rabbitmqctl", "start_app")
-        _run("rabbitmqctl", "await_startup", timeout=120)
+        call()
+    except Exception:
+        return False
+    return True

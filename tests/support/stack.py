@@ -93,7 +93,7 @@ class TestStack:
         self.redis = make_redis(self.settings)
         self.workers: list[subprocess.Popen[bytes]] = []
         self.metrics_ports: dict[int, int] = {}  # worker pid -> its /metrics port
-        self.loops_proc: subprocess.Popen[bytes] | None = None
+        self.loops_procs: list[subprocess.Popen[bytes]] = []
         self.stack: Stack | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -105,14 +105,7 @@ class TestStack:
         upgrade(make_engine(self.settings))
         self.stack = build(self.settings)
         if loops:  # in their own process, as `dialgate control` runs them
-            self.loops_proc = subprocess.Popen(
-                [sys.executable, "-m", "control.cli", "control", "--role", "loops"],
-                env=self.worker_env(),
-                cwd=ROOT,
-                stdout=open(self.tmp / "loops.log", "wb"),  # noqa: SIM115
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.start_loops_process()
         config = uvicorn.Config(
             self.stack.app, host="127.0.0.1", port=self.settings.http_port, log_level="warning"
         )
@@ -121,6 +114,19 @@ class TestStack:
         self._thread.start()
         wait_for(lambda: self._server is not None and self._server.started, 15, "the API")
         return self
+
+    def start_loops_process(self) -> subprocess.Popen[bytes]:
+        """One more ``dialgate control --role loops`` (relay, feeder, reconciler, recovery)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "control.cli", "control", "--role", "loops"],
+            env=self.worker_env(),
+            cwd=ROOT,
+            stdout=open(self.tmp / f"loops-{len(self.loops_procs)}.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.loops_procs.append(proc)
+        return proc
 
     def worker_env(self) -> dict[str, str]:
         """This stack's settings as the ``DIALGATE_*`` environment of a child process."""
@@ -231,10 +237,11 @@ class TestStack:
         self.workers = []
 
     def stop_loops_process(self) -> None:
-        """SIGTERM the loops process; SIGKILL it if it has not ended within 20 s."""
-        proc = self.loops_proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
+        """SIGTERM the loops processes; SIGKILL one that has not ended within 20 s."""
+        for proc in self.loops_procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.loops_procs:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -258,7 +265,9 @@ class TestStack:
         for key in self.redis.scan_iter(f"{self.namespace}:*", count=1000):
             self.redis.delete(key)
         try:
-            conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+            params = pika.URLParameters(self.settings.amqp_url)
+            params.socket_timeout = 5
+            conn = pika.BlockingConnection(params)
             ch = conn.channel()
             for q in (
                 self.keys.dial_queue,

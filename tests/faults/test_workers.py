@@ -1,0 +1,37 @@
+"""A worker killed with SIGKILL mid-dial, another stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from tests.faults.conftest import Run
+from tests.support.stack import wait_for
+
+
+def test_a_worker_killed_mid_dial_and_one_stopped_with_sigterm_lose_and_double_nothing(fresh):
+    stack = fresh(lease_ttl_ms=2000)
+    run = Run.start(stack, contacts=300, workers=3)
+    killed, leaving = stack.workers[0], stack.workers[1]
+
+    hold = stack.tmp / "hold"
+    hold.touch()  # every call is held after its claim, before the provider places it
+    wait_for(lambda: stack.campaign(run.cid)["counts"]["dialing"] >= 4, 30, "dials in flight")
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(10)
+    stack.workers.remove(killed)
+    run.faults += 1
+    hold.unlink()
+    os.kill(leaving.pid, signal.SIGTERM)  # graceful: in-flight finishes, the rest goes back
+    assert leaving.wait(30) == 0, "the worker did not stop cleanly within its grace period"
+    stack.workers.remove(leaving)
+    run.faults += 1
+    stopped = time.time()
+    stack.start_worker(threads=4)  # the fleet is two again
+    run.recovered(stopped)
+
+    done = stack.wait_status(run.cid, "completed", timeout=120)
+    # the killed worker's dials became unknown after their lease: never dialed again
+    assert done["counts"]["unknown"] >= 1, done["counts"]
+    run.finish("worker SIGKILL mid-dial + worker SIGTERM", recoveries=done["counts"]["unknown"])
