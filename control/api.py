@@ -20,7 +20,14 @@ from sqlalchemy.exc import OperationalError
 
 from control import contacts, emergency
 from control.page import render
-from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TransitionIn
+from control.schemas import (
+    CampaignCreate,
+    CampaignUpdate,
+    ContactsIn,
+    DncIn,
+    EmergencyIn,
+    TransitionIn,
+)
 from control.services import Control
 from shared.clients import amqp_parameters
 from shared.errors import DialgateError, InvalidInput
@@ -111,6 +118,10 @@ def create_app(control: Control) -> FastAPI:
     def get_campaign(campaign_id: int) -> dict[str, Any]:
         return control.campaign(campaign_id)
 
+    @app.patch("/api/v1/campaigns/{campaign_id}")
+    def update_campaign(campaign_id: int, body: CampaignUpdate) -> dict[str, Any]:
+        return control.update_campaign(campaign_id, body)
+
     @app.get("/api/v1/campaigns/{campaign_id}/transitions")
     def transitions(campaign_id: int, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         return {"transitions": control.transitions(campaign_id, limit)}
@@ -164,6 +175,18 @@ def create_app(control: Control) -> FastAPI:
     ) -> dict[str, Any]:
         body = body or EmergencyIn()
         return emergency.lift(control, body.actor or "api", body.reason, request.state.request_id)
+
+    @app.get("/api/v1/dnc")
+    def dnc_list() -> dict[str, Any]:
+        return {"phones": control.dnc.entries()}
+
+    @app.post("/api/v1/dnc")
+    def dnc_add(body: DncIn) -> dict[str, Any]:
+        return control.dnc.add(body.phones, body.actor or "api")
+
+    @app.delete("/api/v1/dnc/{phone}")
+    def dnc_remove(phone: str) -> dict[str, Any]:
+        return control.dnc.remove(phone)
 
     @app.get("/api/v1/workers")
     def workers() -> dict[str, Any]:

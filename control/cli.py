@@ -18,7 +18,7 @@ from typing import Any
 from control.client import ApiError, Client
 from shared.settings import Settings
 
-STATES = ["pending", "queued", "dialing", "done", "failed", "cancelled", "unknown"]
+STATES = ["pending", "queued", "dialing", "done", "failed", "cancelled", "unknown", "blocked_dnc"]
 
 
 def _print_json(data: Any) -> None:
@@ -39,6 +39,12 @@ def _show(c: dict[str, Any]) -> None:
         why = f": {c['pause_reason']}" if c.get("pause_reason") else ""
         print(f"  paused        since {c['paused_at']}{src}{why}")
     print(f"  concurrency   {c['max_concurrency']}   timezone {c['timezone']}")
+    w = c.get("calling_window")
+    if w:
+        local = ", and in each contact's local time" if w.get("contact_local_time") else ""
+        print(f"  window        {','.join(w['days'])} {w['start']}-{w['end']}{local}")
+    if (c.get("dialing") or {}).get("blocked_by") == "calling_window":
+        print(f"  NOT DIALING   outside the calling window; opens at {c['dialing']['opens_at']}")
     counts = c.get("counts", {})
     print("  contacts      " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
     if c.get("inflight") is not None:
@@ -125,6 +131,41 @@ def operator(args: argparse.Namespace) -> int:
                 where = f"line {line}" if not args.file.endswith(".json") else f"item {line}"
                 print(f"  rejected {where}: {r['phone']!r}: {r['error']}")
             print(f"accepted {accepted}, rejected {len(rejected)} of {total}")
+        elif args.cmd == "window":
+            change: dict[str, Any] = {}
+            if args.timezone:
+                change["timezone"] = args.timezone
+            if args.clear:
+                change["calling_window"] = None
+            elif args.start or args.end or args.days:
+                change["calling_window"] = {
+                    "days": args.days.split(",") if args.days else None,
+                    "start": args.start,
+                    "end": args.end,
+                    "contact_local_time": args.contact_local_time,
+                }
+                change["calling_window"] = {
+                    k: v for k, v in change["calling_window"].items() if v is not None
+                }
+            c = client.update(args.id, change)
+            _print_json(c) if args.json else _show(c)
+        elif args.cmd == "dnc":
+            if args.dnc_cmd == "list":
+                entries = client.dnc()
+                _table(
+                    [[e["phone"], e["actor"], str(e["added_at"])] for e in entries],
+                    ["PHONE", "BY", "ADDED"],
+                )
+            elif args.dnc_cmd == "remove":
+                print(f"removed {client.dnc_remove(args.phone)['removed']}")
+            else:
+                phones = (
+                    args.phones
+                    if args.dnc_cmd == "add"
+                    else [r["phone"] for r in _read_contacts(args.file)]
+                )
+                res = client.dnc_add(phones)
+                print(f"added {res['added']}, already listed {res['already_listed']}")
         elif args.cmd == "estop":
             res = client.estop(args.lift, args.reason)
             if args.json:
@@ -296,6 +337,25 @@ def parser() -> argparse.ArgumentParser:
     )
     au.add_argument("--call-log", help="the simulated provider's call log (JSON lines)")
     au.add_argument("--campaign", type=int, action="append", help="only this campaign")
+    wi = op("window", "set (or --clear) a campaign's calling window and timezone")
+    wi.add_argument("--days", help="comma-separated: mon,tue,wed,thu,fri,sat,sun (default all)")
+    wi.add_argument("--start", help="HH:MM local time (default 09:00)")
+    wi.add_argument("--end", help="HH:MM; before --start spans midnight (default 21:00)")
+    wi.add_argument(
+        "--contact-local-time",
+        action="store_true",
+        help="also hold the window in each contact's local time (from its number)",
+    )
+    wi.add_argument("--timezone", help="the campaign's IANA timezone")
+    wi.add_argument("--clear", action="store_true", help="remove the window (always open)")
+    dn = sub.add_parser("dnc", help="the do-not-call list")
+    dn_sub = dn.add_subparsers(dest="dnc_cmd", required=True)
+    dn_sub.add_parser("list", help="list the numbers")
+    dn_sub.add_parser("add", help="add numbers").add_argument("phones", nargs="+")
+    dn_sub.add_parser(
+        "import", help="add the numbers of a CSV file (a 'phone' column)"
+    ).add_argument("file")
+    dn_sub.add_parser("remove", help="remove one number").add_argument("phone")
     ci = sub.add_parser("contacts", help="contacts of a campaign")
     ci_sub = ci.add_subparsers(dest="contacts_cmd", required=True)
     imp = ci_sub.add_parser("import", help="import contacts from a CSV (phone,name) or JSON file")

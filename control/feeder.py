@@ -7,7 +7,9 @@ at the same version, it tops the campaign's queued + dialing attempts up to
 then one dramatiq message per attempt. An attempt left ``queued`` longer than
 ``feeder_requeue_after`` (its message was lost) is enqueued again: harmless, because a
 worker dials an attempt only after moving it ``queued → dialing`` conditionally.
-A running campaign with contacts and nothing left to dial is completed.
+A running campaign with contacts and nothing left to dial is completed. A campaign outside
+its calling window is not fed, nor is a contact whose ``dial_after`` lies ahead (a worker
+found its own window closed); workers check both again at dial time.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from dramatiq import Broker
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.loops import Loop
+from shared import windows
 from shared.gate import Gate
 from shared.keys import Keys
 from shared.messages import DialArgs
@@ -57,16 +60,23 @@ class Feeder(Loop):
         with self.sessions() as s:
             running = list(
                 s.execute(
-                    select(Campaign.id, Campaign.version, Campaign.max_concurrency).where(
-                        Campaign.status == Status.RUNNING.value
-                    )
+                    select(
+                        Campaign.id,
+                        Campaign.version,
+                        Campaign.max_concurrency,
+                        Campaign.timezone,
+                        Campaign.calling_window,
+                    ).where(Campaign.status == Status.RUNNING.value)
                 )
             )
         fed = 0
-        for cid, version, max_concurrency in running:
+        now = utcnow()
+        for cid, version, max_concurrency, tz, window in running:
             g = self.gate.read(cid)
             if g is None or g.status != Status.RUNNING.value or g.version != version:
                 continue  # gate not (yet) known to be open: the reconciler will fix it
+            if not windows.check(window, tz, None, now).open:
+                continue  # outside its calling window (workers check it again at dial time)
             fed_now = self._feed(cid, max_concurrency * self.settings.feeder_queue_factor)
             if fed_now is None:  # after the feeding transaction: completing is another one
                 self.complete(cid)
@@ -94,7 +104,11 @@ class Feeder(Loop):
                 return 0
             pick = (
                 select(Contact.id, Contact.phone)
-                .where(Contact.campaign_id == campaign_id, Contact.state == ContactState.PENDING)
+                .where(
+                    Contact.campaign_id == campaign_id,
+                    Contact.state == ContactState.PENDING,
+                    or_(Contact.dial_after.is_(None), Contact.dial_after <= utcnow()),
+                )
                 .order_by(Contact.id)
                 .limit(budget)
             )

@@ -23,6 +23,10 @@ class CallingWindow(Strict):
     days: list[Day] = Field(default=list(DAYS), min_length=1)
     start: str = Field(default="09:00", description="HH:MM")
     end: str = Field(default="21:00", description="HH:MM")
+    contact_local_time: bool = Field(
+        default=False,
+        description="Also hold the window in each contact's local time (from its number).",
+    )
 
     @field_validator("start", "end")
     @classmethod
@@ -57,13 +61,29 @@ class CampaignCreate(Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                "unknown IANA timezone, e.g. Europe/Paris or America/New_York"
-            ) from None
-        return v
+        return _known_timezone(v)
+
+
+class CampaignUpdate(Strict):
+    """What may change on an existing campaign (at any status): its calling window."""
+
+    timezone: str | None = None
+    calling_window: CallingWindow | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        if v is None:
+            raise ValueError("must be an IANA timezone (it cannot be removed)")
+        return _known_timezone(v)
+
+
+def _known_timezone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown IANA timezone, e.g. Europe/Paris or America/New_York") from None
+    return v
 
 
 class ContactIn(BaseModel):
@@ -84,6 +104,11 @@ class TransitionIn(Strict):
     actor: str | None = Field(default=None, max_length=200)
     source: Literal["operator", "system", "api"] = "api"
     confirm: bool = False
+
+
+class DncIn(Strict):
+    phones: list[Any] = Field(min_length=1, max_length=100_000)
+    actor: str | None = Field(default=None, max_length=200)
 
 
 class EmergencyIn(Strict):

@@ -83,7 +83,7 @@ def build(settings: Settings) -> Stack:
         app=create_app(control),
         relay=Relay(settings, sessions, keys, gate.r),
         feeder=Feeder(settings, sessions, gate, keys, make_broker(settings), complete),
-        reconciler=Reconciler(settings, sessions, gate),
+        reconciler=Reconciler(settings, sessions, gate, control.dnc),
         recovery=Recovery(settings, sessions),
     )
 

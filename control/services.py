@@ -24,7 +24,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from control.schemas import CampaignCreate
+from control.dnc import DncList
+from control.schemas import CampaignCreate, CampaignUpdate
+from shared import windows
+from shared.dnc import DncSet
 from shared.errors import (
     ConfirmationRequired,
     Conflict,
@@ -73,6 +76,7 @@ class Control:
         self.sessions = sessions
         self.gate = gate
         self.keys = keys
+        self.dnc = DncList(sessions, DncSet(gate.r, keys))
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, s: Session, campaign_id: int) -> Campaign:
@@ -142,6 +146,7 @@ class Control:
             "updated_at": c.updated_at,
             "counts": counts,
             "allowed_actions": [a.value for a in allowed_actions(Status(c.status))],
+            "dialing": dialing_view(c),
         }
         if live:
             view.update(self._live_view(c.id, c.version))
@@ -204,6 +209,30 @@ class Control:
             log.warning("gate_write_failed", campaign_id=cid, error=str(exc))
         log.info("campaign_created", campaign_id=cid)
         return self.campaign(cid)
+
+    def update_campaign(self, campaign_id: int, data: CampaignUpdate) -> dict[str, Any]:
+        """Change the timezone and/or calling window. Contacts waiting for the old window
+        to open are fed again at once (the workers judge them against the new one)."""
+        fields = data.model_fields_set
+        with self.sessions.begin() as s:
+            c = self.get(s, campaign_id)
+            if "timezone" in fields and data.timezone is not None:
+                c.timezone = data.timezone
+            if "calling_window" in fields:
+                w = data.calling_window
+                c.calling_window = w.model_dump() if w is not None else None
+            c.updated_at = utcnow()
+            s.execute(
+                update(Contact)
+                .where(
+                    Contact.campaign_id == campaign_id,
+                    Contact.state == ContactState.PENDING.value,
+                    Contact.dial_after.is_not(None),
+                )
+                .values(dial_after=None)
+            )
+        log.info("campaign_updated", campaign_id=campaign_id, fields=sorted(fields))
+        return self.campaign(campaign_id)
 
     def transition(
         self,
@@ -374,6 +403,16 @@ def _retryable(exc: OperationalError) -> bool:
 
 class _Raced(Exception):
     """The campaign row changed between our read and our version-checked update."""
+
+
+def dialing_view(c: Campaign, at: datetime | None = None) -> dict[str, Any]:
+    """Why a running campaign dials nothing right now, when it is its calling window."""
+    if c.status != Status.RUNNING.value:
+        return {"blocked_by": None}
+    verdict = windows.check(c.calling_window, c.timezone, None, at or utcnow())
+    if verdict.open:
+        return {"blocked_by": None}
+    return {"blocked_by": "calling_window", "opens_at": verdict.opens_at}
 
 
 def worker_view(info: dict[str, str], worker_id: str) -> dict[str, Any]:
