@@ -26,6 +26,7 @@ from control.schemas import (
     ContactsIn,
     DncIn,
     EmergencyIn,
+    ProviderEvent,
     TransitionIn,
 )
 from control.services import Control
@@ -187,6 +188,10 @@ def create_app(control: Control) -> FastAPI:
     @app.delete("/api/v1/dnc/{phone}")
     def dnc_remove(phone: str) -> dict[str, Any]:
         return control.dnc.remove(phone)
+
+    @app.post("/api/v1/provider/events")
+    def provider_event(body: ProviderEvent) -> dict[str, Any]:
+        return control.record_outcome(body.attempt_id, body.outcome)
 
     @app.get("/api/v1/workers")
     def workers() -> dict[str, Any]:

@@ -304,6 +304,7 @@ def parser() -> argparse.ArgumentParser:
         help="api: HTTP only; loops: relay, feeder, reconciler, recovery only; "
         "all (default): both, the loops in a child process",
     )
+    sub.add_parser("monitor", help="run the monitor alone (the control service runs it too)")
     w = sub.add_parser("worker", help="run dialer worker processes (dramatiq)", add_help=False)
     w.add_argument("rest", nargs=argparse.REMAINDER)
 
@@ -375,7 +376,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from control.up import up
 
         return up(args)
-    if args.cmd in ("migrate", "control"):
+    if args.cmd in ("migrate", "control", "monitor"):
         from shared.db import make_engine
         from shared.logging import configure
         from shared.migrate import upgrade
@@ -387,6 +388,10 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.cmd == "migrate":
             upgrade(make_engine(settings))
             print("database is at the latest migration")
+        elif args.cmd == "monitor":
+            from control.server import run_monitor
+
+            run_monitor(settings)
         else:
             from control.server import serve
 

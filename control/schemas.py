@@ -42,11 +42,25 @@ class CallingWindow(Strict):
         return self
 
 
+class MonitorRules(Strict):
+    """Per-campaign overrides of the monitor's global thresholds (docs/monitors.md)."""
+
+    failure_ratio: float | None = Field(default=None, gt=0, le=1)
+    failure_window: int | None = Field(default=None, ge=1, le=10_000)
+    failure_min_samples: int | None = Field(default=None, ge=1, le=10_000)
+    consecutive_errors: int | None = Field(default=None, ge=1, le=10_000)
+    outcome_bound_s: float | None = Field(default=None, gt=0, le=86_400)
+
+    def stored(self) -> dict[str, Any] | None:
+        return self.model_dump(exclude_none=True) or None
+
+
 class CampaignCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     max_concurrency: int = Field(default=1, ge=1, le=10_000)
     timezone: str = "UTC"
     calling_window: CallingWindow | None = None
+    monitor: MonitorRules | None = None
 
     @field_validator("name")
     @classmethod
@@ -65,10 +79,12 @@ class CampaignCreate(Strict):
 
 
 class CampaignUpdate(Strict):
-    """What may change on an existing campaign (at any status): its calling window."""
+    """What may change on an existing campaign (at any status): its calling window and
+    its monitor overrides (``null`` removes either)."""
 
     timezone: str | None = None
     calling_window: CallingWindow | None = None
+    monitor: MonitorRules | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -109,6 +125,15 @@ class TransitionIn(Strict):
 class DncIn(Strict):
     phones: list[Any] = Field(min_length=1, max_length=100_000)
     actor: str | None = Field(default=None, max_length=200)
+
+
+class ProviderEvent(Strict):
+    """A real provider's outcome of one attempt (its webhook)."""
+
+    attempt_id: int = Field(ge=1)
+    outcome: Literal["answered", "no_answer", "busy", "failed", "provider_error", "auth_error"]
+    error_code: str | None = Field(default=None, max_length=64)
+    duration_ms: int | None = Field(default=None, ge=0)
 
 
 class EmergencyIn(Strict):

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from control.api import create_app
 from control.feeder import Feeder
 from control.loops import Loop
+from control.monitor import Monitor
 from control.reconciler import Reconciler
 from control.recovery import Recovery
 from control.relay import Relay
@@ -43,10 +44,11 @@ class Stack:
     feeder: Feeder
     reconciler: Reconciler
     recovery: Recovery
+    monitor: Monitor
 
     @property
     def loops(self) -> tuple[Loop, ...]:
-        return (self.reconciler, self.relay, self.feeder, self.recovery)
+        return (self.reconciler, self.relay, self.feeder, self.recovery, self.monitor)
 
     def start_loops(self) -> None:
         try:
@@ -85,6 +87,7 @@ def build(settings: Settings) -> Stack:
         feeder=Feeder(settings, sessions, gate, keys, make_broker(settings), complete),
         reconciler=Reconciler(settings, sessions, gate, control.dnc),
         recovery=Recovery(settings, sessions),
+        monitor=Monitor(settings, control),
     )
 
 
@@ -101,6 +104,21 @@ def run_loops(settings: Settings) -> None:
             pass
     finally:
         stack.stop_loops()
+
+
+def run_monitor(settings: Settings) -> None:
+    """``dialgate monitor``: the monitor loop alone (the loops role runs it too)."""
+    stack = build(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stack.monitor.start()
+    log.info("monitor_started")
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        stack.monitor.stop()
 
 
 def serve(settings: Settings, role: str = "all") -> None:

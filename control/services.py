@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -147,10 +147,47 @@ class Control:
             "counts": counts,
             "allowed_actions": [a.value for a in allowed_actions(Status(c.status))],
             "dialing": dialing_view(c),
+            "monitor": c.monitor,
         }
         if live:
+            view["automatic_pauses_24h"] = self._automatic_pauses(c.id)
             view.update(self._live_view(c.id, c.version))
         return view
+
+    def _automatic_pauses(self, campaign_id: int) -> dict[str, int]:
+        """Pauses by the monitor in the last 24 h, per rule: repeated root causes show."""
+        since = utcnow() - timedelta(hours=24)
+        with self.sessions() as s:
+            rows = s.execute(
+                select(Transition.actor, func.count())
+                .where(
+                    Transition.campaign_id == campaign_id,
+                    Transition.action == Action.PAUSE.value,
+                    Transition.source == Source.SYSTEM.value,
+                    Transition.created_at >= since,
+                )
+                .group_by(Transition.actor)
+            )
+            return {actor.split(":", 1)[-1]: n for actor, n in rows}
+
+    def record_outcome(self, attempt_id: int, outcome: str) -> dict[str, Any]:
+        """A provider's (late) outcome of an attempt: the monitor reads it like the
+        worker's own. Only an attempt that was dialed can have one."""
+        dialed = [
+            AttemptState.DIALING.value,
+            AttemptState.DONE.value,
+            AttemptState.FAILED.value,
+            AttemptState.UNKNOWN.value,
+        ]
+        with self.sessions.begin() as s:
+            a = s.get(Attempt, attempt_id)
+            if a is None:
+                raise NotFound(f"attempt {attempt_id} does not exist")
+            if a.state not in dialed:
+                raise Conflict(f"attempt {attempt_id} was never dialed (it is {a.state})")
+            a.outcome = outcome
+            a.finished_at = a.finished_at or utcnow()
+            return {"attempt_id": attempt_id, "campaign_id": a.campaign_id, "outcome": outcome}
 
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         with self.sessions() as s:
@@ -199,6 +236,7 @@ class Control:
                 max_concurrency=data.max_concurrency,
                 timezone=data.timezone,
                 calling_window=data.calling_window.model_dump() if data.calling_window else None,
+                monitor=data.monitor.stored() if data.monitor else None,
             )
             s.add(c)
             s.flush()
@@ -221,6 +259,8 @@ class Control:
             if "calling_window" in fields:
                 w = data.calling_window
                 c.calling_window = w.model_dump() if w is not None else None
+            if "monitor" in fields:
+                c.monitor = data.monitor.stored() if data.monitor is not None else None
             c.updated_at = utcnow()
             s.execute(
                 update(Contact)

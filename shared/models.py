@@ -81,6 +81,8 @@ class Campaign(Base):
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     pause_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     pause_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Monitor thresholds that override the global settings for this campaign.
+    monitor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -1,4 +1,4 @@
-"""calling windows at dial time (contacts.dial_after) and the do-not-call list
+"""calling windows at dial time (contacts.dial_after), the do-not-call list, monitor overrides
 
 Revision ID: 0005
 Revises: 0003
@@ -16,6 +16,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("contacts") as batch:
         batch.add_column(sa.Column("dial_after", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("campaigns") as batch:
+        batch.add_column(sa.Column("monitor", sa.JSON(), nullable=True))
     op.create_table(
         "dnc",
         sa.Column(
@@ -35,5 +37,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("dnc")
+    with op.batch_alter_table("campaigns") as batch:
+        batch.drop_column("monitor")
     with op.batch_alter_table("contacts") as batch:
         batch.drop_column("dial_after")
