@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from control import contacts, emergency
+from control import alerts, contacts, emergency
 from control.page import render
 from control.schemas import (
     CampaignCreate,
@@ -188,6 +188,10 @@ def create_app(control: Control) -> FastAPI:
     @app.delete("/api/v1/dnc/{phone}")
     def dnc_remove(phone: str) -> dict[str, Any]:
         return control.dnc.remove(phone)
+
+    @app.post("/api/v1/alerts/alertmanager")
+    def alertmanager(request: Request, body: alerts.AlertmanagerPayload) -> dict[str, Any]:
+        return alerts.receive(control, body, request.state.request_id)
 
     @app.post("/api/v1/provider/events")
     def provider_event(body: ProviderEvent) -> dict[str, Any]:

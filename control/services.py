@@ -155,7 +155,8 @@ class Control:
         return view
 
     def _automatic_pauses(self, campaign_id: int) -> dict[str, int]:
-        """Pauses by the monitor in the last 24 h, per rule: repeated root causes show."""
+        """System pauses in the last 24 h per monitor rule (or other actor, e.g.
+        ``alertmanager:<alert>``): repeated pauses for one root cause show."""
         since = utcnow() - timedelta(hours=24)
         with self.sessions() as s:
             rows = s.execute(
@@ -168,7 +169,7 @@ class Control:
                 )
                 .group_by(Transition.actor)
             )
-            return {actor.split(":", 1)[-1]: n for actor, n in rows}
+            return {actor.removeprefix("monitor:"): n for actor, n in rows}
 
     def record_outcome(self, attempt_id: int, outcome: str) -> dict[str, Any]:
         """A provider's (late) outcome of an attempt: the monitor reads it like the
