@@ -8,7 +8,8 @@ and lists, for the campaigns in the log or the database:
   was committed, or while an emergency stop was in force (after it answered drained, until
   it was lifted);
 - **double dials**: a contact with more than one call;
-- **lost contacts**: a contact neither dialed, nor pending, nor cancelled.
+- **lost contacts**: a contact neither dialed, nor pending, nor cancelled (nor ended
+  ``unknown`` or ``blocked_dnc``, which are accounted for).
 
 It shares no code with the gate or the workers: only the database rows and the log.
 """
@@ -134,8 +135,10 @@ def audit(
     report.lost = [
         {"campaign_id": cid, "contact_id": k, "phone": phone, "state": state}
         for k, cid, phone, state in contacts
-        # unknown: its dial started when its worker vanished; accounted for, not lost
-        if (cid, k) not in dialed and state not in ("pending", "cancelled", "unknown")
+        # unknown: its dial started when its worker vanished; blocked_dnc: on the
+        # do-not-call list at dial time. Both accounted for, not lost.
+        if (cid, k) not in dialed
+        and state not in ("pending", "cancelled", "unknown", "blocked_dnc")
     ]
     return report
 

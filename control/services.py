@@ -150,26 +150,25 @@ class Control:
             "monitor": c.monitor,
         }
         if live:
-            view["automatic_pauses_24h"] = self._automatic_pauses(c.id)
             view.update(self._live_view(c.id, c.version))
         return view
 
-    def _automatic_pauses(self, campaign_id: int) -> dict[str, int]:
+    @staticmethod
+    def _automatic_pauses(s: Session, campaign_id: int) -> dict[str, int]:
         """System pauses in the last 24 h per monitor rule (or other actor, e.g.
         ``alertmanager:<alert>``): repeated pauses for one root cause show."""
         since = utcnow() - timedelta(hours=24)
-        with self.sessions() as s:
-            rows = s.execute(
-                select(Transition.actor, func.count())
-                .where(
-                    Transition.campaign_id == campaign_id,
-                    Transition.action == Action.PAUSE.value,
-                    Transition.source == Source.SYSTEM.value,
-                    Transition.created_at >= since,
-                )
-                .group_by(Transition.actor)
+        rows = s.execute(
+            select(Transition.actor, func.count())
+            .where(
+                Transition.campaign_id == campaign_id,
+                Transition.action == Action.PAUSE.value,
+                Transition.source == Source.SYSTEM.value,
+                Transition.created_at >= since,
             )
-            return {actor.removeprefix("monitor:"): n for actor, n in rows}
+            .group_by(Transition.actor)
+        )
+        return {actor.removeprefix("monitor:"): n for actor, n in rows}
 
     def record_outcome(self, attempt_id: int, outcome: str) -> dict[str, Any]:
         """A provider's (late) outcome of an attempt: the monitor reads it like the
@@ -193,7 +192,9 @@ class Control:
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         with self.sessions() as s:
             c = self.get(s, campaign_id)
-            return self._view(c, self._counts(s, [c.id])[c.id])
+            view = self._view(c, self._counts(s, [c.id])[c.id])
+            view["automatic_pauses_24h"] = self._automatic_pauses(s, c.id)
+            return view
 
     def campaigns(self) -> list[dict[str, Any]]:
         with self.sessions() as s:
