@@ -10,8 +10,11 @@ again).
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import redis
 from sqlalchemy import Engine, select
@@ -25,6 +28,12 @@ from shared.models import DEFAULT_ORG, Campaign
 # at again after this long; a dial denied because the DNC list was unknown, after RETRY.
 NEVER_OPENS_RECHECK = timedelta(hours=24)
 RETRY = timedelta(seconds=5)
+# A campaign's timezone and window are read from the database at most this often per
+# process (the window itself is judged against the clock at every dial), which spares the
+# dial path a database transaction per dial. A denial always re-reads the window first, so
+# a widened window never parks a contact on a stale reading; a narrowed one can let dials
+# through for up to this long (pause is the immediate tool).
+WINDOW_TTL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -38,16 +47,30 @@ class DialChecks:
         self.engine = engine
         self.dnc = dnc
         self.clock = clock
+        # campaign id -> (read at, monotonic), timezone, window)
+        self._windows: dict[int, tuple[float, str, dict[str, Any] | None]] = {}
+        self._lock = threading.Lock()
+
+    def window(self, campaign_id: int, fresh: bool = False) -> tuple[str, dict[str, Any] | None]:
+        with self._lock:
+            cached = self._windows.get(campaign_id)
+        if not fresh and cached is not None and time.monotonic() - cached[0] < WINDOW_TTL_S:
+            return cached[1], cached[2]
+        with self.engine.connect() as conn:
+            tz, window = conn.execute(
+                select(Campaign.timezone, Campaign.calling_window).where(Campaign.id == campaign_id)
+            ).one()
+        with self._lock:
+            self._windows[campaign_id] = (time.monotonic(), tz, window)
+        return tz, window
 
     def check(self, args: DialArgs) -> Denial | None:
         now = self.clock()
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(Campaign.timezone, Campaign.calling_window).where(
-                    Campaign.id == args.campaign_id
-                )
-            ).one()
-        verdict = windows.check(row.calling_window, row.timezone, args.phone, now)
+        tz, window = self.window(args.campaign_id)
+        verdict = windows.check(window, tz, args.phone, now)
+        if not verdict.open:  # a denial is never based on a stale window: read it again
+            tz, window = self.window(args.campaign_id, fresh=True)
+            verdict = windows.check(window, tz, args.phone, now)
         if not verdict.open:
             return Denial("calling_window", verdict.opens_at or now + NEVER_OPENS_RECHECK)
         try:
