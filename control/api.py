@@ -195,7 +195,9 @@ def create_app(control: Control) -> FastAPI:
 
     @app.post("/api/v1/provider/events")
     def provider_event(body: ProviderEvent) -> dict[str, Any]:
-        return control.record_outcome(body.attempt_id, body.outcome)
+        return control.record_outcome(
+            body.attempt_id, body.outcome, body.error_code, body.duration_ms
+        )
 
     @app.get("/api/v1/workers")
     def workers() -> dict[str, Any]:

@@ -43,6 +43,10 @@ def _show(c: dict[str, Any]) -> None:
     if w:
         local = ", and in each contact's local time" if w.get("contact_local_time") else ""
         print(f"  window        {','.join(w['days'])} {w['start']}-{w['end']}{local}")
+    auto = c.get("automatic_pauses_24h")
+    if auto:
+        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(auto.items()))
+        print(f"  auto pauses   {rules} (last 24 h)")
     if (c.get("dialing") or {}).get("blocked_by") == "calling_window":
         print(f"  NOT DIALING   outside the calling window; opens at {c['dialing']['opens_at']}")
     counts = c.get("counts", {})

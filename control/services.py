@@ -170,7 +170,13 @@ class Control:
         )
         return {actor.removeprefix("monitor:"): n for actor, n in rows}
 
-    def record_outcome(self, attempt_id: int, outcome: str) -> dict[str, Any]:
+    def record_outcome(
+        self,
+        attempt_id: int,
+        outcome: str,
+        error_code: str | None = None,
+        duration_ms: int | None = None,
+    ) -> dict[str, Any]:
         """A provider's (late) outcome of an attempt: the monitor reads it like the
         worker's own. Only an attempt that was dialed can have one."""
         dialed = [
@@ -186,6 +192,8 @@ class Control:
             if a.state not in dialed:
                 raise Conflict(f"attempt {attempt_id} was never dialed (it is {a.state})")
             a.outcome = outcome
+            a.error_code = error_code
+            a.duration_ms = duration_ms
             a.finished_at = a.finished_at or utcnow()
             return {"attempt_id": attempt_id, "campaign_id": a.campaign_id, "outcome": outcome}
 

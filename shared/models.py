@@ -145,6 +145,9 @@ class Attempt(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # From a provider's webhook (POST /api/v1/provider/events), when it says them.
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     provider_call_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     deny_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 

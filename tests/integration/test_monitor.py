@@ -53,6 +53,7 @@ def test_a_provider_that_starts_failing_mid_run_pauses_the_campaign_with_the_rea
     assert calls_after(stack, cid, pause["answered_at"]) == []
     out = stack.cli("show", str(cid))
     assert "by system: failure rate" in out.stdout
+    assert "auto pauses   failure_ratio 1 (last 24 h)" in out.stdout
 
 
 def test_an_authentication_error_pauses_on_the_first_one(make_stack, tmp_path):
@@ -112,10 +113,12 @@ def test_two_monitors_pause_once_and_a_second_firing_while_paused_does_nothing(m
             .returning(Attempt.id)
         )
     # The real provider says later, through its webhook, that it refused our credentials.
-    got = stack.api(
-        "POST", "/provider/events", json={"attempt_id": attempt, "outcome": "auth_error"}
-    )
+    event = {"attempt_id": attempt, "outcome": "auth_error", "error_code": "401", "duration_ms": 0}
+    got = stack.api("POST", "/provider/events", json=event)
     assert got["campaign_id"] == cid
+    with sessions() as s:
+        row = s.get(Attempt, attempt)
+        assert row is not None and (row.outcome, row.error_code) == ("auth_error", "401")
     bad = stack.api("POST", "/provider/events", expect=422, json={"attempt_id": attempt})
     assert bad["error"]["message"].startswith("outcome: ")
 

@@ -1,4 +1,4 @@
-"""calling windows at dial time (contacts.dial_after), the do-not-call list, monitor overrides
+"""calling windows at dial time (contacts.dial_after), the do-not-call list, monitor overrides, provider outcome details
 
 Revision ID: 0005
 Revises: 0003
@@ -18,6 +18,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("dial_after", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("campaigns") as batch:
         batch.add_column(sa.Column("monitor", sa.JSON(), nullable=True))
+    with op.batch_alter_table("attempts") as batch:
+        batch.add_column(sa.Column("error_code", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("duration_ms", sa.Integer(), nullable=True))
     op.create_table(
         "dnc",
         sa.Column(
@@ -37,6 +40,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("dnc")
+    with op.batch_alter_table("attempts") as batch:
+        batch.drop_column("duration_ms")
+        batch.drop_column("error_code")
     with op.batch_alter_table("campaigns") as batch:
         batch.drop_column("monitor")
     with op.batch_alter_table("contacts") as batch:
