@@ -32,8 +32,10 @@ def test_a_provider_that_starts_failing_mid_run_pauses_the_campaign_with_the_rea
     make_stack, tmp_path
 ):
     fault = tmp_path / "fault"
-    stack: TestStack = make_stack(sim_fault_file=str(fault)).start()
-    cid = stack.make_campaign(contacts=400, max_concurrency=4, start=False)
+    # 2000 contacts, 2 at a time at 20 ms: the list lasts far longer than a monitor round,
+    # so the campaign cannot run out of contacts before the monitor looks.
+    stack: TestStack = make_stack(sim_fault_file=str(fault), sim_latency_ms=20).start()
+    cid = stack.make_campaign(contacts=2000, max_concurrency=2, start=False)
     rules = {"failure_ratio": 0.5, "failure_window": 40, "failure_min_samples": 20}
     rules["consecutive_errors"] = 1000  # only the ratio rule, here
     stack.api("PATCH", f"/campaigns/{cid}", json={"monitor": rules})
@@ -62,7 +64,7 @@ def test_an_authentication_error_pauses_on_the_first_one(make_stack, tmp_path):
     stack: TestStack = make_stack(sim_fault_file=str(fault)).start()
     stack.start_worker()
     stack.wait_workers(1)
-    cid = stack.make_campaign(contacts=200, max_concurrency=1)
+    cid = stack.make_campaign(contacts=2000, max_concurrency=1)  # outlasts a monitor round
     c = stack.wait_status(cid, "paused", timeout=30)
     assert c["pause_reason"] == "the provider refused our credentials (auth error)"
     pause = pause_of(stack, cid)
