@@ -2,8 +2,10 @@
 
 ``DIALGATE_BENCH_VARIANT`` picks how the dial actor decides whether it may dial:
 
-- ``gate`` (default): dialgate's gate, unchanged;
-- ``nogate``: no check at all (the same pipeline with the gate switched off);
+- ``gate`` (default): dialgate's dial path, unchanged (calling window, do-not-call list,
+  gate);
+- ``nochecks``: the gate without the calling-window and do-not-call checks;
+- ``nogate``: no check at all (the same pipeline with the gate and checks switched off);
 - ``naive``: read the campaign's status from the database before each dial (the design
   most job-queue dialers use), no leases, no drain.
 
@@ -17,6 +19,7 @@ import os
 from sqlalchemy import select
 
 from shared.gate import Claim
+from shared.messages import DialArgs
 from shared.models import Campaign
 from worker.actors import broker, dial, runtime  # noqa: F401  (registers the actor)
 
@@ -39,6 +42,12 @@ def _naive(
     return Claim(True, "ok", 0, f"{attempt_id}:{worker_id}:naive")
 
 
+def _no_checks(args: DialArgs) -> None:
+    return None
+
+
+if VARIANT in ("nogate", "nochecks"):
+    runtime.checks.check = _no_checks  # type: ignore[method-assign]
 if VARIANT == "nogate":
     runtime.gate.claim = _open  # type: ignore[method-assign]
 elif VARIANT == "naive":

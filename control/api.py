@@ -22,11 +22,20 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from control import contacts, diagnosis, emergency, login, trail, web
+from control import alerts, contacts, diagnosis, emergency, login, trail, web
 from control.authz import Can, Role, Who, offered, scope
 from control.observe import read_state
 from control.overview import overview
-from control.schemas import CampaignCreate, ContactsIn, EmergencyIn, TokenCreate, TransitionIn
+from control.schemas import (
+    CampaignCreate,
+    CampaignUpdate,
+    ContactsIn,
+    DncIn,
+    EmergencyIn,
+    ProviderEvent,
+    TokenCreate,
+    TransitionIn,
+)
 from control.security import MAX_ID, BodyLimit, Security, current
 from control.services import Cap, Control
 from control.tokens import Tokens
@@ -163,6 +172,10 @@ def create_app(control: Control) -> FastAPI:
     def get_campaign(campaign_id: ObjectId, w: Who = Depends(who)) -> dict[str, Any]:
         return offered(w, control.campaign(campaign_id))
 
+    @app.patch("/api/v1/campaigns/{campaign_id}")
+    def update_campaign(campaign_id: int, body: CampaignUpdate) -> dict[str, Any]:
+        return control.update_campaign(campaign_id, body)
+
     @app.get("/api/v1/campaigns/{campaign_id}/transitions")
     def transitions(
         campaign_id: ObjectId, limit: int = Query(100, ge=1, le=1000)
@@ -266,6 +279,33 @@ def create_app(control: Control) -> FastAPI:
             )
         actor = w.name if not body.actor else f"{w.name} ({body.actor})"
         return emergency.lift(control, actor, body.reason, request.state.request_id, w)
+
+    @app.get("/api/v1/dnc")
+    def dnc_list(w: Who = Depends(who)) -> dict[str, Any]:
+        return {"phones": control.dnc.entries(w.org)}
+
+    @app.post("/api/v1/dnc")
+    def dnc_add(body: DncIn, w: Who = Depends(who)) -> dict[str, Any]:
+        actor = w.name if not body.actor else f"{w.name} ({body.actor})"
+        added = control.dnc.add(body.phones, actor, w.org)
+        trail.log_event(control.sessions, w, "dnc.added", "dnc", count=added["added"])
+        return added
+
+    @app.delete("/api/v1/dnc/{phone}")
+    def dnc_remove(phone: str, w: Who = Depends(who)) -> dict[str, Any]:
+        removed = control.dnc.remove(phone, w.org)
+        trail.log_event(control.sessions, w, "dnc.removed", "dnc", phone=phone)
+        return removed
+
+    @app.post("/api/v1/alerts/alertmanager")
+    def alertmanager(body: alerts.AlertmanagerPayload, w: Who = Depends(who)) -> dict[str, Any]:
+        return alerts.receive(control, body, w)
+
+    @app.post("/api/v1/provider/events")
+    def provider_event(body: ProviderEvent, w: Who = Depends(who)) -> dict[str, Any]:
+        return control.record_outcome(
+            body.attempt_id, body.outcome, body.error_code, body.duration_ms, scope(w)
+        )
 
     @app.get("/api/v1/workers")
     def workers(w: Who = Depends(who)) -> dict[str, Any]:

@@ -9,7 +9,8 @@ and lists, for the campaigns in the log or the database:
   it was lifted);
 - **double dials**: an attempt with more than one call, or a contact called again after a
   call that did not fail (a retry follows a failed attempt, as the campaign's policy says);
-- **lost contacts**: a contact neither dialed, nor pending, nor cancelled.
+- **lost contacts**: a contact neither dialed, nor pending, nor cancelled (nor ended
+  ``unknown`` or ``blocked_dnc``, which are accounted for).
 
 It shares no code with the gate or the workers: only the database rows and the log.
 """
@@ -146,8 +147,10 @@ def audit(
     report.lost = [
         {"campaign_id": cid, "contact_id": k, "phone": phone, "state": state}
         for k, cid, phone, state in contacts
-        # unknown: its dial started when its worker vanished; accounted for, not lost
-        if (cid, k) not in dialed and state not in ("pending", "cancelled", "unknown")
+        # unknown: its dial started when its worker vanished; blocked_dnc: on the
+        # do-not-call list at dial time. Both accounted for, not lost.
+        if (cid, k) not in dialed
+        and state not in ("pending", "cancelled", "unknown", "blocked_dnc")
     ]
     return report
 

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-DEFAULT_ORG = "default"
-
 
 class Role(StrEnum):
     VIEWER = "viewer"
@@ -85,6 +83,12 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("POST", "/api/v1/tokens"): Can.ADMIN,
     ("DELETE", "/api/v1/tokens/{token_id}"): Can.ADMIN,
     ("GET", "/api/v1/audit"): Can.ADMIN,
+    ("PATCH", CAMPAIGN): Can.ADMIN,
+    ("GET", "/api/v1/dnc"): Can.READ,
+    ("POST", "/api/v1/dnc"): Can.ADMIN,
+    ("DELETE", "/api/v1/dnc/{phone}"): Can.ADMIN,
+    ("POST", "/api/v1/alerts/alertmanager"): Can.REPORT,
+    ("POST", "/api/v1/provider/events"): Can.REPORT,
     ("GET", f"{CAMPAIGN}/diagnosis"): Can.READ,
     ("GET", f"{CAMPAIGN}/overview"): Can.READ,
     # The web pages and their live fragments.

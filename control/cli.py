@@ -7,6 +7,7 @@ Operator commands talk to the control API at ``DIALGATE_URL``. Exit codes: 0 don
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -19,7 +20,17 @@ from typing import Any
 from control.client import ApiError, Client
 from shared.settings import Settings
 
-STATES = ["pending", "queued", "dialing", "done", "failed", "cancelled", "unknown"]
+STATES = [
+    "pending",
+    "queued",
+    "dialing",
+    "done",
+    "failed",
+    "cancelled",
+    "unknown",
+    "retry_wait",
+    "blocked_dnc",
+]
 ANSI = re.compile(r"\033\[[0-9;]*m")
 # ANSI colours of each status, used only when stdout is a terminal (and NO_COLOR is unset).
 COLOURS = {"running": "1;32", "paused": "1;33", "draft": "1", "cancelled": "2", "completed": "2"}
@@ -65,6 +76,16 @@ def _show(c: dict[str, Any]) -> None:
             "(lifts by itself)"
         )
     print(f"  retries       {c['max_attempts']} calls at most, backoff {c['retry_backoff_s']} s")
+    w = c.get("calling_window")
+    if w:
+        local = ", and in each contact's local time" if w.get("contact_local_time") else ""
+        print(f"  window        {','.join(w['days'])} {w['start']}-{w['end']}{local}")
+    auto = c.get("automatic_pauses_24h")
+    if auto:
+        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(auto.items()))
+        print(f"  auto pauses   {rules} (last 24 h)")
+    if (c.get("dialing") or {}).get("blocked_by") == "calling_window":
+        print(f"  NOT DIALING   outside the calling window; opens at {c['dialing']['opens_at']}")
     counts = c.get("counts", {})
     print("  contacts      " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
     if c.get("inflight") is not None:
@@ -157,6 +178,15 @@ def _why(d: dict[str, Any]) -> None:
         print(f"- {r['title']} [{r['code']}]")
         print(f"    evidence  {r['evidence']}")
         print(f"    fix       {r['fix']}")
+
+
+def _phones_from_csv(path: str) -> list[str]:
+    """The ``phone`` column of a CSV file (first line: a header naming it)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "phone" not in reader.fieldnames:
+            raise SystemExit(f"{path}: the first line must be a header with a 'phone' column")
+        return [r["phone"] for r in reader if r.get("phone")]
 
 
 def _sent_with_progress(path: str, chunk: int = 256 * 1024) -> Iterator[bytes]:
@@ -300,6 +330,37 @@ def operator(args: argparse.Namespace) -> int:
             _print_json(c) if args.json else _show(c)
         elif args.cmd == "contacts":
             _import(client, args.id, args.file)
+        elif args.cmd == "window":
+            change: dict[str, Any] = {}
+            if args.timezone:
+                change["timezone"] = args.timezone
+            if args.clear:
+                change["calling_window"] = None
+            elif args.start or args.end or args.days:
+                change["calling_window"] = {
+                    "days": args.days.split(",") if args.days else None,
+                    "start": args.start,
+                    "end": args.end,
+                    "contact_local_time": args.contact_local_time,
+                }
+                change["calling_window"] = {
+                    k: v for k, v in change["calling_window"].items() if v is not None
+                }
+            c = client.update(args.id, change)
+            _print_json(c) if args.json else _show(c)
+        elif args.cmd == "dnc":
+            if args.dnc_cmd == "list":
+                entries = client.dnc()
+                _table(
+                    [[e["phone"], e["actor"], str(e["added_at"])] for e in entries],
+                    ["PHONE", "BY", "ADDED"],
+                )
+            elif args.dnc_cmd == "remove":
+                print(f"removed {client.dnc_remove(args.phone)['removed']}")
+            else:
+                phones = args.phones if args.dnc_cmd == "add" else _phones_from_csv(args.file)
+                res = client.dnc_add(phones)
+                print(f"added {res['added']}, already listed {res['already_listed']}")
         elif args.cmd == "estop":
             res = client.estop(args.lift, args.reason)
             if args.json:
@@ -431,6 +492,7 @@ def parser() -> argparse.ArgumentParser:
         help="api: HTTP only; loops: relay, feeder, reconciler, recovery, cap lifter only; "
         "all (default): both, the loops in a child process",
     )
+    sub.add_parser("monitor", help="run the monitor alone (the control service runs it too)")
     w = sub.add_parser("worker", help="run dialer worker processes (dramatiq)", add_help=False)
     w.add_argument("rest", nargs=argparse.REMAINDER)
 
@@ -475,6 +537,25 @@ def parser() -> argparse.ArgumentParser:
     )
     au.add_argument("--call-log", help="the simulated provider's call log (JSON lines)")
     au.add_argument("--campaign", type=int, action="append", help="only this campaign")
+    wi = op("window", "set (or --clear) a campaign's calling window and timezone")
+    wi.add_argument("--days", help="comma-separated: mon,tue,wed,thu,fri,sat,sun (default all)")
+    wi.add_argument("--start", help="HH:MM local time (default 09:00)")
+    wi.add_argument("--end", help="HH:MM; before --start spans midnight (default 21:00)")
+    wi.add_argument(
+        "--contact-local-time",
+        action="store_true",
+        help="also hold the window in each contact's local time (from its number)",
+    )
+    wi.add_argument("--timezone", help="the campaign's IANA timezone")
+    wi.add_argument("--clear", action="store_true", help="remove the window (always open)")
+    dn = sub.add_parser("dnc", help="the do-not-call list")
+    dn_sub = dn.add_subparsers(dest="dnc_cmd", required=True)
+    dn_sub.add_parser("list", help="list the numbers")
+    dn_sub.add_parser("add", help="add numbers").add_argument("phones", nargs="+")
+    dn_sub.add_parser(
+        "import", help="add the numbers of a CSV file (a 'phone' column)"
+    ).add_argument("file")
+    dn_sub.add_parser("remove", help="remove one number").add_argument("phone")
     ci = sub.add_parser("contacts", help="contacts of a campaign")
     ci_sub = ci.add_subparsers(dest="contacts_cmd", required=True)
     imp = ci_sub.add_parser("import", help="import contacts from a CSV (phone,name) or JSON file")
@@ -508,7 +589,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from control.up import up
 
         return up(args)
-    if args.cmd in ("migrate", "control"):
+    if args.cmd in ("migrate", "control", "monitor"):
         from shared.db import make_engine
         from shared.logging import configure
         from shared.migrate import upgrade
@@ -520,6 +601,10 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.cmd == "migrate":
             upgrade(make_engine(settings))
             print("database is at the latest migration")
+        elif args.cmd == "monitor":
+            from control.server import run_monitor
+
+            run_monitor(settings)
         else:
             from control.server import serve
 

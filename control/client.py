@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -79,6 +80,20 @@ class Client:
                 "POST", f"/api/v1/campaigns/{campaign_id}/contacts", json={"contacts": contacts}
             )
         )
+
+    def update(self, campaign_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("PATCH", f"/api/v1/campaigns/{campaign_id}", json=body))
+
+    def dnc(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/v1/dnc")["phones"])
+
+    def dnc_add(self, phones: list[str]) -> dict[str, Any]:
+        return dict(
+            self.request("POST", "/api/v1/dnc", json={"phones": phones, "actor": self.actor})
+        )
+
+    def dnc_remove(self, phone: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/api/v1/dnc/{quote(phone)}"))
 
     def estop(self, lift: bool, reason: str | None) -> dict[str, Any]:
         body = {"actor": self.actor, "reason": reason}

@@ -8,7 +8,9 @@ then one dramatiq message per attempt (if the broker refuses one, it and the res
 enqueued again at the next step). An attempt left ``queued`` longer than
 ``feeder_requeue_after`` (its message was lost) is enqueued again: harmless, because a
 worker dials an attempt only after moving it ``queued → dialing`` conditionally.
-A running campaign with contacts and nothing left to dial is completed.
+A running campaign with contacts and nothing left to dial is completed. A campaign outside
+its calling window is not fed, nor is a contact whose ``dial_after`` lies ahead (a worker
+found its own window closed); workers check both again at dial time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.loops import Loop
+from shared import windows
 from shared.gate import Gate
 from shared.keys import Keys
 from shared.messages import DialArgs
@@ -68,16 +71,23 @@ class Feeder(Loop):
         with self.sessions() as s:
             running = list(
                 s.execute(
-                    select(Campaign.id, Campaign.version, Campaign.max_concurrency).where(
-                        Campaign.status == Status.RUNNING.value
-                    )
+                    select(
+                        Campaign.id,
+                        Campaign.version,
+                        Campaign.max_concurrency,
+                        Campaign.timezone,
+                        Campaign.calling_window,
+                    ).where(Campaign.status == Status.RUNNING.value)
                 )
             )
         fed = 0
-        for cid, version, max_concurrency in running:
+        now = utcnow()
+        for cid, version, max_concurrency, tz, window in running:
             g = self.gate.read(cid)
             if g is None or g.status != Status.RUNNING.value or g.version != version:
                 continue  # gate not (yet) known to be open: the reconciler will fix it
+            if not windows.check(window, tz, None, now).open:
+                continue  # outside its calling window (workers check it again at dial time)
             fed_now = self._feed(cid, max_concurrency * self.settings.feeder_queue_factor)
             if fed_now is None:  # after the feeding transaction: completing is another one
                 self.complete(cid)
@@ -111,7 +121,11 @@ class Feeder(Loop):
             )
             pick = (
                 select(Contact.id)
-                .where(Contact.campaign_id == campaign_id, ready)
+                .where(
+                    Contact.campaign_id == campaign_id,
+                    ready,
+                    or_(Contact.dial_after.is_(None), Contact.dial_after <= now),
+                )
                 .order_by(Contact.id)
                 .limit(budget)
             )

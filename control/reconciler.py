@@ -4,7 +4,8 @@ Redis may lose everything at any moment (it keeps nothing on disk in many deploy
 At start-up and every ``reconcile_interval`` seconds, each campaign's gate is compared
 with its row and rewritten through the same versioned compare-and-set as a transition,
 so a reconciler reading an older row can never overwrite a newer gate. Until a gate is
-rebuilt, claims find it missing and are denied (fail closed).
+rebuilt, claims find it missing and are denied (fail closed). The do-not-call set is
+rebuilt the same way when it is missing or its size differs from the table's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from control.dnc import DncList
 from control.loops import Loop
 from shared import metrics
 from shared.gate import Gate
@@ -24,10 +26,13 @@ BATCH = 500
 class Reconciler(Loop):
     name = "reconciler"
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], gate: Gate) -> None:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], gate: Gate, dnc: DncList
+    ) -> None:
         super().__init__(settings.reconcile_interval)
         self.sessions = sessions
         self.gate = gate
+        self.dnc = dnc
         self.repairs = 0
 
     def step(self) -> int:
@@ -36,6 +41,10 @@ class Reconciler(Loop):
         return 0
 
     def reconcile(self) -> int:
+        for org in self.dnc.orgs():  # every organisation's set, or its dials fail closed
+            rebuilt = self.dnc.reconcile(org)
+            if rebuilt is not None:
+                self.log.warning("dnc_set_rebuilt", org=org, phones=rebuilt)
         with self.sessions() as s:
             found = list(
                 s.execute(

@@ -23,6 +23,10 @@ class CallingWindow(Strict):
     days: list[Day] = Field(default=list(DAYS), min_length=1)
     start: str = Field(default="09:00", description="HH:MM")
     end: str = Field(default="21:00", description="HH:MM")
+    contact_local_time: bool = Field(
+        default=False,
+        description="Also hold the window in each contact's local time (from its number).",
+    )
 
     @field_validator("start", "end")
     @classmethod
@@ -38,6 +42,19 @@ class CallingWindow(Strict):
         return self
 
 
+class MonitorRules(Strict):
+    """Per-campaign overrides of the monitor's global thresholds (docs/monitors.md)."""
+
+    failure_ratio: float | None = Field(default=None, gt=0, le=1)
+    failure_window: int | None = Field(default=None, ge=1, le=10_000)
+    failure_min_samples: int | None = Field(default=None, ge=1, le=10_000)
+    consecutive_errors: int | None = Field(default=None, ge=1, le=10_000)
+    outcome_bound_s: float | None = Field(default=None, gt=0, le=86_400)
+
+    def stored(self) -> dict[str, Any] | None:
+        return self.model_dump(exclude_none=True) or None
+
+
 class CampaignCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     max_concurrency: int = Field(default=1, ge=1, le=10_000)
@@ -47,6 +64,7 @@ class CampaignCreate(Strict):
     )
     timezone: str = "UTC"
     calling_window: CallingWindow | None = None
+    monitor: MonitorRules | None = None
 
     @field_validator("name")
     @classmethod
@@ -61,13 +79,31 @@ class CampaignCreate(Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                "unknown IANA timezone, e.g. Europe/Paris or America/New_York"
-            ) from None
-        return v
+        return _known_timezone(v)
+
+
+class CampaignUpdate(Strict):
+    """What may change on an existing campaign (at any status): its calling window and
+    its monitor overrides (``null`` removes either)."""
+
+    timezone: str | None = None
+    calling_window: CallingWindow | None = None
+    monitor: MonitorRules | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        if v is None:
+            raise ValueError("must be an IANA timezone (it cannot be removed)")
+        return _known_timezone(v)
+
+
+def _known_timezone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown IANA timezone, e.g. Europe/Paris or America/New_York") from None
+    return v
 
 
 class ContactIn(BaseModel):
@@ -101,6 +137,20 @@ class TransitionIn(Strict):
                 "and for_minutes"
             )
         return self
+
+
+class DncIn(Strict):
+    phones: list[Any] = Field(min_length=1, max_length=100_000)
+    actor: str | None = Field(default=None, max_length=200)
+
+
+class ProviderEvent(Strict):
+    """A real provider's outcome of one attempt (its webhook)."""
+
+    attempt_id: int = Field(ge=1)
+    outcome: Literal["answered", "no_answer", "busy", "failed", "provider_error", "auth_error"]
+    error_code: str | None = Field(default=None, max_length=64)
+    duration_ms: int | None = Field(default=None, ge=0)
 
 
 class EmergencyIn(Strict):

@@ -21,6 +21,7 @@ from control.api import create_app
 from control.caps import CapLifter
 from control.feeder import Feeder
 from control.loops import Loop
+from control.monitor import Monitor
 from control.reconciler import Reconciler
 from control.recovery import Recovery
 from control.relay import Relay
@@ -45,10 +46,18 @@ class Stack:
     reconciler: Reconciler
     recovery: Recovery
     cap_lifter: CapLifter
+    monitor: Monitor
 
     @property
     def loops(self) -> tuple[Loop, ...]:
-        return (self.reconciler, self.relay, self.feeder, self.recovery, self.cap_lifter)
+        return (
+            self.reconciler,
+            self.relay,
+            self.feeder,
+            self.recovery,
+            self.cap_lifter,
+            self.monitor,
+        )
 
     def start_loops(self) -> None:
         try:
@@ -85,9 +94,10 @@ def build(settings: Settings) -> Stack:
         app=create_app(control),
         relay=Relay(settings, sessions, keys, gate.r),
         feeder=Feeder(settings, sessions, gate, keys, make_broker(settings), complete),
-        reconciler=Reconciler(settings, sessions, gate),
+        reconciler=Reconciler(settings, sessions, gate, control.dnc),
         recovery=Recovery(settings, sessions),
         cap_lifter=CapLifter(control),
+        monitor=Monitor(settings, control),
     )
 
 
@@ -104,6 +114,21 @@ def run_loops(settings: Settings) -> None:
             pass
     finally:
         stack.stop_loops()
+
+
+def run_monitor(settings: Settings) -> None:
+    """``dialgate monitor``: the monitor loop alone (the loops role runs it too)."""
+    stack = build(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stack.monitor.start()
+    log.info("monitor_started")
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        stack.monitor.stop()
 
 
 def serve(settings: Settings, role: str = "all") -> None:

@@ -24,10 +24,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from control.authz import DEFAULT_ORG, Who
-from control.schemas import CampaignCreate
+from control.authz import Who
+from control.dnc import DncList
+from control.schemas import CampaignCreate, CampaignUpdate
 from control.trail import record
-from shared import metrics
+from shared import metrics, windows
+from shared.dnc import DncSet
 from shared.errors import (
     ConfirmationRequired,
     Conflict,
@@ -37,7 +39,7 @@ from shared.errors import (
 )
 from shared.gate import Drain, Gate
 from shared.keys import Keys
-from shared.models import Attempt, Campaign, Contact, Outbox, Transition, utcnow
+from shared.models import DEFAULT_ORG, Attempt, Campaign, Contact, Outbox, Transition, utcnow
 from shared.settings import Settings
 from shared.states import (
     CLOSING,
@@ -84,6 +86,7 @@ class Control:
         self.sessions = sessions
         self.gate = gate
         self.keys = keys
+        self.dnc = DncList(sessions, DncSet(gate.r, keys))
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, s: Session, campaign_id: int) -> Campaign:
@@ -157,6 +160,8 @@ class Control:
             "updated_at": c.updated_at,
             "counts": counts,
             "allowed_actions": [a.value for a in allowed_actions(Status(c.status))],
+            "dialing": dialing_view(c),
+            "monitor": c.monitor,
         }
         if live:
             view.update(self._live_view(c.id, c.version))
@@ -171,10 +176,58 @@ class Control:
         with self.sessions() as s:
             return set(s.scalars(select(Campaign.id).where(Campaign.org == org)))
 
+    @staticmethod
+    def _automatic_pauses(s: Session, campaign_id: int) -> dict[str, int]:
+        """System pauses in the last 24 h per monitor rule (or other actor, e.g.
+        ``alertmanager:<alert>``): repeated pauses for one root cause show."""
+        since = utcnow() - timedelta(hours=24)
+        rows = s.execute(
+            select(Transition.actor, func.count())
+            .where(
+                Transition.campaign_id == campaign_id,
+                Transition.action == Action.PAUSE.value,
+                Transition.source == Source.SYSTEM.value,
+                Transition.created_at >= since,
+            )
+            .group_by(Transition.actor)
+        )
+        return {actor.removeprefix("monitor:"): n for actor, n in rows}
+
+    def record_outcome(
+        self,
+        attempt_id: int,
+        outcome: str,
+        error_code: str | None = None,
+        duration_ms: int | None = None,
+        org: str | None = None,
+    ) -> dict[str, Any]:
+        """A provider's (late) outcome of an attempt: the monitor reads it like the
+        worker's own. Only an attempt that was dialed can have one; with ``org``, only
+        an attempt of that organisation's campaigns."""
+        dialed = [
+            AttemptState.DIALING.value,
+            AttemptState.DONE.value,
+            AttemptState.FAILED.value,
+            AttemptState.UNKNOWN.value,
+        ]
+        with self.sessions.begin() as s:
+            a = s.get(Attempt, attempt_id)
+            if a is None or (org is not None and self.get(s, a.campaign_id).org != org):
+                raise NotFound(f"attempt {attempt_id} does not exist")
+            if a.state not in dialed:
+                raise Conflict(f"attempt {attempt_id} was never dialed (it is {a.state})")
+            a.outcome = outcome
+            a.error_code = error_code
+            a.duration_ms = duration_ms
+            a.finished_at = a.finished_at or utcnow()
+            return {"attempt_id": attempt_id, "campaign_id": a.campaign_id, "outcome": outcome}
+
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         with self.sessions() as s:
             c = self.get(s, campaign_id)
-            return self._view(c, self._counts(s, [c.id])[c.id])
+            view = self._view(c, self._counts(s, [c.id])[c.id])
+            view["automatic_pauses_24h"] = self._automatic_pauses(s, c.id)
+            return view
 
     def campaigns(self, org: str | None = None) -> list[dict[str, Any]]:
         """Every campaign, or those of one organisation."""
@@ -254,6 +307,7 @@ class Control:
                 retry_backoff_s=data.retry_backoff_s,
                 timezone=data.timezone,
                 calling_window=data.calling_window.model_dump() if data.calling_window else None,
+                monitor=data.monitor.stored() if data.monitor else None,
             )
             s.add(c)
             s.flush()
@@ -265,6 +319,32 @@ class Control:
             log.warning("gate_write_failed", campaign_id=cid, error=str(exc))
         log.info("campaign_created", campaign_id=cid)
         return self.campaign(cid)
+
+    def update_campaign(self, campaign_id: int, data: CampaignUpdate) -> dict[str, Any]:
+        """Change the timezone and/or calling window. Contacts waiting for the old window
+        to open are fed again at once (the workers judge them against the new one)."""
+        fields = data.model_fields_set
+        with self.sessions.begin() as s:
+            c = self.get(s, campaign_id)
+            if "timezone" in fields and data.timezone is not None:
+                c.timezone = data.timezone
+            if "calling_window" in fields:
+                w = data.calling_window
+                c.calling_window = w.model_dump() if w is not None else None
+            if "monitor" in fields:
+                c.monitor = data.monitor.stored() if data.monitor is not None else None
+            c.updated_at = utcnow()
+            s.execute(
+                update(Contact)
+                .where(
+                    Contact.campaign_id == campaign_id,
+                    Contact.state == ContactState.PENDING.value,
+                    Contact.dial_after.is_not(None),
+                )
+                .values(dial_after=None)
+            )
+        log.info("campaign_updated", campaign_id=campaign_id, fields=sorted(fields))
+        return self.campaign(campaign_id)
 
     def transition(
         self,
@@ -501,6 +581,16 @@ def _retryable(exc: OperationalError) -> bool:
 
 class _Raced(Exception):
     """The campaign row changed between our read and our version-checked update."""
+
+
+def dialing_view(c: Campaign, at: datetime | None = None) -> dict[str, Any]:
+    """Why a running campaign dials nothing right now, when it is its calling window."""
+    if c.status != Status.RUNNING.value:
+        return {"blocked_by": None}
+    verdict = windows.check(c.calling_window, c.timezone, None, at or utcnow())
+    if verdict.open:
+        return {"blocked_by": None}
+    return {"blocked_by": "calling_window", "opens_at": verdict.opens_at}
 
 
 def worker_view(info: dict[str, str], worker_id: str) -> dict[str, Any]:

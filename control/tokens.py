@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from control.authz import DEFAULT_ORG, Principal, Role, Who
+from control.authz import Principal, Role, Who
 from control.trail import record
 from shared.errors import InvalidInput, NotFound, Unauthenticated
-from shared.models import ApiToken, WebSession, utcnow
+from shared.models import DEFAULT_ORG, ApiToken, WebSession, utcnow
 from shared.settings import Settings
 
 TOKEN_PREFIX = "dg_"

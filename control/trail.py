@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from control.authz import DEFAULT_ORG, Who
-from shared.models import AuditEvent, utcnow
+from control.authz import Who
+from shared.models import DEFAULT_ORG, AuditEvent, utcnow
 
 
 def record(
@@ -37,6 +37,14 @@ def record(
             details=details or None,
         )
     )
+
+
+def log_event(
+    sessions: sessionmaker[Session], who: Who, kind: str, target: str | None, **details: Any
+) -> None:
+    """Record an event in a transaction of its own (after a change that made its own)."""
+    with sessions.begin() as s:
+        record(s, who, kind, target, **details)
 
 
 def events(sessions: sessionmaker[Session], who: Who, limit: int = 200) -> list[dict[str, Any]]:

@@ -29,6 +29,15 @@ class Keys:
         """Hash: worker id -> highest transition version that worker has applied."""
         return f"{self.namespace}:{{c:{campaign_id}}}:acks"
 
+    # -- Redis: per organisation ---------------------------------------------------------
+    def dnc(self, org: str) -> str:
+        """Set: the organisation's do-not-call phones, plus ``ready`` once built."""
+        return f"{self.namespace}:{{dnc:{org}}}"
+
+    def dnc_build(self, org: str) -> str:
+        """Set: a rebuild of :meth:`dnc`, renamed over it when complete (same hash tag)."""
+        return f"{self.namespace}:{{dnc:{org}}}:build"
+
     # -- Redis: global -------------------------------------------------------------------
     @property
     def gates_index(self) -> str:

@@ -1,7 +1,7 @@
 """Database models (SQLAlchemy 2). The database is the source of truth.
 
 Tables: campaigns, transitions (append-only audit, per-campaign monotonic version),
-contacts, attempts (one row per dial attempt), outbox (events to broadcast).
+contacts, attempts (one row per dial attempt), outbox (events to broadcast), dnc.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+# Organisations arrive with a later issue; until then everything belongs to this one.
+DEFAULT_ORG = "default"
 
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -88,6 +91,8 @@ class Campaign(Base):
     # cap-lift loop ends it with a ``lift_cap`` transition.
     cap_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
     cap_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Monitor thresholds that override the global settings for this campaign.
+    monitor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -141,6 +146,8 @@ class Contact(Base):
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Not fed before this instant: a dial denied by the calling window waits for it to open.
+    dial_after: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -163,6 +170,9 @@ class Attempt(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # From a provider's webhook (POST /api/v1/provider/events), when it says them.
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     provider_call_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     deny_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
@@ -195,6 +205,20 @@ class EmergencyStop(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     drained: Mapped[bool | None] = mapped_column(nullable=True)
+
+
+class Dnc(Base):
+    """The do-not-call list, per organisation (one organisation, ``default``, for now).
+    Mirrored in a Redis set per organisation that every dial checks."""
+
+    __tablename__ = "dnc"
+    __table_args__ = (UniqueConstraint("org", "phone", name="uq_dnc_org_phone"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    org: Mapped[str] = mapped_column(String(64), default=DEFAULT_ORG, server_default=DEFAULT_ORG)
+    phone: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Meta(Base):

@@ -94,6 +94,16 @@ class Settings(BaseSettings):
         "picks a free one (logged), for several workers on one host; -1 is not allowed.",
     )
 
+    # Monitor (docs/monitors.md); each threshold is overridable per campaign.
+    monitor_interval: float = Field(default=1.0, gt=0)
+    monitor_failure_ratio: float = Field(default=0.25, gt=0, le=1)
+    monitor_failure_window: int = Field(default=200, ge=1, description="Last N outcomes.")
+    monitor_failure_min_samples: int = Field(default=50, ge=1)
+    monitor_consecutive_errors: int = Field(default=10, ge=1)
+    monitor_outcome_bound: float = Field(
+        default=60.0, gt=0, description="Seconds an attempt may go without an outcome."
+    )
+
     # Simulated telephony provider.
     sim_latency_ms: float = Field(default=200.0, ge=0)
     sim_failure_rate: float = Field(default=0.0, ge=0, le=1)
@@ -102,4 +112,9 @@ class Settings(BaseSettings):
         default=None,
         description="While this file exists the simulated provider holds each call just "
         "before placing it (to see what a pause does with a dial that passed the gate).",
+    )
+    sim_fault_file: str | None = Field(
+        default=None,
+        description="While this file exists the simulated provider fails every call: with "
+        "'auth' in it as an authentication error, otherwise as a provider error.",
     )

@@ -92,6 +92,7 @@ class ContactState(StrEnum):
     # Its dial started and its worker vanished (lease expired, no outcome): the person may
     # have been called, so it is never dialed again automatically.
     UNKNOWN = "unknown"
+    BLOCKED_DNC = "blocked_dnc"  # on the do-not-call list at dial time: never dialed
 
 
 class AttemptState(StrEnum):
@@ -102,3 +103,4 @@ class AttemptState(StrEnum):
     PARKED = "parked"  # gate denied (pause etc.): contact went back to pending
     CANCELLED = "cancelled"  # campaign cancelled before it was dialed
     UNKNOWN = "unknown"  # dialing when its worker vanished; never re-dialed automatically
+    BLOCKED_DNC = "blocked_dnc"  # the number was on the do-not-call list at dial time

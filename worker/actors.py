@@ -66,6 +66,7 @@ def build(settings: Settings) -> tuple[dramatiq.Broker, Runtime]:
             settings.sim_failure_rate,
             settings.sim_call_log,
             settings.sim_hold_file,
+            settings.sim_fault_file,
         ),
     )
     broker = make_broker(settings)

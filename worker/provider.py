@@ -29,7 +29,7 @@ class CallRequest:
 @dataclass(frozen=True)
 class CallResult:
     accepted: bool
-    outcome: str  # accepted | provider_error
+    outcome: str  # accepted | provider_error | auth_error
     provider_call_id: str | None
 
 
@@ -50,8 +50,10 @@ class SimulatedProvider:
         failure_rate: float,
         call_log: str | None,
         hold_file: str | None = None,
+        fault_file: str | None = None,
     ) -> None:
         self.hold_file = hold_file
+        self.fault_file = fault_file
         self.latency = latency_ms / 1000
         self.failure_rate = failure_rate
         self._fd = (
@@ -79,8 +81,22 @@ class SimulatedProvider:
             os.write(self._fd, (line + "\n").encode())
         if self.latency:
             time.sleep(self.latency)
+        fault = self._fault()
+        if fault is not None:
+            return CallResult(False, fault, None)
         with self._lock:
             failed = self._rand.random() < self.failure_rate
         if failed:
             return CallResult(False, "provider_error", None)
         return CallResult(True, "accepted", f"sim-{uuid.uuid4().hex[:16]}")
+
+    def _fault(self) -> str | None:
+        """The failure mode switched on by the fault file, if it exists."""
+        if not self.fault_file:
+            return None
+        try:
+            with open(self.fault_file, encoding="utf-8") as f:
+                mode = f.read().strip()
+        except FileNotFoundError:
+            return None
+        return "auth_error" if mode == "auth" else "provider_error"

@@ -2,6 +2,8 @@
 
 The path of a dial (:meth:`Runtime.dial`):
 
+0. the calling window and the do-not-call list (:mod:`worker.checks`): a denial parks
+   the attempt (window: the contact waits for it to open; DNC: ``blocked_dnc``);
 1. claim through the gate (one Redis round trip: status, version ≥ the highest this
    worker has heard of, concurrency, emergency stop; records a lease);
 2. denied → park the attempt (contact back to ``pending``, or ``cancelled``) and return,
@@ -21,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -30,14 +32,23 @@ from sqlalchemy.exc import OperationalError
 
 from shared import metrics
 from shared.db import database_epoch
+from shared.dnc import DncSet
 from shared.gate import Claim, Gate
 from shared.messages import DialArgs
 from shared.models import Attempt, Campaign, Contact, utcnow
 from shared.settings import Settings
 from shared.states import AttemptState, ContactState, Status
+from shared.windows import system_clock
+from worker.checks import DialChecks
 from worker.provider import CallRequest, Provider
 
 log = structlog.get_logger("dialgate.worker")
+
+# Denials that end the contact; any other denial parks it back to pending.
+ENDS = {
+    Status.CANCELLED.value: (AttemptState.CANCELLED, ContactState.CANCELLED),
+    "dnc": (AttemptState.BLOCKED_DNC, ContactState.BLOCKED_DNC),
+}
 
 # How long a dial waits for a free concurrency slot before it parks its contact.
 CONCURRENCY_WAIT_S = 2.0
@@ -51,6 +62,7 @@ class Runtime:
         self.engine = engine  # Core connections: the dial path is hot, no ORM session
         self.gate = gate
         self.provider = provider
+        self.checks = DialChecks(engine, DncSet(gate.r, gate.keys), system_clock)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.started = time.time()
         # campaign id -> highest transition version this worker has heard of (broadcast or
@@ -89,6 +101,10 @@ class Runtime:
         if not self._start(args):
             log.info("attempt_not_queued_skip")
             return "skipped:not_queued"
+        denial = self.checks.check(args)
+        if denial is not None:
+            self.park(args, denial.reason, denial.dial_after)
+            return f"denied:{denial.reason}"
         # The claim comes after the database write, right before the call: a lease is held
         # only while the provider is being called, so a pause drains in a provider latency.
         claim = self._claim(args)
@@ -209,12 +225,11 @@ class Runtime:
 
         self._write(write)
 
-    def park(self, args: DialArgs, reason: str) -> None:
+    def park(self, args: DialArgs, reason: str, dial_after: datetime | None = None) -> None:
         """A denied dial: the attempt this worker moved to ``dialing`` is parked and its
-        contact goes back to ``pending`` (or ``cancelled``), before the message is acked."""
-        cancelled = reason == Status.CANCELLED.value
-        attempt_state = AttemptState.CANCELLED if cancelled else AttemptState.PARKED
-        contact_state = ContactState.CANCELLED if cancelled else ContactState.PENDING
+        contact goes back to ``pending`` (not fed before ``dial_after``), or ends
+        ``cancelled`` / ``blocked_dnc``, before the message is acked."""
+        attempt_state, contact_state = ENDS.get(reason, (AttemptState.PARKED, ContactState.PENDING))
         now = utcnow()
 
         def write(s: Connection) -> None:
@@ -233,7 +248,7 @@ class Runtime:
                     .where(
                         Contact.id == args.contact_id, Contact.state == ContactState.DIALING.value
                     )
-                    .values(state=contact_state.value, updated_at=now)
+                    .values(state=contact_state.value, updated_at=now, dial_after=dial_after)
                 )
 
         self._write(write)

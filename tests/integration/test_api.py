@@ -34,9 +34,15 @@ def test_creating_a_campaign_answers_201_with_its_state_and_zero_counts(make_sta
             "retry_wait",
             "cancelled",
             "unknown",
+            "blocked_dnc",
         )
     }
-    assert c["calling_window"] == {"days": ["mon", "tue"], "start": "09:00", "end": "18:30"}
+    assert c["calling_window"] == {
+        "days": ["mon", "tue"],
+        "start": "09:00",
+        "end": "18:30",
+        "contact_local_time": False,
+    }
     assert c["paused_at"] is None and c["allowed_actions"] == ["start", "cancel"]
     assert c["gate"] == {"status": "draft", "version": 0}
     listed = stack.api("GET", "/campaigns")["campaigns"]

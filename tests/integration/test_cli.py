@@ -75,3 +75,28 @@ def test_the_cli_says_how_to_start_the_control_service_when_it_is_unreachable():
     assert out.returncode == 2
     assert "not reachable at http://127.0.0.1:1" in out.stderr
     assert "dialgate up" in out.stderr
+
+
+def test_an_operator_sets_a_calling_window_and_keeps_a_do_not_call_list_from_the_cli(
+    make_stack, tmp_path
+):
+    stack = make_stack().start(loops=False)
+    cid = json.loads(dialgate(stack, "create", "Evenings", "--json").stdout)["id"]
+    out = dialgate(
+        stack, "window", str(cid), "--days", "mon,fri", "--start", "22:00", "--end", "02:00"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "window        mon,fri 22:00-02:00" in out.stdout
+    out = dialgate(stack, "window", str(cid), "--start", "7pm")
+    assert out.returncode == 1 and "calling_window.start: " in out.stderr
+
+    numbers = phones(3)
+    csv = tmp_path / "dnc.csv"
+    csv.write_text(f"phone\n{numbers[0]}\n{numbers[1]}\n")
+    out = dialgate(stack, "dnc", "import", str(csv))
+    assert out.returncode == 0, out.stderr
+    assert "added 2, already listed 0" in out.stdout
+    assert "added 1, already listed 1" in dialgate(stack, "dnc", "add", *numbers[1:]).stdout
+    assert dialgate(stack, "dnc", "remove", numbers[0]).returncode == 0
+    listed = dialgate(stack, "dnc", "list").stdout
+    assert numbers[0] not in listed and numbers[1] in listed and numbers[2] in listed

@@ -1,0 +1,66 @@
+"""The do-not-call list's mirror in Redis: one set per organisation, checked by every dial.
+
+The table ``dnc`` is the truth; the set ``<ns>:{dnc:<org>}`` holds its phones plus the
+member :data:`READY`, which says the set was built from the table. A set without it
+(Redis restarted, flushed) makes every check answer "unknown", and the dial is denied
+(fail closed) until the reconciler has rebuilt it.
+
+Writers keep the set a superset of the table: an addition goes to the set before the
+table's commit and again after it; a removal leaves the table first, then the set. A
+rebuild (:meth:`DncSet.rebuild`) reads the table, swaps a fresh set in with ``RENAME`` and
+then adds what the table gained meanwhile, so a concurrent addition is never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import redis
+
+from shared.keys import Keys
+
+READY = "ready"  # never an E.164 number
+
+
+class DncSet:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.r = client
+        self.keys = keys
+
+    def contains(self, org: str, phone: str) -> bool | None:
+        """Is ``phone`` listed? ``None`` when the set is not built (deny the dial)."""
+        pipe = self.r.pipeline(transaction=False)
+        key = self.keys.dnc(org)
+        pipe.sismember(key, phone)
+        pipe.sismember(key, READY)
+        listed, ready = pipe.execute()
+        return bool(listed) if ready else None
+
+    def add(self, org: str, phones: Iterable[str]) -> None:
+        phones = list(phones)
+        if phones:
+            self.r.sadd(self.keys.dnc(org), *phones)
+
+    def remove(self, org: str, phone: str) -> None:
+        self.r.srem(self.keys.dnc(org), phone)
+
+    def size(self, org: str) -> int | None:
+        """Phones in the set, or None when it is not built."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.scard(self.keys.dnc(org))
+        pipe.sismember(self.keys.dnc(org), READY)
+        n, ready = pipe.execute()
+        return int(n) - 1 if ready else None
+
+    def rebuild(self, org: str, read: Callable[[], set[str]]) -> int:
+        """Replace the set by the table's phones (``read()``); returns how many."""
+        first = read()
+        key, tmp = self.keys.dnc(org), self.keys.dnc_build(org)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(tmp)
+        pipe.sadd(tmp, READY, *first)
+        pipe.rename(tmp, key)
+        pipe.execute()
+        gained = read() - first  # committed while we were swapping
+        self.add(org, gained)
+        return len(first) + len(gained)
