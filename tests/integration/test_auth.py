@@ -90,8 +90,10 @@ def test_the_role_matrix_is_what_the_table_says(
         if method == "POST" and path == "/api/v1/emergency-stop":
             body = {"scope": "all"}  # allowed only for a platform admin: 403 for everyone
         if path.endswith("/events"):  # a server-sent event stream: read its status only
-            with stack.http.stream(method, _fill(path, cid), headers=headers) as resp:
-                pass
+            with stack.http.stream(method, _fill(path, cid), headers=headers) as streamed:
+                status = streamed.status_code
+                body_text = "" if status == 200 else streamed.read().decode()
+            resp = httpx.Response(status, text=body_text or "(event stream)")
         else:
             resp = stack.http.request(method, _fill(path, cid), json=body, headers=headers)
         allowed = cap is Can.PUBLIC or (role is not None and cap in GRANTS[Role(role)])
