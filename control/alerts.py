@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from control import emergency
 from control.authz import Who, scope
+from control.security import MAX_ID
 from control.services import Control
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.states import Action, Source
@@ -61,7 +62,7 @@ def _campaign_ids(payload: AlertmanagerPayload) -> list[int | None]:
         raw = a.labels.get("campaign_id")
         if raw is None:
             ids.append(None)
-        elif raw.isdigit() and int(raw) >= 1:
+        elif raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID:
             ids.append(int(raw))
         else:
             raise InvalidInput(

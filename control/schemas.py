@@ -147,10 +147,10 @@ class DncIn(Strict):
 class ProviderEvent(Strict):
     """A real provider's outcome of one attempt (its webhook)."""
 
-    attempt_id: int = Field(ge=1)
+    attempt_id: int = Field(ge=1, le=2**63 - 1)
     outcome: Literal["answered", "no_answer", "busy", "failed", "provider_error", "auth_error"]
     error_code: str | None = Field(default=None, max_length=64)
-    duration_ms: int | None = Field(default=None, ge=0)
+    duration_ms: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class EmergencyIn(Strict):

@@ -47,7 +47,7 @@ MAX_ID = 2**63 - 1
 
 def object_id(field: str, raw: str) -> int:
     """A path's object id, checked before any query uses it (a database's BIGINT range)."""
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_ID:
         raise InvalidInput(field, f"must be a whole number from 1 to {MAX_ID}")
     return int(raw)
 

@@ -155,7 +155,7 @@ def test_an_emergency_stop_closes_every_campaign_at_once_and_its_lift_reopens_th
         "/api/v1/emergency-stop", json={"actor": "sre:kim", "reason": "carrier incident"}
     ).json()
     answered = time.time()
-    assert stopped["active"] is True and stopped["by"] == "sre:kim"
+    assert stopped["active"] is True and stopped["by"] == "admin-token (sre:kim)"
     assert stopped["gate"]["drained"] is True and stopped["recorded"] is True
     time.sleep(1.0)
     assert [c for c in stack.calls() if c["t"] > answered] == []

@@ -141,6 +141,6 @@ def test_two_monitors_pause_once_and_a_second_firing_while_paused_does_nothing(m
     assert monitors[0].step() == 0  # still firing, already paused: nothing
     with sessions() as s:
         actors = list(s.scalars(select(Transition.actor).where(Transition.campaign_id == cid)))
-    assert actors == ["api", "monitor:auth_error"]
+    assert actors == ["admin-token", "monitor:auth_error"]
     assert stack.campaign(cid)["automatic_pauses_24h"] == {"auth_error": 1}
     wait_for(lambda: stack.campaign(cid)["status"] == "paused", 5, "paused")
