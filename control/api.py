@@ -83,7 +83,6 @@ def create_app(control: Control) -> FastAPI:
         import_limit=control.settings.max_import_bytes,
     )
 
-    who = current
 
     @app.middleware("http")
     async def request_id(
@@ -155,21 +154,21 @@ def create_app(control: Control) -> FastAPI:
         return login.sign_out(request, security)
 
     @app.get("/api/v1/whoami")
-    def whoami(w: Who = Depends(who)) -> dict[str, Any]:
+    def whoami(w: Who = Depends(current)) -> dict[str, Any]:
         p = w.principal
         return {"name": p.name, "org": p.org, "role": p.role.value, "platform": p.platform}
 
     # -- campaigns -----------------------------------------------------------------------
     @app.post("/api/v1/campaigns", status_code=201)
-    def create_campaign(body: CampaignCreate, w: Who = Depends(who)) -> dict[str, Any]:
+    def create_campaign(body: CampaignCreate, w: Who = Depends(current)) -> dict[str, Any]:
         return offered(w, control.create_campaign(body, w))
 
     @app.get("/api/v1/campaigns")
-    def list_campaigns(w: Who = Depends(who)) -> dict[str, Any]:
+    def list_campaigns(w: Who = Depends(current)) -> dict[str, Any]:
         return {"campaigns": [offered(w, c) for c in _scoped(control, w)]}
 
     @app.get("/api/v1/campaigns/{campaign_id}")
-    def get_campaign(campaign_id: ObjectId, w: Who = Depends(who)) -> dict[str, Any]:
+    def get_campaign(campaign_id: ObjectId, w: Who = Depends(current)) -> dict[str, Any]:
         return offered(w, control.campaign(campaign_id))
 
     @app.patch("/api/v1/campaigns/{campaign_id}")
@@ -187,7 +186,7 @@ def create_app(control: Control) -> FastAPI:
         return diagnosis.diagnose(control, campaign_id)
 
     @app.get("/api/v1/campaigns/{campaign_id}/overview")
-    def campaign_overview(campaign_id: ObjectId, w: Who = Depends(who)) -> dict[str, Any]:
+    def campaign_overview(campaign_id: ObjectId, w: Who = Depends(current)) -> dict[str, Any]:
         facts = overview(control, campaign_id)
         return {**facts, "campaign": offered(w, facts["campaign"])}
 
@@ -222,7 +221,7 @@ def create_app(control: Control) -> FastAPI:
         action: str,
         body: TransitionIn | None = Body(default=None),
         drain_timeout: float | None = Query(None, ge=0, le=60),
-        w: Who = Depends(who),
+        w: Who = Depends(current),
     ) -> dict[str, Any]:
         if action not in ("start", "pause", "resume", "cancel"):
             raise InvalidInput("action", "must be one of start, pause, resume, cancel")
@@ -256,7 +255,7 @@ def create_app(control: Control) -> FastAPI:
         request: Request,
         body: EmergencyIn | None = Body(default=None),
         drain_timeout: float | None = Query(None, ge=0, le=60),
-        w: Who = Depends(who),
+        w: Who = Depends(current),
     ) -> dict[str, Any]:
         body = body or EmergencyIn()
         if _estop_scope(w, body) == "org":
@@ -268,7 +267,7 @@ def create_app(control: Control) -> FastAPI:
 
     @app.delete("/api/v1/emergency-stop")
     def estop_lift(
-        request: Request, body: EmergencyIn | None = Body(default=None), w: Who = Depends(who)
+        request: Request, body: EmergencyIn | None = Body(default=None), w: Who = Depends(current)
     ) -> dict[str, Any]:
         body = body or EmergencyIn()
         if _estop_scope(w, body) == "org":
@@ -281,34 +280,34 @@ def create_app(control: Control) -> FastAPI:
         return emergency.lift(control, actor, body.reason, request.state.request_id, w)
 
     @app.get("/api/v1/dnc")
-    def dnc_list(w: Who = Depends(who)) -> dict[str, Any]:
+    def dnc_list(w: Who = Depends(current)) -> dict[str, Any]:
         return {"phones": control.dnc.entries(w.org)}
 
     @app.post("/api/v1/dnc")
-    def dnc_add(body: DncIn, w: Who = Depends(who)) -> dict[str, Any]:
+    def dnc_add(body: DncIn, w: Who = Depends(current)) -> dict[str, Any]:
         actor = w.name if not body.actor else f"{w.name} ({body.actor})"
         added = control.dnc.add(body.phones, actor, w.org)
         trail.log_event(control.sessions, w, "dnc.added", "dnc", count=added["added"])
         return added
 
     @app.delete("/api/v1/dnc/{phone}")
-    def dnc_remove(phone: str, w: Who = Depends(who)) -> dict[str, Any]:
+    def dnc_remove(phone: str, w: Who = Depends(current)) -> dict[str, Any]:
         removed = control.dnc.remove(phone, w.org)
         trail.log_event(control.sessions, w, "dnc.removed", "dnc", phone=phone)
         return removed
 
     @app.post("/api/v1/alerts/alertmanager")
-    def alertmanager(body: alerts.AlertmanagerPayload, w: Who = Depends(who)) -> dict[str, Any]:
+    def alertmanager(body: alerts.AlertmanagerPayload, w: Who = Depends(current)) -> dict[str, Any]:
         return alerts.receive(control, body, w)
 
     @app.post("/api/v1/provider/events")
-    def provider_event(body: ProviderEvent, w: Who = Depends(who)) -> dict[str, Any]:
+    def provider_event(body: ProviderEvent, w: Who = Depends(current)) -> dict[str, Any]:
         return control.record_outcome(
             body.attempt_id, body.outcome, body.error_code, body.duration_ms, scope(w)
         )
 
     @app.get("/api/v1/workers")
-    def workers(w: Who = Depends(who)) -> dict[str, Any]:
+    def workers(w: Who = Depends(current)) -> dict[str, Any]:
         views = control.workers()
         if not w.principal.platform:  # versions of other organisations' campaigns stay hidden
             mine = {str(i) for i in control.campaign_ids(w.org)}
@@ -318,11 +317,11 @@ def create_app(control: Control) -> FastAPI:
 
     # -- tokens and audit ------------------------------------------------------------------
     @app.get("/api/v1/tokens")
-    def list_tokens(w: Who = Depends(who)) -> dict[str, Any]:
+    def list_tokens(w: Who = Depends(current)) -> dict[str, Any]:
         return {"tokens": security.tokens.list(w)}
 
     @app.post("/api/v1/tokens", status_code=201)
-    def create_token(body: TokenCreate, w: Who = Depends(who)) -> dict[str, Any]:
+    def create_token(body: TokenCreate, w: Who = Depends(current)) -> dict[str, Any]:
         return security.tokens.create(
             w,
             name=body.name,
@@ -332,12 +331,12 @@ def create_app(control: Control) -> FastAPI:
         )
 
     @app.delete("/api/v1/tokens/{token_id}")
-    def revoke_token(token_id: ObjectId, w: Who = Depends(who)) -> dict[str, Any]:
+    def revoke_token(token_id: ObjectId, w: Who = Depends(current)) -> dict[str, Any]:
         return security.tokens.revoke(w, token_id)
 
     @app.get("/api/v1/audit")
     def audit_events(
-        limit: int = Query(200, ge=1, le=5000), w: Who = Depends(who)
+        limit: int = Query(200, ge=1, le=5000), w: Who = Depends(current)
     ) -> dict[str, Any]:
         return {"events": trail.events(control.sessions, w, limit)}
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from control.services import Control
 from shared.clients import amqp_parameters
 from shared.gate import GateState
-from shared.models import Outbox, Transition
+from shared.models import Outbox
 from shared.states import Action, Status
 
 # Unsent outbox rows older than this mean the relay is not keeping up (or not running).
@@ -62,12 +62,7 @@ def gather(control: Control, campaign_id: int) -> Facts:
     with control.sessions() as s:
         last_pause = None
         if c["status"] == Status.PAUSED.value:
-            t = s.scalars(
-                select(Transition)
-                .where(Transition.campaign_id == campaign_id, Transition.action == Action.PAUSE)
-                .order_by(Transition.version.desc())
-                .limit(1)
-            ).first()
+            t = control.latest_transition(s, campaign_id, Action.PAUSE)
             if t is not None:
                 last_pause = {
                     "actor": t.actor,

@@ -101,12 +101,10 @@ def stop_org(
     organisation, each through the transition service (resume stays deliberate)."""
     why = f"emergency stop of {who.org}" + (f": {reason}" if reason else "")
     paused: list[dict[str, Any]] = []
-    for c in control.campaigns(who.org):
-        if c["status"] != Status.RUNNING.value:
-            continue
+    for cid in sorted(control.campaign_ids(who.org, Status.RUNNING)):
         try:
             result = control.transition(
-                c["id"],
+                cid,
                 Action.PAUSE,
                 actor=who.name,
                 source=Source.OPERATOR,
@@ -117,7 +115,7 @@ def stop_org(
             )
         except IllegalTransition:  # paused by someone else meanwhile
             continue
-        paused.append({"id": c["id"], "gate": result.gate})
+        paused.append({"id": cid, "gate": result.gate})
     log.warning("org_emergency_stop", org=who.org, by=who.name, paused=len(paused))
     return {"scope": "org", "org": who.org, "paused": paused}
 

@@ -172,9 +172,23 @@ class Control:
         with self.sessions() as s:
             return s.scalar(select(Campaign.org).where(Campaign.id == campaign_id))
 
-    def campaign_ids(self, org: str) -> set[int]:
+    def campaign_ids(self, org: str, status: Status | None = None) -> set[int]:
+        """The ids of an organisation's campaigns (of one status, if given)."""
+        q = select(Campaign.id).where(Campaign.org == org)
+        if status is not None:
+            q = q.where(Campaign.status == status.value)
         with self.sessions() as s:
-            return set(s.scalars(select(Campaign.id).where(Campaign.org == org)))
+            return set(s.scalars(q))
+
+    @staticmethod
+    def latest_transition(s: Session, campaign_id: int, action: Action) -> Transition | None:
+        """The campaign's most recent transition of this action (``None``: never)."""
+        return s.scalars(
+            select(Transition)
+            .where(Transition.campaign_id == campaign_id, Transition.action == action.value)
+            .order_by(Transition.version.desc())
+            .limit(1)
+        ).first()
 
     @staticmethod
     def _automatic_pauses(s: Session, campaign_id: int) -> dict[str, int]:
@@ -271,12 +285,7 @@ class Control:
     def first_dial_after_resume(self, campaign_id: int) -> dict[str, Any] | None:
         """The latest resume and the first dial that started after it (None: no resume)."""
         with self.sessions() as s:
-            resume = s.scalars(
-                select(Transition)
-                .where(Transition.campaign_id == campaign_id, Transition.action == Action.RESUME)
-                .order_by(Transition.version.desc())
-                .limit(1)
-            ).first()
+            resume = self.latest_transition(s, campaign_id, Action.RESUME)
             if resume is None:
                 return None
             first = s.execute(
