@@ -83,7 +83,6 @@ def create_app(control: Control) -> FastAPI:
         import_limit=control.settings.max_import_bytes,
     )
 
-
     @app.middleware("http")
     async def request_id(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
