@@ -27,7 +27,7 @@ def rate(args: argparse.Namespace, variant: str) -> float:
         Path(tempfile.mkdtemp(prefix="dialgate-bench-")),
         "postgres",
         sim_latency_ms=args.latency_ms,
-        feeder_queue_factor=4,
+        feeder_queue_factor=16,
         feeder_interval=0.01,
         log_level="WARNING",
     )

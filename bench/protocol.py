@@ -137,7 +137,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--latency-ms", type=float, default=5)
-    ap.add_argument("--queue-factor", type=int, default=4)
+    ap.add_argument("--queue-factor", type=int, default=16)
     ap.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     ap.add_argument(
         "--variant",

@@ -49,7 +49,7 @@ def one_point(args: argparse.Namespace, processes: int, latency_ms: float) -> di
         Path(tempfile.mkdtemp(prefix="dialgate-bench-")),
         "postgres",
         sim_latency_ms=latency_ms,
-        feeder_queue_factor=4,
+        feeder_queue_factor=16,
         feeder_interval=0.01,
         log_level="WARNING",
     )

@@ -15,6 +15,7 @@ Run with ``python -m dramatiq bench.variants --queues <namespace>.dial``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from sqlalchemy import select
 
@@ -27,27 +28,46 @@ VARIANT = os.environ.get("DIALGATE_BENCH_VARIANT", "gate")
 
 
 def _open(
-    campaign_id: int, attempt_id: int, worker_id: str, min_version: int, ttl_ms: int
+    campaign_id: int,
+    attempt_id: int,
+    worker_id: str,
+    min_version: int,
+    ttl_ms: int,
+    probes: Sequence[tuple[str, str]] = (),
 ) -> Claim:
-    return Claim(True, "ok", 0, f"{attempt_id}:{worker_id}:nogate")
+    return Claim(True, "ok", 0, f"{attempt_id}:{worker_id}:nogate", ())
 
 
 def _naive(
-    campaign_id: int, attempt_id: int, worker_id: str, min_version: int, ttl_ms: int
+    campaign_id: int,
+    attempt_id: int,
+    worker_id: str,
+    min_version: int,
+    ttl_ms: int,
+    probes: Sequence[tuple[str, str]] = (),
 ) -> Claim:
     with runtime.engine.connect() as conn:
         status = conn.execute(select(Campaign.status).where(Campaign.id == campaign_id)).scalar()
+    pipe = runtime.gate.r.pipeline(transaction=False)
+    for key, member in probes:  # the do-not-call lookups, as the gate's claim answers them
+        pipe.sismember(key, member)
+    members = tuple(bool(x) for x in pipe.execute())
     if status != "running":
-        return Claim(False, str(status), 0)
-    return Claim(True, "ok", 0, f"{attempt_id}:{worker_id}:naive")
+        return Claim(False, str(status), 0, members=members)
+    return Claim(True, "ok", 0, f"{attempt_id}:{worker_id}:naive", members)
 
 
-def _no_checks(args: DialArgs) -> None:
+def _no_window(args: DialArgs) -> None:
+    return None
+
+
+def _no_dnc(members: tuple[bool, ...] | None) -> None:
     return None
 
 
 if VARIANT in ("nogate", "nochecks"):
-    runtime.checks.check = _no_checks  # type: ignore[method-assign]
+    runtime.checks.calling_window = _no_window  # type: ignore[method-assign]
+    runtime.checks.dnc_verdict = _no_dnc  # type: ignore[method-assign]
 if VARIANT == "nogate":
     runtime.gate.claim = _open  # type: ignore[method-assign]
 elif VARIANT == "naive":

@@ -4,8 +4,8 @@ For each campaign that is ``running`` in the database *and* whose gate in Redis 
 at the same version, it tops the campaign's queued + dialing attempts up to
 ``feeder_queue_factor × max_concurrency``: a conditional update ``pending → queued``
 (so two feeders never queue one contact twice), one attempt row per contact, commit,
-then one dramatiq message per attempt (if the broker refuses one, it and the rest are
-enqueued again at the next step). An attempt left ``queued`` longer than
+then dramatiq messages of up to ``dial_batch`` attempts each (if the broker refuses one,
+it and the rest are enqueued again at the next step). An attempt left ``queued`` longer than
 ``feeder_requeue_after`` (its message was lost) is enqueued again: harmless, because a
 worker dials an attempt only after moving it ``queued → dialing`` conditionally.
 A running campaign with contacts and nothing left to dial is completed. A campaign outside
@@ -15,6 +15,7 @@ found its own window closed); workers check both again at dial time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -26,7 +27,7 @@ from control.loops import Loop
 from shared import windows
 from shared.gate import Gate
 from shared.keys import Keys
-from shared.messages import DialArgs
+from shared.messages import DialArgs, DialBatch
 from shared.models import Attempt, Campaign, Contact, utcnow
 from shared.queue import dial_message
 from shared.settings import Settings
@@ -64,6 +65,7 @@ class Feeder(Loop):
         self.keys = keys
         self.broker = broker
         self.complete = complete
+        self._next_requeue = 0.0
 
     def step(self) -> int:
         if self.gate.estop() is not None:
@@ -93,7 +95,9 @@ class Feeder(Loop):
                 self.complete(cid)
             else:
                 fed += fed_now
-        fed += self._requeue_lost()
+        if time.monotonic() >= self._next_requeue:  # a lost message waits a minute anyway
+            self._next_requeue = time.monotonic() + min(1.0, self.settings.feeder_requeue_after / 4)
+            fed += self._requeue_lost()
         return fed
 
     def _feed(self, campaign_id: int, target: int) -> int | None:
@@ -184,7 +188,7 @@ class Feeder(Loop):
             .join(Contact, Contact.id == Attempt.contact_id)
             .join(Campaign, Campaign.id == Attempt.campaign_id)
             .where(Attempt.id.in_(attempt_ids))
-            .order_by(Attempt.id)
+            .order_by(Attempt.campaign_id, Attempt.id)
         ).all()
         failed = dict(
             s.execute(
@@ -210,15 +214,29 @@ class Feeder(Loop):
             for r in rows
         ]
 
+    @property
+    def batch_size(self) -> int:
+        """Attempts per message: ``dial_batch``, at most half the queue factor, so a full
+        queue holds two messages per concurrency slot and no worker thread waits idle."""
+        return max(1, min(self.settings.dial_batch, self.settings.feeder_queue_factor // 2))
+
     def _enqueue(self, rows: list[DialArgs]) -> None:
-        """One dial message per attempt. When the broker fails, the attempts not confirmed
-        yet are marked for the next step's ``_requeue_lost`` (their ``queued_at`` set to
-        :data:`UNSENT`), not left waiting for the requeue delay."""
-        for i, args in enumerate(rows):
+        """Dial messages of up to :attr:`batch_size` attempts of one campaign. When the
+        broker fails, the attempts not confirmed yet are marked for the next step's
+        ``_requeue_lost`` (their ``queued_at`` set to :data:`UNSENT`), not left waiting for
+        the requeue delay."""
+        batches: list[list[DialArgs]] = []
+        for r in rows:  # rows come ordered by attempt, so by campaign within one step
+            last = batches[-1] if batches else None
+            if last and last[0].campaign_id == r.campaign_id and len(last) < self.batch_size:
+                last.append(r)
+            else:
+                batches.append([r])
+        for i, batch in enumerate(batches):
             try:
-                self.broker.enqueue(dial_message(self.keys, args))
+                self.broker.enqueue(dial_message(self.keys, DialBatch.of(batch)))
             except Exception:
-                unsent = [r.attempt_id for r in rows[i:]]
+                unsent = [r.attempt_id for b in batches[i:] for r in b]
                 with self.sessions.begin() as s:
                     s.execute(
                         update(Attempt)

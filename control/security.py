@@ -52,8 +52,9 @@ def object_id(field: str, raw: str) -> int:
     return int(raw)
 
 
-def current(request: Request) -> Who:
-    """The caller, as :meth:`Security.authorize` found them (a route's dependency)."""
+async def current(request: Request) -> Who:
+    """The caller, as :meth:`Security.authorize` found them (a route's dependency; async:
+    it reads what is there, without a trip through the thread pool)."""
     w: Who | None = getattr(request.state, "who", None)
     if w is None:  # a route listed as public asked for a caller: a bug in the table
         raise Unauthenticated("this route needs a signed-in caller")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from control.authz import Who
 from control.dnc import DncList
@@ -87,6 +89,7 @@ class Control:
         self.gate = gate
         self.keys = keys
         self.dnc = DncList(sessions, DncSet(gate.r, keys))
+        self._answers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="answer")
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, s: Session, campaign_id: int) -> Campaign:
@@ -238,10 +241,20 @@ class Control:
 
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         with self.sessions() as s:
-            c = self.get(s, campaign_id)
-            view = self._view(c, self._counts(s, [c.id])[c.id])
-            view["automatic_pauses_24h"] = self._automatic_pauses(s, c.id)
-            return view
+            view = self._stored_view(s, self.get(s, campaign_id))
+        view.update(self._live_view(campaign_id, view["version"]))
+        return view
+
+    def _stored_view(self, s: Session, c: Campaign) -> dict[str, Any]:
+        """The campaign as the database has it (row, counts, automatic pauses)."""
+        view = self._view(c, self._counts(s, [c.id])[c.id], live=False)
+        view["automatic_pauses_24h"] = self._automatic_pauses(s, c.id)
+        return view
+
+    def _committed_view(self, c: Campaign) -> dict[str, Any]:
+        """:meth:`_stored_view` of a campaign row just committed (read in its own session)."""
+        with self.sessions() as s:
+            return self._stored_view(s, c)
 
     def campaigns(self, org: str | None = None) -> list[dict[str, Any]]:
         """Every campaign, or those of one organisation."""
@@ -383,7 +396,10 @@ class Control:
         c = self._commit_transition(
             campaign_id, action, actor, source, reason, request_id, cap, who
         )
-        gate = self._apply_gate(c, action, drain_timeout)
+        # The answer's database part is read while the gate drains: the pause waits for
+        # calls in flight, not for a recount of the campaign's contacts.
+        stored = self._answers.submit(self._committed_view, c)
+        gate, recorded = self._apply_gate(c, action, drain_timeout)
         metrics.observe_transition(
             action.value, time.perf_counter() - started, gate.get("drain_ms"), gate.get("drained")
         )
@@ -398,7 +414,10 @@ class Control:
             gate=gate,
         )
         try:
-            return TransitionResult(self.campaign(campaign_id), gate)
+            view = stored.result()
+            view.update(self._live_view(campaign_id, view["version"]))
+            recorded.result()
+            return TransitionResult(view, gate)
         except OperationalError as exc:
             raise Unavailable(
                 f"campaign {c.id} is now {c.status} (version {c.version}, gate {gate}), but "
@@ -485,9 +504,10 @@ class Control:
                     )
                     if action is Action.CANCEL:
                         self._cancel_contacts(s, campaign_id)
-                    # Read back inside the transaction: a read after the commit that failed
-                    # would answer 503 for a transition that was made, its gate not written.
-                    s.refresh(c)
+                    # The row as committed, without reading it back: a read after the
+                    # commit that failed would answer 503 for a transition that was made.
+                    for name, value in values.items():
+                        set_committed_value(c, name, value)
                 return c
             except (_Raced, IntegrityError):
                 continue  # someone else moved it first: re-read and re-validate
@@ -523,8 +543,9 @@ class Control:
 
     def _apply_gate(
         self, c: Campaign, action: Action, drain_timeout: float | None
-    ) -> dict[str, Any]:
-        """Gate CAS (and drain for pause/cancel); never raises: the commit is done."""
+    ) -> tuple[dict[str, Any], Future[None]]:
+        """Gate CAS (and drain for pause/cancel); never raises: the commit is done. The
+        answer's record is written meanwhile (the future); wait for it before answering."""
         closing = action in CLOSING
         gate: dict[str, Any] = {"version": c.version, "written": False}
         try:
@@ -544,17 +565,22 @@ class Control:
             d = Drain(False, -1, 0.0) if closing else None
         if closing and d is not None:
             gate.update(closed=True, drained=d.drained, inflight=d.inflight, drain_ms=d.drain_ms)
-        self._record_answer(c.id, c.version, d.drained if d else None)
-        return gate
+        at = datetime.now(UTC)
+        recorded = self._answers.submit(
+            self._record_answer, c.id, c.version, at, d.drained if d else None
+        )
+        return gate, recorded
 
-    def _record_answer(self, campaign_id: int, version: int, drained: bool | None) -> None:
+    def _record_answer(
+        self, campaign_id: int, version: int, at: datetime, drained: bool | None
+    ) -> None:
         """When the answer left and whether it was drained: the safety checker's evidence."""
         try:
             with self.sessions.begin() as s:
                 s.execute(
                     update(Transition)
                     .where(Transition.campaign_id == campaign_id, Transition.version == version)
-                    .values(answered_at=datetime.now(UTC), drained=drained)
+                    .values(answered_at=at, drained=drained)
                 )
         except OperationalError as exc:
             log.warning("answer_not_recorded", campaign_id=campaign_id, error=str(exc))

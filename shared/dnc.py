@@ -30,11 +30,21 @@ class DncSet:
     def contains(self, org: str, phone: str) -> bool | None:
         """Is ``phone`` listed? ``None`` when the set is not built (deny the dial)."""
         pipe = self.r.pipeline(transaction=False)
+        for key, member in self.probes(org, phone):
+            pipe.sismember(key, member)
+        return self.verdict(tuple(bool(x) for x in pipe.execute()))
+
+    def probes(self, org: str, phone: str) -> list[tuple[str, str]]:
+        """The ``SISMEMBER`` lookups that answer :meth:`contains` (the dial path sends them
+        in its gate claim's round trip)."""
         key = self.keys.dnc(org)
-        pipe.sismember(key, phone)
-        pipe.sismember(key, READY)
-        listed, ready = pipe.execute()
-        return bool(listed) if ready else None
+        return [(key, phone), (key, READY)]
+
+    @staticmethod
+    def verdict(members: tuple[bool, ...]) -> bool | None:
+        """:meth:`contains` from the answers to :meth:`probes`."""
+        listed, ready = members
+        return listed if ready else None
 
     def add(self, org: str, phones: Iterable[str]) -> None:
         phones = list(phones)

@@ -24,9 +24,13 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+from redis.client import Pipeline
+from redis.commands.core import Script
 
 from shared import metrics
 from shared.keys import Keys
@@ -76,6 +80,7 @@ class Claim:
     #              gate_behind | concurrency | estop | redis_error
     version: int
     token: str | None = None
+    members: tuple[bool, ...] | None = None  # answers to the claim's probes; None: not asked
 
 
 @dataclass(frozen=True)
@@ -102,18 +107,42 @@ class Gate:
         self._inflight = client.register_script(INFLIGHT_LUA)
         self._ack = client.register_script(ACK_LUA)
 
+    def _pipelined(self, stage: Callable[[Pipeline], object]) -> list[Any]:
+        """Run the commands ``stage`` puts in a pipeline, in one round trip. Scripts go by
+        SHA (:meth:`_sha`), without redis-py's ``SCRIPT EXISTS`` round trip before each
+        pipeline; when Redis lost them (restarted) they are loaded and the pipeline is run
+        again once (every command in it is a read or idempotent)."""
+        for loaded in (False, True):
+            pipe = self.r.pipeline(transaction=False)
+            stage(pipe)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if loaded:
+                    raise
+                for script in (self._write, self._claim, self._inflight, self._ack):
+                    script.sha = self.r.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _sha(pipe: Pipeline, script: Script, keys: list[str], args: list[Any]) -> None:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+
     # -- control side ----------------------------------------------------------------------
     def write(self, campaign_id: int, status: str, version: int, max_concurrency: int) -> int:
         """Versioned compare-and-set; returns the version the gate holds afterwards."""
         k = self.keys
-        pipe = self.r.pipeline(transaction=False)
-        self._write(
-            keys=[k.gate(campaign_id)],
-            args=[status, version, max_concurrency, self.epoch],
-            client=pipe,
+        stored, _ = self._pipelined(
+            lambda pipe: (
+                self._sha(
+                    pipe,
+                    self._write,
+                    [k.gate(campaign_id)],
+                    [status, version, max_concurrency, self.epoch],
+                ),
+                pipe.sadd(k.gates_index, campaign_id),
+            )
         )
-        pipe.sadd(k.gates_index, campaign_id)
-        stored, _ = pipe.execute()
         return int(stored)
 
     def read(self, campaign_id: int) -> GateState | None:
@@ -127,10 +156,11 @@ class Gate:
 
     def inflight_all(self) -> int:
         """Live leases of every campaign (for the emergency stop's drain)."""
-        pipe = self.r.pipeline(transaction=False)
-        for cid in self.campaign_ids():
-            self._inflight(keys=[self.keys.leases(cid)], client=pipe)
-        return sum(int(n) for n in pipe.execute())
+        ids = list(self.campaign_ids())
+        answers = self._pipelined(
+            lambda pipe: [self._sha(pipe, self._inflight, [self.keys.leases(c)], []) for c in ids]
+        )
+        return sum(int(n) for n in answers)
 
     def drain(self, campaign_id: int | None, timeout: float) -> Drain:
         """Wait until the campaign's (None: every campaign's) live leases are gone,
@@ -144,20 +174,22 @@ class Gate:
             if n == 0 or now >= deadline:
                 return Drain(n == 0, n, round((now - start) * 1000, 3))
             time.sleep(min(pause, max(0.0, deadline - now)))
-            pause = min(pause * 2, 0.01)
+            pause = min(pause * 2, 0.002)  # a call ends any moment: look again soon
 
     def snapshot(
         self, campaign_id: int, live_since: float
     ) -> tuple[list[str], dict[str, int], GateState | None, int, str | None]:
         """Live workers, acks, gate, in-flight leases and emergency stop: one round trip."""
         k = self.keys
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zrangebyscore(k.workers, live_since, "+inf")
-        pipe.hgetall(k.acks(campaign_id))
-        pipe.hgetall(k.gate(campaign_id))
-        self._inflight(keys=[k.leases(campaign_id)], client=pipe)
-        pipe.get(k.estop)
-        live, acks, g, inflight, estop = pipe.execute()
+        live, acks, g, inflight, estop = self._pipelined(
+            lambda pipe: (
+                pipe.zrangebyscore(k.workers, live_since, "+inf"),
+                pipe.hgetall(k.acks(campaign_id)),
+                pipe.hgetall(k.gate(campaign_id)),
+                self._sha(pipe, self._inflight, [k.leases(campaign_id)], []),
+                pipe.get(k.estop),
+            )
+        )
         state = (
             GateState(str(g["status"]), int(g["version"]), int(g["max_concurrency"])) if g else None
         )
@@ -189,35 +221,51 @@ class Gate:
 
     # -- worker side -----------------------------------------------------------------------
     def claim(
-        self, campaign_id: int, attempt_id: int, worker_id: str, min_version: int, ttl_ms: int
+        self,
+        campaign_id: int,
+        attempt_id: int,
+        worker_id: str,
+        min_version: int,
+        ttl_ms: int,
+        probes: Sequence[tuple[str, str]] = (),
     ) -> Claim:
-        """Check estop, status, version and concurrency, and take a lease: one round trip."""
+        """Check estop, status, version and concurrency, and take a lease: one round trip,
+        which also answers ``probes`` (set-membership lookups, e.g. the do-not-call list)."""
         token = f"{attempt_id}:{worker_id}:{secrets.token_hex(4)}"
         k = self.keys
         started = time.perf_counter()
         try:
-            pipe = self.r.pipeline(transaction=False)
-            self._claim(
-                keys=[k.gate(campaign_id), k.leases(campaign_id)],
-                args=[token, min_version, ttl_ms],
-                client=pipe,
-            )
-            pipe.get(k.estop)
-            (ok, reason, version), estop = pipe.execute()
+
+            def stage(pipe: Pipeline) -> None:
+                for key, member in probes:
+                    pipe.sismember(key, member)
+                self._sha(
+                    pipe,
+                    self._claim,
+                    [k.gate(campaign_id), k.leases(campaign_id)],
+                    [token, min_version, ttl_ms],
+                )
+                pipe.get(k.estop)
+
+            *answers, (ok, reason, version), estop = self._pipelined(stage)
         except redis.RedisError:
             return Claim(False, "redis_error", -1)
         finally:
             metrics.GATE_CHECK_SECONDS.observe(time.perf_counter() - started)
+        members = tuple(bool(a) for a in answers)
         if not ok:
-            return Claim(False, str(reason), int(version))
+            return Claim(False, str(reason), int(version), members=members)
         lease = str(reason)
         if estop is not None:
             self.release(campaign_id, lease)
-            return Claim(False, "estop", int(version))
-        return Claim(True, "ok", int(version), lease)
+            return Claim(False, "estop", int(version), members=members)
+        return Claim(True, "ok", int(version), lease, members)
 
-    def release(self, campaign_id: int, token: str) -> None:
-        """Give a lease back; if Redis is away the lease expires on its own."""
+    def release(self, campaign_id: int, token: str | None) -> None:
+        """Give a lease back (None: nothing to give); if Redis is away the lease expires on
+        its own."""
+        if token is None:
+            return
         with contextlib.suppress(redis.RedisError):
             self.r.zrem(self.keys.leases(campaign_id), token)
 

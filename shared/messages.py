@@ -43,7 +43,7 @@ def signed_by(body: bytes, signature: object, key: str) -> bool:
 
 
 class DialArgs(BaseModel):
-    """Keyword arguments of the ``dial`` actor."""
+    """One attempt of a :class:`DialBatch`, with what the dial path needs to know of it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,3 +59,64 @@ class DialArgs(BaseModel):
     attempt_no: int = Field(default=1, ge=1)
     max_attempts: int = Field(default=1, ge=1)
     retry_backoff_s: float = Field(default=0.0, ge=0)
+
+
+MAX_BATCH = 100
+
+
+class DialTarget(BaseModel):
+    """One attempt inside a dial message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempt_id: int = Field(ge=1)
+    contact_id: int = Field(ge=1)
+    phone: str = Field(min_length=2, max_length=20, pattern=r"^\+[1-9][0-9]{1,18}$")
+    attempt_no: int = Field(default=1, ge=1)
+
+
+class DialBatch(BaseModel):
+    """Keyword arguments of the ``dial`` actor: attempts of one campaign, dialed one after
+    the other by one worker thread, each through the whole dial path (its own conditional
+    ``queued → dialing`` update, checks and gate claim). Batching spares the broker and the
+    worker a message per call; it never groups two calls behind one gate claim."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    campaign_id: int = Field(ge=1)
+    epoch: str = Field(min_length=1, max_length=64)
+    max_attempts: int = Field(default=1, ge=1)
+    retry_backoff_s: float = Field(default=0.0, ge=0)
+    attempts: list[DialTarget] = Field(min_length=1, max_length=MAX_BATCH)
+
+    def args(self) -> list[DialArgs]:
+        return [
+            DialArgs(
+                campaign_id=self.campaign_id,
+                epoch=self.epoch,
+                max_attempts=self.max_attempts,
+                retry_backoff_s=self.retry_backoff_s,
+                **t.model_dump(),
+            )
+            for t in self.attempts
+        ]
+
+    @classmethod
+    def of(cls, rows: list[DialArgs]) -> DialBatch:
+        """The message of attempts of one campaign (the policy is the first row's)."""
+        first = rows[0]
+        return cls(
+            campaign_id=first.campaign_id,
+            epoch=first.epoch,
+            max_attempts=first.max_attempts,
+            retry_backoff_s=first.retry_backoff_s,
+            attempts=[
+                DialTarget(
+                    attempt_id=r.attempt_id,
+                    contact_id=r.contact_id,
+                    phone=r.phone,
+                    attempt_no=r.attempt_no,
+                )
+                for r in rows
+            ],
+        )

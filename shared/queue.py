@@ -11,7 +11,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import Middleware
 
 from shared.keys import DIAL_ACTOR, Keys
-from shared.messages import DialArgs
+from shared.messages import DialBatch
 from shared.settings import Settings
 
 
@@ -25,11 +25,11 @@ def make_broker(settings: Settings, middleware: list[Middleware] | None = None) 
     return RabbitmqBroker(url=url, confirm_delivery=True, middleware=middleware)
 
 
-def dial_message(keys: Keys, args: DialArgs) -> Message:
+def dial_message(keys: Keys, batch: DialBatch) -> Message:
     return Message(
         queue_name=keys.dial_queue,
         actor_name=DIAL_ACTOR,
         args=(),
-        kwargs=args.model_dump(),
+        kwargs=batch.model_dump(),
         options={},
     )

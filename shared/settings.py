@@ -8,6 +8,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.messages import MAX_BATCH
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIALGATE_", extra="ignore")
@@ -69,7 +71,14 @@ class Settings(BaseSettings):
     # Background loops of the control service.
     feeder_interval: float = Field(default=0.2, gt=0)
     feeder_queue_factor: int = Field(
-        default=2, ge=1, description="Queued attempts per campaign = factor × max_concurrency."
+        default=8, ge=1, description="Queued attempts per campaign = factor × max_concurrency."
+    )
+    dial_batch: int = Field(
+        default=4,
+        ge=1,
+        le=MAX_BATCH,
+        description="Attempts per dial message, at most half the queue factor (so every "
+        "worker thread of a campaign has a message).",
     )
     feeder_requeue_after: float = Field(
         default=60.0, gt=0, description="Re-enqueue an attempt queued this long (lost message)."

@@ -21,7 +21,7 @@ from shared.db import make_engine
 from shared.gate import Gate
 from shared.keys import DIAL_ACTOR, Keys
 from shared.logging import configure
-from shared.messages import DialArgs
+from shared.messages import DialBatch
 from shared.queue import make_broker
 from shared.settings import Settings
 from worker.heartbeat import Heartbeat
@@ -90,4 +90,4 @@ dramatiq.set_broker(broker)
     max_backoff=10_000,
 )
 def dial(**kwargs: Any) -> None:
-    runtime.dial(DialArgs.model_validate(kwargs))
+    runtime.dial(DialBatch.model_validate(kwargs))

@@ -1,7 +1,9 @@
 """Checks of one dial beside the gate claim: the calling window and the do-not-call list.
 
-:meth:`DialChecks.check` runs in the dial path right before the claim, for every attempt
-(first dials, retries and redeliveries alike). It answers ``None`` (go on) or a
+:meth:`DialChecks.calling_window` runs in the dial path right before the claim, for every
+attempt (first dials, retries and redeliveries alike); the do-not-call lookups
+(:meth:`DialChecks.dnc_probes`) ride in the claim's own Redis round trip and
+:meth:`DialChecks.dnc_verdict` judges their answers. Each answers ``None`` (go on) or a
 :class:`Denial`: the calling window is closed (the contact waits until ``dial_after``), or
 the number is on the do-not-call list (the contact ends ``blocked_dnc``), or the list is
 not known in Redis / Redis is away (fail closed: the contact waits a little and is tried
@@ -16,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
 from sqlalchemy import Engine, select
 
 from shared import windows
@@ -70,19 +71,27 @@ class DialChecks:
             self._windows[campaign_id] = (time.monotonic(), org, tz, window)
         return org, tz, window
 
-    def check(self, args: DialArgs) -> Denial | None:
+    def calling_window(self, args: DialArgs) -> Denial | None:
+        """The campaign's (or the contact's local) calling window; no I/O while the cached
+        window is fresh."""
         now = self.clock()
-        org, tz, window = self.window(args.campaign_id)
+        _, tz, window = self.window(args.campaign_id)
         verdict = windows.check(window, tz, args.phone, now)
         if not verdict.open:  # a denial is never based on a stale window: read it again
-            org, tz, window = self.window(args.campaign_id, fresh=True)
+            _, tz, window = self.window(args.campaign_id, fresh=True)
             verdict = windows.check(window, tz, args.phone, now)
         if not verdict.open:
             return Denial("calling_window", verdict.opens_at or now + NEVER_OPENS_RECHECK)
-        try:
-            listed = self.dnc.contains(org, args.phone)
-        except redis.RedisError:
-            listed = None
+        return None
+
+    def dnc_probes(self, args: DialArgs) -> list[tuple[str, str]]:
+        """The do-not-call lookups of this dial, sent in the gate claim's round trip."""
+        org, _, _ = self.window(args.campaign_id)
+        return self.dnc.probes(org, args.phone)
+
+    def dnc_verdict(self, members: tuple[bool, ...] | None) -> Denial | None:
+        """The do-not-call verdict from the probes' answers (None: Redis was away)."""
+        listed = None if members is None else DncSet.verdict(members)
         if listed is None:
-            return Denial("dnc_unknown", now + RETRY)
+            return Denial("dnc_unknown", self.clock() + RETRY)
         return Denial("dnc") if listed else None

@@ -1,17 +1,22 @@
 """What one worker process knows and does: the dial path.
 
-The path of a dial (:meth:`Runtime.dial`):
+The path of a dial (:meth:`Runtime.dial`). A dial message carries up to ``dial_batch``
+attempts of one campaign; one worker thread dials them one after the other, each through
+the whole path:
 
-0. the calling window and the do-not-call list (:mod:`worker.checks`): a denial parks
-   the attempt (window: the contact waits for it to open; DNC: ``blocked_dnc``);
-1. claim through the gate (one Redis round trip: status, version ≥ the highest this
-   worker has heard of, concurrency, emergency stop; records a lease);
-2. denied → park the attempt (contact back to ``pending``, or ``cancelled``) and return,
-   so the message is acknowledged only after the contact is safe;
-3. ``queued → dialing`` by a conditional update: a redelivered message finds the attempt
-   no longer ``queued`` and never dials again;
-4. the provider places the call; the lease is released once it accepted or refused;
-5. the outcome is written (``dialing → done | failed``).
+1. ``queued → dialing`` by a conditional update, committed before anything else happens
+   to the attempt, together with the previous call's outcome and the other threads'
+   writes (:mod:`worker.ledger`, group commit): a redelivered message finds the attempt no
+   longer ``queued`` and never dials it again;
+2. the calling window (:mod:`worker.checks`, cached: no I/O per dial);
+3. the gate claim, one Redis round trip: status, version ≥ the highest this worker has
+   heard of, concurrency, emergency stop, a lease; the do-not-call lookups ride along;
+4. denied → the attempt is parked (contact back to ``pending``, or ``cancelled`` /
+   ``blocked_dnc``); a gate denial parks the rest of the message with it, in the same
+   transaction; all before the message is acknowledged;
+5. the provider places the call; the lease is released once it accepted or refused;
+6. the outcome (``dialing → done | failed``) is committed with the next attempt's start,
+   or at the end of the message, before it is acknowledged.
 """
 
 from __future__ import annotations
@@ -22,24 +27,22 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
 from shared import metrics
 from shared.db import database_epoch
 from shared.dnc import DncSet
 from shared.gate import Claim, Gate
-from shared.messages import DialArgs
-from shared.models import Attempt, Campaign, Contact, utcnow
+from shared.messages import DialArgs, DialBatch
 from shared.settings import Settings
 from shared.states import AttemptState, ContactState, Status
 from shared.windows import system_clock
-from worker.checks import DialChecks
+from worker.checks import Denial, DialChecks
+from worker.ledger import Ledger, Outcome, Park, Start
 from worker.provider import CallRequest, Provider
 
 log = structlog.get_logger("dialgate.worker")
@@ -50,10 +53,11 @@ ENDS = {
     "dnc": (AttemptState.BLOCKED_DNC, ContactState.BLOCKED_DNC),
 }
 
+# Denials of one contact; any other (the gate's) holds for the whole campaign.
+PER_CONTACT = {"dnc", "dnc_unknown", "calling_window"}
+
 # How long a dial waits for a free concurrency slot before it parks its contact.
 CONCURRENCY_WAIT_S = 2.0
-# Tries of an outcome or park write when the database connection drops (0.1 s, doubling).
-WRITE_TRIES = 5
 
 
 class Runtime:
@@ -64,6 +68,7 @@ class Runtime:
         self.provider = provider
         self.checks = DialChecks(engine, DncSet(gate.r, gate.keys), system_clock)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self.ledger = Ledger(engine, self.worker_id)
         self.started = time.time()
         # campaign id -> highest transition version this worker has heard of (broadcast or
         # gate read). Claims demand at least this version: broadcasts only add caution.
@@ -91,27 +96,53 @@ class Runtime:
             return dict(self.observed)
 
     # -- the dial path ---------------------------------------------------------------------
-    def dial(self, args: DialArgs) -> str:
+    def dial(self, batch: DialBatch) -> list[str]:
+        """Dial the attempts of one message, one after the other; what became of each."""
         structlog.contextvars.bind_contextvars(
-            campaign_id=args.campaign_id, attempt_id=args.attempt_id, worker_id=self.worker_id
+            campaign_id=batch.campaign_id, worker_id=self.worker_id
         )
-        if args.epoch != self.epoch:
-            log.warning("dial_message_of_another_database_dropped", epoch=args.epoch)
-            return "dropped:foreign"
-        if not self._start(args):
-            log.info("attempt_not_queued_skip")
-            return "skipped:not_queued"
-        denial = self.checks.check(args)
-        if denial is not None:
-            self.park(args, denial.reason, denial.dial_after)
-            return f"denied:{denial.reason}"
-        # The claim comes after the database write, right before the call: a lease is held
-        # only while the provider is being called, so a pause drains in a provider latency.
-        claim = self._claim(args)
-        if not claim.ok:
-            metrics.DIALS_DENIED.labels(claim.reason).inc()
-            self.park(args, claim.reason)
-            return f"denied:{claim.reason}"
+        if batch.epoch != self.epoch:
+            log.warning("dial_message_of_another_database_dropped", epoch=batch.epoch)
+            return ["dropped:foreign"] * len(batch.attempts)
+        todo = batch.args()
+        results: list[str] = []
+        done: Outcome | None = None  # the last call's outcome: committed with the next start
+        try:
+            while todo:
+                args = todo.pop(0)
+                structlog.contextvars.bind_contextvars(attempt_id=args.attempt_id)
+                started, done = self._start(args, done), None
+                if not started:
+                    log.info("attempt_not_queued_skip")
+                    results.append("skipped:not_queued")
+                    continue
+                denial = self.checks.calling_window(args)
+                claim = None if denial is not None else self._claim(args)
+                if claim is not None and not claim.ok:
+                    denial = Denial(claim.reason)
+                elif claim is not None:
+                    denial = self.checks.dnc_verdict(claim.members)
+                    if denial is not None:
+                        self.gate.release(args.campaign_id, claim.token)
+                if denial is not None:
+                    # A gate denial holds for the whole campaign: the rest of the message is
+                    # parked with this attempt instead of meeting the same gate one by one.
+                    rest = [] if denial.reason in PER_CONTACT else todo
+                    self.park(args, denial.reason, denial.dial_after, rest)
+                    results += [f"denied:{denial.reason}"] * (1 + len(rest))
+                    metrics.DIALS_DENIED.labels(denial.reason).inc(1 + len(rest))
+                    if rest:
+                        todo = []
+                    continue
+                assert claim is not None
+                done = self._call(args, claim)
+                results.append(done.outcome)
+        finally:
+            if done is not None:
+                self.ledger.write(done)
+        return results
+
+    def _call(self, args: DialArgs, claim: Claim) -> Outcome:
         assert claim.token is not None
         metrics.DIALS_PLACED.inc()
         with self._lock:
@@ -132,12 +163,14 @@ class Runtime:
             self.gate.release(args.campaign_id, claim.token)
             with self._lock:
                 self.inflight -= 1
-        self._finish(args, claim.version, result.accepted, result.outcome, result.provider_call_id)
-        return result.outcome
+        return Outcome(
+            args, claim.version, result.accepted, result.outcome, result.provider_call_id
+        )
 
     def _claim(self, args: DialArgs) -> Claim:
         deadline = time.monotonic() + CONCURRENCY_WAIT_S
         pause = 0.005
+        probes = self.checks.dnc_probes(args)
         while True:
             claim = self.gate.claim(
                 args.campaign_id,
@@ -145,129 +178,35 @@ class Runtime:
                 self.worker_id,
                 self.observed.get(args.campaign_id, 0),
                 self.settings.lease_ttl_ms,
+                probes,
             )
             if claim.reason != "concurrency" or time.monotonic() >= deadline:
                 return claim
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def _start(self, args: DialArgs) -> bool:
-        """``queued → dialing``, conditionally; False when the attempt was not queued."""
-        now = utcnow()
-        with self.engine.begin() as s:
-            moved = s.execute(
-                update(Attempt)
-                .where(
-                    Attempt.id == args.attempt_id,
-                    Attempt.campaign_id == args.campaign_id,
-                    Attempt.contact_id == args.contact_id,
-                    Attempt.state == AttemptState.QUEUED.value,
-                )
-                .values(
-                    state=AttemptState.DIALING.value,
-                    worker_id=self.worker_id,
-                    started_at=now,
-                )
-            )
-            if moved.rowcount != 1:
-                return False  # redelivered, parked or cancelled meanwhile: never dial again
-            s.execute(
-                update(Contact)
-                .where(Contact.id == args.contact_id)
-                .values(state=ContactState.DIALING.value, updated_at=now)
-            )
-            return True
+    def _start(self, args: DialArgs, before: Outcome | None) -> bool:
+        """``queued → dialing``, conditionally, committed with the previous call's outcome
+        (``before``); False when the attempt was not queued."""
+        return bool(self.ledger.write(*([before] if before else []), Start(args))[-1])
 
-    def _finish(
-        self, args: DialArgs, version: int, accepted: bool, outcome: str, call_id: str | None
+    def park(
+        self,
+        args: DialArgs,
+        reason: str,
+        dial_after: datetime | None = None,
+        rest: list[DialArgs] | None = None,
     ) -> None:
-        now = utcnow()
-        state = AttemptState.DONE if accepted else AttemptState.FAILED
-        late = [AttemptState.DIALING.value, AttemptState.UNKNOWN.value]
-        # A failed call with calls left: the contact waits, then the feeder queues it again.
-        contact: dict[str, Any] = {"state": state.value}
-        if not accepted and args.attempt_no < args.max_attempts:
-            wait = args.retry_backoff_s * 2 ** (args.attempt_no - 1)
-            contact = {
-                "state": ContactState.RETRY_WAIT.value,
-                "retry_at": now + timedelta(seconds=wait),
-            }
-
-        def write(s: Connection) -> None:
-            if contact["state"] == ContactState.RETRY_WAIT.value:
-                # The campaign row first (the order a cancel locks in): a cancel committed
-                # before this is seen, one after it finds the contact in retry_wait.
-                status = s.scalar(
-                    select(Campaign.status)
-                    .where(Campaign.id == args.campaign_id)
-                    .with_for_update(read=True)
-                )
-                if status == Status.CANCELLED.value:
-                    contact.update(state=ContactState.CANCELLED.value, retry_at=None)
-            # An outcome that arrives after the recovery sweep marked the attempt unknown
-            # (a provider slower than the lease) still wins: it is what happened.
-            s.execute(
-                update(Attempt)
-                .where(Attempt.id == args.attempt_id, Attempt.state.in_(late))
-                .values(
-                    state=state.value,
-                    outcome=outcome,
-                    provider_call_id=call_id,
-                    finished_at=now,
-                    gate_version=version,
-                )
-            )
-            s.execute(
-                update(Contact)
-                .where(Contact.id == args.contact_id, Contact.state.in_(late))
-                .values(**contact, updated_at=now)
-            )
-
-        self._write(write)
-
-    def park(self, args: DialArgs, reason: str, dial_after: datetime | None = None) -> None:
-        """A denied dial: the attempt this worker moved to ``dialing`` is parked and its
-        contact goes back to ``pending`` (not fed before ``dial_after``), or ends
-        ``cancelled`` / ``blocked_dnc``, before the message is acked."""
+        """A denied dial: the attempt this worker moved to ``dialing`` (and ``rest``, the
+        attempts of its message still ``queued``) are parked and their contacts go back to
+        ``pending`` (not fed before ``dial_after``), or end ``cancelled`` / ``blocked_dnc``,
+        before the message is acked."""
         attempt_state, contact_state = ENDS.get(reason, (AttemptState.PARKED, ContactState.PENDING))
-        now = utcnow()
-
-        def write(s: Connection) -> None:
-            moved = s.execute(
-                update(Attempt)
-                .where(
-                    Attempt.id == args.attempt_id,
-                    Attempt.state == AttemptState.DIALING.value,
-                    Attempt.worker_id == self.worker_id,
-                )
-                .values(state=attempt_state.value, deny_reason=reason, finished_at=now)
-            )
-            if moved.rowcount == 1:
-                s.execute(
-                    update(Contact)
-                    .where(
-                        Contact.id == args.contact_id, Contact.state == ContactState.DIALING.value
-                    )
-                    .values(state=contact_state.value, updated_at=now, dial_after=dial_after)
-                )
-
-        self._write(write)
-        log.info("dial_denied", reason=reason)
-
-    def _write(self, write: Callable[[Connection], None]) -> None:
-        """Run a conditional update in its own transaction, up to ``WRITE_TRIES`` times when
-        the connection is lost: a call that was placed (or denied) must not end ``unknown``
-        because one connection dropped. Re-running a conditional update is harmless."""
-        for n in range(WRITE_TRIES):
-            try:
-                with self.engine.begin() as s:
-                    write(s)
-                return
-            except OperationalError as exc:
-                if n == WRITE_TRIES - 1:
-                    raise
-                log.warning("outcome_write_retried", error=str(exc)[:200])
-                time.sleep(0.1 * 2**n)
+        rest_ids = tuple(r.attempt_id for r in rest or [])
+        self.ledger.write(
+            Park(args, reason, attempt_state.value, contact_state.value, dial_after, rest_ids)
+        )
+        log.info("dial_denied", reason=reason, parked_with_it=len(rest_ids))
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,112 @@
+"""The worker's ledger: the dial threads' writes, group-committed, with the guarantees of a
+transaction per write (one start per attempt wins, outcomes and parks land, attempts
+before contacts)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sqlalchemy import event, insert, select
+
+from shared.messages import DialArgs
+from shared.models import Attempt, Contact, utcnow
+from worker.ledger import Ledger, Outcome, Park, Start
+
+
+def _queued(stack: Any, n: int) -> list[DialArgs]:
+    """A draft campaign with ``n`` contacts and one queued attempt each (no loops run)."""
+    cid = stack.make_campaign(contacts=n, start=False)
+    with stack.stack.control.sessions.begin() as s:
+        contacts = list(s.scalars(select(Contact.id).where(Contact.campaign_id == cid)))
+        s.execute(
+            Contact.__table__.update().where(Contact.campaign_id == cid).values(state="queued")
+        )
+        ids = s.scalars(
+            insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True),
+            [
+                {"campaign_id": cid, "contact_id": k, "state": "queued", "queued_at": utcnow()}
+                for k in contacts
+            ],
+        ).all()
+    return [
+        DialArgs(attempt_id=a, campaign_id=cid, contact_id=k, phone="+33612345678", epoch="test")
+        for a, k in zip(ids, contacts, strict=True)
+    ]
+
+
+def _states(stack: Any, args: list[DialArgs]) -> list[tuple[str, str]]:
+    with stack.stack.control.sessions() as s:
+        rows = s.execute(
+            select(Attempt.state, Contact.state)
+            .join(Contact, Contact.id == Attempt.contact_id)
+            .where(Attempt.id.in_([a.attempt_id for a in args]))
+            .order_by(Attempt.id)
+        ).all()
+    return [(a, c) for a, c in rows]
+
+
+def test_concurrent_starts_of_one_attempt_let_exactly_one_dial(make_stack, db):
+    stack = make_stack(db).start(loops=False)
+    (one,) = _queued(stack, 1)
+    ledger = Ledger(stack.stack.control.sessions.kw["bind"], "w-test")
+    results: list[bool] = []
+    go = threading.Barrier(16)
+
+    def start() -> None:
+        go.wait()
+        results.append(ledger.write(Start(one))[0])
+
+    threads = [threading.Thread(target=start) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [False] * 15 + [True]
+    # Twice in one group (the same attempt in two messages): one start still wins.
+    (other,) = _queued(stack, 1)
+    assert ledger.write(Start(other), Start(other)) == [True, False]
+    assert _states(stack, [one, other]) == [("dialing", "dialing")] * 2
+
+
+def test_threads_writes_are_grouped_and_each_lands_as_asked(make_stack, db):
+    stack = make_stack(db).start(loops=False)
+    args = _queued(stack, 40)
+    engine = stack.stack.control.sessions.kw["bind"]
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    ledger = Ledger(engine, "w-test")
+    go = threading.Barrier(32)
+    started: list[bool] = []
+
+    def start(a: DialArgs) -> None:
+        go.wait()
+        started.append(ledger.write(Start(a))[0])
+
+    threads = [threading.Thread(target=start, args=(a,)) for a in args[:32]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert started == [True] * 32
+    assert len(commits) < 32, "32 concurrent writes were not grouped at all"
+
+    # An outcome committed with the next start; a failure with calls left → retry_wait.
+    ok = Outcome(args[0], 1, True, "accepted", "sim-1")
+    retry = Outcome(
+        args[1].model_copy(update={"max_attempts": 3}), 1, False, "provider_error", None
+    )
+    assert ledger.write(ok, retry, Start(args[32])) == [None, None, True]
+    # A gate denial parks the dialing attempt and the rest of its message (still queued).
+    ledger.write(Park(args[32], "paused", "parked", "pending", rest=(args[33].attempt_id,)))
+    # A do-not-call denial ends the attempt and its contact.
+    assert ledger.write(Start(args[34])) == [True]
+    ledger.write(Park(args[34], "dnc", "blocked_dnc", "blocked_dnc"))
+
+    states = _states(stack, args[:35])
+    assert states[0] == ("done", "done")
+    assert states[1] == ("failed", "retry_wait")
+    assert states[32] == ("parked", "pending")
+    assert states[33] == ("parked", "pending")
+    assert states[34] == ("blocked_dnc", "blocked_dnc")
+    assert states[2:32] == [("dialing", "dialing")] * 30
