@@ -71,7 +71,7 @@ def one_point(args: argparse.Namespace, campaigns: int) -> dict[str, Any]:
         "postgres",
         sim_latency_ms=5,
         feeder_queue_factor=16,
-        feeder_interval=0.01,
+        feeder_interval=0.05,
         reconcile_interval=5.0,  # the production default (the test stacks use 1 s)
         log_level="WARNING",
     )

@@ -28,7 +28,7 @@ def rate(args: argparse.Namespace, variant: str) -> float:
         "postgres",
         sim_latency_ms=args.latency_ms,
         feeder_queue_factor=16,
-        feeder_interval=0.01,
+        feeder_interval=0.05,
         log_level="WARNING",
     )
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -39,6 +40,40 @@ def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
+
+
+COMPONENTS = (  # (component, what its command line contains), first match wins
+    ("workers", " worker"),
+    ("control loops", "--role loops"),
+    ("postgresql", "postgres"),
+    ("rabbitmq", "beam.smp"),
+    ("redis", "redis-server"),
+)
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) used so far by each component's processes on this host,
+    from ``/proc``; the API (served in this process) and the benchmark's client are
+    ``api + client``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = dict.fromkeys([c for c, _ in COMPONENTS] + ["api + client"], 0.0)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(proc.name) == os.getpid():
+            used["api + client"] += seconds
+            continue
+        for component, mark in COMPONENTS:
+            if mark in cmd:
+                used[component] += seconds
+                break
+    return used
 
 
 def bare_pause(engine: Any, stack: TestStack, campaign_id: int) -> float:
@@ -60,7 +95,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         args.db,
         sim_latency_ms=args.latency_ms,
         feeder_queue_factor=args.queue_factor,
-        feeder_interval=0.01,
+        feeder_interval=0.05,
         log_level="WARNING",
     )
     try:
@@ -81,6 +116,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         engine = stack.stack.control.sessions.kw["bind"]
         spare = stack.api("POST", "/campaigns", expect=201, json={"name": "bare"})["id"]
         undrained = 0
+        cpu0, calls0, wall0 = cpu_seconds(), len(stack.calls()), time.time()
         run_start = time.time()
         for i in range(args.cycles):
             time.sleep(rng.uniform(0.05, 0.4))
@@ -99,9 +135,11 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             print(
                 f"  cycle {i + 1}/{args.cycles}: pause {pause_ms[-1]:.1f} ms", end="\r", flush=True
             )
+        cpu1, calls1, wall1 = cpu_seconds(), len(stack.calls()), time.time()
         stack.act(cid, "pause")
         time.sleep(1.0)
         calls = [c for c in stack.calls() if c["campaign_id"] == cid]
+        cpu_ms = {k: (cpu1[k] - cpu0[k]) * 1000 / max(1, calls1 - calls0) for k in cpu0}
         late = [(c["t"] - a) * 1000 for c in calls for a, b in windows if a < c["t"] < b]
         in_running = sum(1 for c in calls for a, b in running if a <= c["t"] <= b)
         running_s = sum(b - a for a, b in running)
@@ -122,6 +160,9 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             "double_dials": doubled,
             "audit_ok": report.ok,
             "calls": len(calls),
+            # CPU per call placed during the cycles, by component, and cores busy
+            "cpu_ms_per_call": {k: round(v, 3) for k, v in cpu_ms.items()},
+            "cores_busy": round(sum(cpu1[k] - cpu0[k] for k in cpu0) / (wall1 - wall0), 2),
         }
     finally:
         stack.close()
@@ -154,12 +195,17 @@ def main() -> None:
         res = one_run(args, seed=r)
         print("\n  " + json.dumps(res))
         results.append(res)
-    keys = [k for k in results[0] if k != "audit_ok"]
+    keys = [k for k in results[0] if k not in ("audit_ok", "cpu_ms_per_call")]
     print("audit ok in every run:", all(x["audit_ok"] for x in results))
     median = {
         k: statistics.median([x[k] for x in results if x[k] is not None] or [0]) for k in keys
     }
     print("median of", args.runs, "runs:", json.dumps(median))
+    cpu = {
+        k: round(statistics.median(x["cpu_ms_per_call"][k] for x in results), 3)
+        for k in results[0]["cpu_ms_per_call"]
+    }
+    print("CPU ms per call (median):", json.dumps(cpu), "total", round(sum(cpu.values()), 2))
     print("per run:", json.dumps(results))
 
 

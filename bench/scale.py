@@ -50,7 +50,7 @@ def one_point(args: argparse.Namespace, processes: int, latency_ms: float) -> di
         "postgres",
         sim_latency_ms=latency_ms,
         feeder_queue_factor=16,
-        feeder_interval=0.01,
+        feeder_interval=0.05,
         log_level="WARNING",
     )
     try:

@@ -58,7 +58,9 @@ class Feeder(Loop):
         broker: Broker,
         complete: Callable[[int], None],
     ) -> None:
-        super().__init__(settings.feeder_interval)
+        # A resume wakes the feeder at once (the transition's nudge): the queue refills
+        # in a round trip, not an interval.
+        super().__init__(settings.feeder_interval, (gate.r, keys.outbox_nudge))
         self.settings = settings
         self.sessions = sessions
         self.gate = gate
@@ -90,7 +92,7 @@ class Feeder(Loop):
                 continue  # gate not (yet) known to be open: the reconciler will fix it
             if not windows.check(window, tz, None, now).open:
                 continue  # outside its calling window (workers check it again at dial time)
-            fed_now = self._feed(cid, max_concurrency * self.settings.feeder_queue_factor)
+            fed_now = self._feed(cid, version, max_concurrency * self.settings.feeder_queue_factor)
             if fed_now is None:  # after the feeding transaction: completing is another one
                 self.complete(cid)
             else:
@@ -100,9 +102,19 @@ class Feeder(Loop):
             fed += self._requeue_lost()
         return fed
 
-    def _feed(self, campaign_id: int, target: int) -> int | None:
+    def _feed(self, campaign_id: int, version: int, target: int) -> int | None:
         """Queue up to the budget; how many were queued, or None when nothing is left."""
         with self.sessions.begin() as s:
+            # The campaign row first, share-locked: a pause committed meanwhile is seen
+            # (nothing is queued), one coming after waits for this commit, so once a pause
+            # has answered no contact of the campaign becomes queued any more.
+            now_at = s.execute(
+                select(Campaign.status, Campaign.version)
+                .where(Campaign.id == campaign_id)
+                .with_for_update(read=True)
+            ).one_or_none()
+            if now_at is None or tuple(now_at) != (Status.RUNNING.value, version):
+                return 0
             busy = (
                 s.scalar(
                     select(func.count())

@@ -10,14 +10,20 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 
+import redis
 import structlog
+from redis.client import PubSub
 
 
 class Loop(ABC):
     name = "loop"
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, nudge: tuple[redis.Redis, str] | None = None) -> None:
         self.interval = interval
+        # (client, channel): an idle loop also wakes on a message there (the control
+        # service publishes one after each committed transition).
+        self.nudge = nudge
+        self._pubsub: PubSub | None = None
         self.stop_event = threading.Event()
         self.log = structlog.get_logger(f"dialgate.{self.name}")
         self._thread: threading.Thread | None = None
@@ -46,8 +52,19 @@ class Loop(ABC):
                 self.idle()
 
     def idle(self) -> None:
-        """Wait before the next step when there was nothing to do."""
-        self.stop_event.wait(self.interval)
+        """Wait before the next step when there was nothing to do: ``interval`` seconds, or
+        less when nudged."""
+        if self.nudge is None:
+            self.stop_event.wait(self.interval)
+            return
+        try:
+            if self._pubsub is None:
+                self._pubsub = self.nudge[0].pubsub(ignore_subscribe_messages=True)
+                self._pubsub.subscribe(self.nudge[1])
+            self._pubsub.get_message(timeout=self.interval)
+        except redis.RedisError:
+            self._pubsub = None
+            self.stop_event.wait(self.interval)
 
     def start(self) -> Loop:
         self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)

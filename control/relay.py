@@ -18,7 +18,6 @@ from datetime import timedelta
 import pika
 import pika.exceptions
 import redis
-from redis.client import PubSub
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,10 +43,9 @@ class Relay(Loop):
         keys: Keys,
         r: redis.Redis | None = None,
     ) -> None:
-        super().__init__(settings.relay_interval)
+        super().__init__(settings.relay_interval, (r, keys.outbox_nudge) if r else None)
         self.settings = settings
         self.r = r
-        self._pubsub: PubSub | None = None
         self.sessions = sessions
         self.keys = keys
         self.relay_id = f"relay-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
@@ -65,19 +63,6 @@ class Relay(Loop):
         self._channel = ch
         self.log.info("relay_connected", exchange=self.keys.control_exchange)
         return ch
-
-    def idle(self) -> None:
-        """Wake on the control service's nudge after a commit, or after the interval."""
-        if self.r is None:
-            return super().idle()
-        try:
-            if self._pubsub is None:
-                self._pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-                self._pubsub.subscribe(self.keys.outbox_nudge)
-            self._pubsub.get_message(timeout=self.interval)
-        except redis.RedisError:
-            self._pubsub = None
-            super().idle()
 
     def close(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None

@@ -185,9 +185,10 @@ class Ledger:
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def write(self, *writes: Write) -> list[Any]:
-        """Commit ``writes`` (with whatever the other dial threads asked for meanwhile);
-        their results, in order. Raises what the last try of the transaction raised."""
+    def submit(self, *writes: Write) -> list[Future[Any]]:
+        """Hand ``writes`` to the writer thread; each future has its write's result once
+        committed (with whatever the other dial threads asked for meanwhile), or what the
+        last try of the transaction raised."""
         futures: list[Future[Any]] = [Future() for _ in writes]
         with self._ready:
             if self._thread is None:
@@ -195,7 +196,11 @@ class Ledger:
                 self._thread.start()
             self._queue.extend(zip(writes, futures, strict=True))
             self._ready.notify()
-        return [f.result() for f in futures]
+        return futures
+
+    def write(self, *writes: Write) -> list[Any]:
+        """:meth:`submit` and wait: the writes' results, in order."""
+        return [f.result() for f in self.submit(*writes)]
 
     def _run(self) -> None:
         while True:

@@ -5,9 +5,9 @@ attempts of one campaign; one worker thread dials them one after the other, each
 the whole path:
 
 1. ``queued → dialing`` by a conditional update, committed before anything else happens
-   to the attempt, together with the previous call's outcome and the other threads'
-   writes (:mod:`worker.ledger`, group commit): a redelivered message finds the attempt no
-   longer ``queued`` and never dials it again;
+   to the attempt (:mod:`worker.ledger`, group commit with the other threads' writes; the
+   next attempt's start is committed while the current call is placed): a redelivered
+   message finds the attempt no longer ``queued`` and never dials it again;
 2. the calling window (:mod:`worker.checks`, cached: no I/O per dial);
 3. the gate claim, one Redis round trip: status, version ≥ the highest this worker has
    heard of, concurrency, emergency stop, a lease; the do-not-call lookups ride along;
@@ -15,8 +15,8 @@ the whole path:
    ``blocked_dnc``); a gate denial parks the rest of the message with it, in the same
    transaction; all before the message is acknowledged;
 5. the provider places the call; the lease is released once it accepted or refused;
-6. the outcome (``dialing → done | failed``) is committed with the next attempt's start,
-   or at the end of the message, before it is acknowledged.
+6. the outcome (``dialing → done | failed``) is committed while the next call is placed;
+   the message is acknowledged once every outcome is written.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,14 @@ PER_CONTACT = {"dnc", "dnc_unknown", "calling_window"}
 
 # How long a dial waits for a free concurrency slot before it parks its contact.
 CONCURRENCY_WAIT_S = 2.0
+
+
+def _started(start: Future[Any]) -> bool:
+    """Whether a start handed to the ledger moved its attempt (False if its write failed)."""
+    try:
+        return bool(start.result())
+    except Exception:
+        return False
 
 
 class Runtime:
@@ -106,15 +115,20 @@ class Runtime:
             return ["dropped:foreign"] * len(batch.attempts)
         todo = batch.args()
         results: list[str] = []
-        done: Outcome | None = None  # the last call's outcome: committed with the next start
+        # The next attempt's start is committed while the current call is placed, and each
+        # outcome while the next call is: the message is acknowledged once all are written.
+        ahead: Future[Any] | None = self.ledger.submit(Start(todo[0]))[0]
+        written: list[Future[Any]] = []
         try:
             while todo:
                 args = todo.pop(0)
                 structlog.contextvars.bind_contextvars(attempt_id=args.attempt_id)
-                started, done = self._start(args, done), None
+                assert ahead is not None  # every attempt's start is handed over first
+                started, ahead = ahead.result(), None
                 if not started:
                     log.info("attempt_not_queued_skip")
                     results.append("skipped:not_queued")
+                    ahead = self.ledger.submit(Start(todo[0]))[0] if todo else None
                     continue
                 denial = self.checks.calling_window(args)
                 claim = None if denial is not None else self._claim(args)
@@ -133,13 +147,19 @@ class Runtime:
                     metrics.DIALS_DENIED.labels(denial.reason).inc(1 + len(rest))
                     if rest:
                         todo = []
+                    ahead = self.ledger.submit(Start(todo[0]))[0] if todo else None
                     continue
                 assert claim is not None
+                ahead = self.ledger.submit(Start(todo[0]))[0] if todo else None
                 done = self._call(args, claim)
+                written += self.ledger.submit(done)
                 results.append(done.outcome)
         finally:
-            if done is not None:
-                self.ledger.write(done)
+            if ahead is not None and todo and _started(ahead):
+                # Leaving early (an error): the attempt started ahead was never dialed.
+                self.park(todo[0], "aborted")
+            for f in written:
+                f.result()
         return results
 
     def _call(self, args: DialArgs, claim: Claim) -> Outcome:
@@ -184,11 +204,6 @@ class Runtime:
                 return claim
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
-
-    def _start(self, args: DialArgs, before: Outcome | None) -> bool:
-        """``queued → dialing``, conditionally, committed with the previous call's outcome
-        (``before``); False when the attempt was not queued."""
-        return bool(self.ledger.write(*([before] if before else []), Start(args))[-1])
 
     def park(
         self,

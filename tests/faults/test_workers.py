@@ -12,7 +12,7 @@ from tests.support.stack import wait_for
 
 def test_a_worker_killed_mid_dial_and_one_stopped_with_sigterm_lose_and_double_nothing(fresh):
     stack = fresh(lease_ttl_ms=2000)
-    run = Run.start(stack, contacts=300, workers=3)
+    run = Run.start(stack, contacts=1500, workers=3)  # still dialing after the SIGTERM
     killed, leaving = stack.workers[0], stack.workers[1]
 
     hold = stack.tmp / "hold"

@@ -76,7 +76,7 @@ def test_hundreds_of_random_pauses_under_load_let_no_call_through_and_lose_nothi
     for _ in range(3):
         stack.start_worker(threads=4)
     stack.wait_workers(3)
-    cid = stack.make_campaign(contacts=6000, max_concurrency=12)
+    cid = stack.make_campaign(contacts=20_000, max_concurrency=12)  # never runs out
     stack.wait_calls(50)
     rng = random.Random(42)
     undrained = 0
