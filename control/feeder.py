@@ -179,6 +179,8 @@ class Feeder(Loop):
                 if queued
                 else []
             )
+        # Read after the commit: the campaign row is share-locked only while queueing.
+        with self.sessions() as s:
             args = self._dial_args(s, attempts)
         self._enqueue(args)
         return len(attempts)
