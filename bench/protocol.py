@@ -44,6 +44,7 @@ def pct(values: list[float], p: float) -> float:
 
 COMPONENTS = (  # (component, what its command line contains), first match wins
     ("workers", " worker"),
+    ("workers", "bench.variants"),
     ("control loops", "--role loops"),
     ("postgresql", "postgres"),
     ("rabbitmq", "beam.smp"),
