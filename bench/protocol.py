@@ -113,6 +113,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         running: list[tuple[float, float]] = []  # (resume answered, pause requested)
         pause_ms: list[float] = []
         bare_ms: list[float] = []
+        drain_ms: list[float] = []  # the server's own drain wait, from each pause's answer
         assert stack.stack is not None
         engine = stack.stack.control.sessions.kw["bind"]
         spare = stack.api("POST", "/campaigns", expect=201, json={"name": "bare"})["id"]
@@ -127,6 +128,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             t1 = time.time()
             pause_ms.append((t1 - t0) * 1000)
             undrained += not p["gate"]["drained"]
+            drain_ms.append(float(p["gate"]["drain_ms"]))
             bare_ms.append(bare_pause(engine, stack, spare))
             time.sleep(rng.uniform(0.05, 0.3))
             t2 = time.time()
@@ -153,6 +155,8 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             "pause_p50_ms": round(pct(pause_ms, 50), 2),
             "pause_p95_ms": round(pct(pause_ms, 95), 2),
             "pause_p99_ms": round(pct(pause_ms, 99), 2),
+            "drain_p50_ms": round(pct(drain_ms, 50), 2),
+            "drain_p99_ms": round(pct(drain_ms, 99), 2),
             "bare_p50_ms": round(pct(bare_ms, 50), 2),
             "bare_p99_ms": round(pct(bare_ms, 99), 2),
             "pause_ratio_p50": round(pct(pause_ms, 50) / pct(bare_ms, 50), 2),

@@ -58,9 +58,9 @@ class Feeder(Loop):
         broker: Broker,
         complete: Callable[[int], None],
     ) -> None:
-        # A resume wakes the feeder at once (the transition's nudge): the queue refills
-        # in a round trip, not an interval.
-        super().__init__(settings.feeder_interval, (gate.r, keys.outbox_nudge))
+        # A start or resume wakes the feeder at once (the transition's nudge): the queue
+        # refills in a round trip, not an interval.
+        super().__init__(settings.feeder_interval, (gate.r, keys.feed_nudge))
         self.settings = settings
         self.sessions = sessions
         self.gate = gate

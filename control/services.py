@@ -551,7 +551,12 @@ class Control:
         try:
             stored = self.gate.write(c.id, c.status, c.version, c.concurrency)
             gate["written"] = stored == c.version
-            self.gate.r.publish(self.keys.outbox_nudge, c.id)  # the relay wakes at once
+            # The relay wakes at once; on an opening, the feeder too.
+            nudge = self.gate.r.pipeline(transaction=False)
+            nudge.publish(self.keys.outbox_nudge, c.id)
+            if not closing:
+                nudge.publish(self.keys.feed_nudge, c.id)
+            nudge.execute()
             if closing:
                 timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
                 d = self.gate.drain(c.id, timeout)

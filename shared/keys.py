@@ -55,6 +55,12 @@ class Keys:
         return f"{self.namespace}:outbox-nudge"
 
     @property
+    def feed_nudge(self) -> str:
+        """Pub/sub channel: "a campaign may dial (again)" (start, resume, a cap lifted), so
+        the feeder refills its queue at once."""
+        return f"{self.namespace}:feed-nudge"
+
+    @property
     def workers(self) -> str:
         """Sorted set: worker id -> last heartbeat (unix seconds)."""
         return f"{self.namespace}:workers"
