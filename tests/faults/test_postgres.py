@@ -49,6 +49,10 @@ def test_connections_terminated_mid_transition_leave_transition_and_outbox_toget
     finally:
         stop.set()
         killer.join(10)
+    # Pooled connections the killer terminated after their last use are still in the pool
+    # (the service drops them at their next failure, one 503 each): drop them before the
+    # checks, which are not what this test is about.
+    stack.stack.control.sessions.kw["bind"].dispose()
     run.faults = killed[0]
     assert answers[503] >= 1 and answers[200] >= 1, answers
 
