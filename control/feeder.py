@@ -240,9 +240,10 @@ class Feeder(Loop):
         ``_requeue_lost`` (their ``queued_at`` set to :data:`UNSENT`), not left waiting for
         the requeue delay."""
         batches: list[list[DialArgs]] = []
-        for r in rows:  # rows come ordered by attempt, so by campaign within one step
+        size = self.batch_size
+        for r in rows:  # rows come ordered by campaign, then attempt
             last = batches[-1] if batches else None
-            if last and last[0].campaign_id == r.campaign_id and len(last) < self.batch_size:
+            if last and last[0].campaign_id == r.campaign_id and len(last) < size:
                 last.append(r)
             else:
                 batches.append([r])

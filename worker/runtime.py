@@ -117,7 +117,7 @@ class Runtime:
         results: list[str] = []
         # The next attempt's start is committed while the current call is placed, and each
         # outcome while the next call is: the message is acknowledged once all are written.
-        ahead: Future[Any] | None = self.ledger.submit(Start(todo[0]))[0]
+        ahead = self._start_next(todo)  # a message holds at least one attempt
         written: list[Future[Any]] = []
         try:
             while todo:
@@ -128,7 +128,7 @@ class Runtime:
                 if not started:
                     log.info("attempt_not_queued_skip")
                     results.append("skipped:not_queued")
-                    ahead = self.ledger.submit(Start(todo[0]))[0] if todo else None
+                    ahead = self._start_next(todo)
                     continue
                 denial = self.checks.calling_window(args)
                 claim = None if denial is not None else self._claim(args)
@@ -147,10 +147,10 @@ class Runtime:
                     metrics.DIALS_DENIED.labels(denial.reason).inc(1 + len(rest))
                     if rest:
                         todo = []
-                    ahead = self.ledger.submit(Start(todo[0]))[0] if todo else None
+                    ahead = self._start_next(todo)
                     continue
                 assert claim is not None
-                ahead = self.ledger.submit(Start(todo[0]))[0] if todo else None
+                ahead = self._start_next(todo)
                 done = self._call(args, claim)
                 written += self.ledger.submit(done)
                 results.append(done.outcome)
@@ -161,6 +161,10 @@ class Runtime:
             for f in written:
                 f.result()
         return results
+
+    def _start_next(self, todo: list[DialArgs]) -> Future[Any] | None:
+        """Hand the next attempt's start to the ledger (None: the message is done)."""
+        return self.ledger.submit(Start(todo[0]))[0] if todo else None
 
     def _call(self, args: DialArgs, claim: Claim) -> Outcome:
         assert claim.token is not None
