@@ -36,7 +36,7 @@ from control.schemas import (
     TokenCreate,
     TransitionIn,
 )
-from control.security import MAX_ID, BodyLimit, Security, current
+from control.security import MAX_ID, BodyLimit, Gatekeeper, Security, current
 from control.services import Cap, Control
 from control.tokens import Tokens
 from shared import metrics
@@ -72,11 +72,15 @@ def create_app(control: Control) -> FastAPI:
         version="0.1.0",
         docs_url="/docs",
         redoc_url=None,
-        dependencies=[Depends(security.authorize)],
     )
     app.state.control = control
     state = CollectorRegistry(auto_describe=False)
     state.register(metrics.StateCollector(lambda: read_state(control)))
+    app.add_middleware(
+        Gatekeeper,  # type: ignore[arg-type]
+        security=security,
+        refuse=_answer,
+    )
     app.add_middleware(
         BodyLimit,  # type: ignore[arg-type]
         limit=control.settings.max_body_bytes,
@@ -95,29 +99,10 @@ def create_app(control: Control) -> FastAPI:
         response.headers["X-Request-ID"] = rid[:64]
         return response
 
-    @app.exception_handler(DialgateError)
-    async def dialgate_error(request: Request, exc: DialgateError) -> Response:
-        if (
-            isinstance(exc, Unauthenticated)
-            and request.method == "GET"
-            and not request.url.path.startswith("/api/")
-        ):  # a page: send the visitor to sign in, and back here afterwards
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-        return _error(exc.status_code, exc.code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, InvalidInput.code, _validation_message(exc))
-
-    @app.exception_handler(OperationalError)
-    async def db_down(_: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database_unavailable", error=str(exc.orig))
-        return _error(503, "unavailable", "the database is unreachable or timed out; retry")
-
-    @app.exception_handler(Exception)
-    async def crash(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_error")
-        return _error(500, "internal", f"internal error ({type(exc).__name__}); see the logs")
+    app.add_exception_handler(DialgateError, _answer)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(OperationalError, _answer)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _answer)
 
     # -- probes --------------------------------------------------------------------------
     @app.get("/healthz")
@@ -341,6 +326,27 @@ def create_app(control: Control) -> FastAPI:
 
     app.include_router(web.router(control))
     return app
+
+
+def _answer(request: Request, exc: Exception) -> Response:
+    """The one error answer: ``{"error": {"code", "message"}}``, or sign-in for a page."""
+    if isinstance(exc, DialgateError):
+        if (
+            isinstance(exc, Unauthenticated)
+            and request.method == "GET"
+            and not request.url.path.startswith("/api/")
+        ):  # a page: send the visitor to sign in, and back here afterwards
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return _error(exc.status_code, exc.code, exc.message)
+    if isinstance(exc, OperationalError):
+        log.error("database_unavailable", error=str(exc.orig))
+        return _error(503, "unavailable", "the database is unreachable or timed out; retry")
+    log.exception("unhandled_error", exc_info=exc)
+    return _error(500, "internal", f"internal error ({type(exc).__name__}); see the logs")
+
+
+def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return _error(422, InvalidInput.code, _validation_message(exc))
 
 
 def _scoped(control: Control, w: Who) -> list[dict[str, Any]]:

@@ -21,9 +21,12 @@ platform admin yes    yes    yes     yes     yes    yes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from starlette.routing import compile_path
 
 
 class Role(StrEnum):
@@ -162,3 +165,20 @@ def required(method: str, path: str, action: str | None = None) -> Can:
     if path == ACTION_ROUTE and action is not None:
         path = f"{CAMPAIGN}/{action}"
     return ROUTES.get((method, path), Can.ADMIN)
+
+
+_PATTERNS: list[tuple[str, re.Pattern[str], Can]] = [
+    (method, compile_path(path)[0], cap) for (method, path), cap in ROUTES.items()
+]
+
+
+def match(method: str, path: str) -> tuple[Can, dict[str, str]]:
+    """A request's capability and path parameters, found in :data:`ROUTES` from its URL
+    alone (before any routing or body parsing); unlisted paths need :attr:`Can.ADMIN`."""
+    if method == "HEAD":
+        method = "GET"
+    for m, pattern, cap in _PATTERNS:
+        found = pattern.match(path) if m == method else None
+        if found:
+            return cap, found.groupdict()
+    return Can.ADMIN, {}

@@ -62,7 +62,7 @@ async def sign_in(request: Request, security: Security) -> Response:
     if not token:
         return form(next_path, "token: enter your API token", 422)
     try:
-        sid, csrf, _ = security.checked(request, lambda: security.tokens.sign_in(token))
+        sid, csrf, _ = security.checked(request, token, lambda: security.tokens.sign_in(token))
     except (Unauthenticated, TooManyRequests) as exc:
         return form(next_path, exc.message, exc.status_code)
     response = RedirectResponse(next_path, status_code=303)

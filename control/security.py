@@ -1,14 +1,22 @@
 """The API's front door: authentication, the role check, organisation scoping, CSRF,
 rate limits on failed sign-ins, and the request size limit.
 
-:meth:`Security.authorize` is one FastAPI dependency on the whole app. It finds the
-route's capability in :data:`control.authz.ROUTES`, authenticates the caller (a bearer
-token, or the web session cookie plus its CSRF header for changes), checks the role, and
-answers 404 for a campaign of another organisation (existence does not leak).
+:class:`Gatekeeper` is an ASGI middleware around the whole app: it finds the request's
+capability in :data:`control.authz.ROUTES` by its method and URL and, unless the
+route is public, has :meth:`Security.authorize` authenticate the caller (a bearer token,
+or the web session cookie plus its CSRF header for changes), check the role and answer
+404 for a campaign of another organisation (existence does not leak) — all before a byte
+of the body is read, so no request costs memory before its credential is known.
+
+Failed credential checks are counted per client address and per presented credential
+(its first characters); past ``DIALGATE_AUTH_FAILURES_PER_MINUTE`` a failing check answers
+429 instead of 401. A valid credential is never refused by this limiter: one anonymous
+client sharing an address with operators (an ingress) cannot make pause unavailable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
@@ -16,8 +24,10 @@ from typing import Any, TypeVar
 import redis
 import structlog
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
-from control.authz import Can, Principal, Who, required
+from control.authz import Can, Principal, Who, match
 from control.services import Control
 from control.tokens import Tokens
 from shared.errors import (
@@ -36,6 +46,7 @@ CSRF_COOKIE = "dialgate_csrf"
 CSRF_HEADER = "x-csrf-token"
 T = TypeVar("T")
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 def client_ip(request: Request) -> str:
@@ -53,8 +64,8 @@ def object_id(field: str, raw: str) -> int:
 
 
 async def current(request: Request) -> Who:
-    """The caller, as :meth:`Security.authorize` found them (a route's dependency; async:
-    it reads what is there, without a trip through the thread pool)."""
+    """The caller, as :class:`Gatekeeper` found them (a route's dependency; async: it reads
+    what is there, without a trip through the thread pool)."""
     w: Who | None = getattr(request.state, "who", None)
     if w is None:  # a route listed as public asked for a caller: a bug in the table
         raise Unauthenticated("this route needs a signed-in caller")
@@ -67,21 +78,17 @@ class Security:
         self.tokens = tokens
         self.settings = control.settings
 
-    def authorize(self, request: Request) -> Who | None:
-        route = request.scope.get("route")
-        path = getattr(route, "path", request.url.path)
-        cap = required(request.method, path, request.path_params.get("action"))
-        if cap is Can.PUBLIC:
-            return None
+    def authorize(self, request: Request, cap: Can, path_params: dict[str, Any]) -> Who:
+        """The caller of a route that needs ``cap``, or the error that refuses them."""
         principal = self.authenticate(request)
         if not principal.can(cap):
             raise Forbidden(
                 f"the role {principal.role.value!r} of {principal.name!r} may not do this "
                 f"(it needs the {cap.value!r} right); see docs/security.md for the roles"
             )
-        raw = request.path_params.get("campaign_id")
+        raw = path_params.get("campaign_id")
         if raw is not None:
-            campaign_id = object_id("campaign_id", raw)
+            campaign_id = object_id("campaign_id", str(raw))
             if not principal.platform and self.control.campaign_org(campaign_id) != principal.org:
                 raise NotFound(f"campaign {campaign_id} does not exist")
         who = Who(principal, client_ip(request), getattr(request.state, "request_id", None))
@@ -92,12 +99,13 @@ class Security:
         header = request.headers.get("authorization")
         if header:
             scheme, _, secret = header.partition(" ")
-            if scheme.lower() != "bearer" or not secret.strip():
+            secret = secret.strip()
+            if scheme.lower() != "bearer" or not secret:
                 raise Unauthenticated("send the token as `Authorization: Bearer <token>`")
-            return self.checked(request, lambda: self.tokens.authenticate(secret.strip()))
+            return self.checked(request, secret, lambda: self.tokens.authenticate(secret))
         sid = request.cookies.get(SESSION_COOKIE)
         if sid:
-            principal, csrf = self.checked(request, lambda: self.tokens.session(sid))
+            principal, csrf = self.checked(request, sid, lambda: self.tokens.session(sid))
             if request.method in UNSAFE and request.headers.get(CSRF_HEADER) != csrf:
                 raise Forbidden(
                     f"missing or wrong {CSRF_HEADER} header (the page sends it; reload the page)"
@@ -108,34 +116,71 @@ class Security:
             "or sign in on the web page at /login"
         )
 
-    def checked(self, request: Request, check: Callable[[], T]) -> T:
-        """Run a credential check, refusing an address after too many failures."""
-        key = self.control.keys.auth_failures(client_ip(request))
-        r = self.control.gate.r
-        limit = self.settings.auth_failures_per_minute
-        try:
-            failures = int(r.get(key) or 0)
-        except redis.RedisError as exc:  # the limiter fails open; the check itself does not
-            log.warning("auth_rate_limit_unavailable", error=str(exc))
-            failures = 0
-        if failures >= limit:
-            raise TooManyRequests(
-                f"too many failed sign-ins from {client_ip(request)}; wait a minute"
-            )
+    def checked(self, request: Request, credential: str, check: Callable[[], T]) -> T:
+        """Run a credential check; a failure is counted against the client's address and
+        the presented credential, and answers 429 once either is over the limit. A valid
+        credential always passes, however many failures its address has seen."""
         try:
             return check()
         except Unauthenticated:
-            try:
-                pipe = r.pipeline(transaction=False)
-                pipe.incr(key)
-                pipe.expire(key, 60, nx=True)
-                pipe.execute()
-            except redis.RedisError:
-                pass
+            if self._failed(client_ip(request), credential):
+                raise TooManyRequests(
+                    f"too many failed sign-ins from {client_ip(request)} or with this "
+                    "credential; wait a minute (a valid token is still accepted)"
+                ) from None
             raise
 
+    def _failed(self, address: str, credential: str) -> bool:
+        """Count one failure; whether the address or the credential is over the limit."""
+        keys = self.control.keys
+        # The credential's first characters name it (a token's stored prefix is 10 long);
+        # hashed so that whatever a caller sends makes a well-formed key.
+        presented = hashlib.sha256(credential[:10].encode()).hexdigest()[:16]
+        counters = (keys.auth_failures(f"ip:{address}"), keys.auth_failures(f"cred:{presented}"))
+        try:
+            pipe = self.control.gate.r.pipeline(transaction=False)
+            for key in counters:
+                pipe.incr(key)
+                pipe.expire(key, 60, nx=True)
+            counts = pipe.execute()[::2]
+        except redis.RedisError as exc:  # the limiter fails open; the check itself does not
+            log.warning("auth_rate_limit_unavailable", error=str(exc))
+            return False
+        over = max(int(n) for n in counts) > self.settings.auth_failures_per_minute
+        if over:
+            log.warning("auth_failures_over_limit", client=address, failures=counts)
+        return over
 
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+class Gatekeeper:
+    """ASGI middleware: the caller is authenticated and authorized for the request's
+    route, found in the table by its URL, before the app reads the request's body
+    (FastAPI parses a JSON body before it runs a route's dependencies). A refusal is
+    answered by ``refuse``, the app's own error answer, without reading the body."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        security: Security,
+        refuse: Callable[[Request, Exception], Response],
+    ) -> None:
+        self.app = app
+        self.security = security
+        self.refuse = refuse
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cap, params = match(scope["method"], scope["path"])
+        if cap is not Can.PUBLIC:
+            request = Request(scope)
+            try:
+                await run_in_threadpool(self.security.authorize, request, cap, params)
+            except Exception as exc:  # answered as the app answers it (401, 403, 404, 503...)
+                await self.refuse(request, exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -148,7 +193,10 @@ class BodyLimit:
         self.import_limit = import_limit
 
     def _limit_for(self, path: str) -> int:
-        return self.import_limit if path.endswith(("/contacts", "/dnc")) else self.limit
+        """The import limit for a campaign's contact import only (a CSV of any length)."""
+        if path.startswith("/api/v1/campaigns/") and path.endswith("/contacts"):
+            return self.import_limit
+        return self.limit
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

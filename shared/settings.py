@@ -44,7 +44,10 @@ class Settings(BaseSettings):
         default=False, description="Mark the session cookie Secure (set it behind HTTPS)."
     )
     auth_failures_per_minute: int = Field(
-        default=10, ge=1, description="Failed token checks per client address, then 429."
+        default=10,
+        ge=1,
+        description="Failed token checks per client address or credential a minute, then 429 "
+        "(a valid token is never refused).",
     )
     control_key: str | None = Field(
         default=None,
@@ -54,7 +57,7 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Request body limit.")
     max_import_bytes: int = Field(
-        default=64 * 1_048_576, ge=1024, description="Body limit of contact and DNC imports."
+        default=64 * 1_048_576, ge=1024, description="Body limit of a campaign's contact import."
     )
 
     # Timeouts of the backing-service clients (seconds).
