@@ -17,15 +17,15 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from control.api import create_app
-from control.caps import CapLifter
-from control.feeder import Feeder
-from control.loops import Loop
-from control.monitor import Monitor
-from control.reconciler import Reconciler
-from control.recovery import Recovery
-from control.relay import Relay
-from control.services import Control
+from control.api.app import create_app
+from control.campaigns.service import Control
+from control.loops.base import Loop
+from control.loops.cap_lifter import CapLifter
+from control.loops.feeder import Feeder
+from control.loops.monitor import Monitor
+from control.loops.reconciler import Reconciler
+from control.loops.recovery import Recovery
+from control.loops.relay import Relay
 from shared.clients import make_redis
 from shared.db import database_epoch, make_engine, make_sessionmaker
 from shared.gate import Gate

@@ -33,3 +33,20 @@ def amqp_parameters(settings: Settings) -> pika.URLParameters:
     params.socket_timeout = 5
     params.connection_attempts = 1
     return params
+
+
+def quick_amqp(settings: Settings) -> pika.BlockingConnection:
+    """A connection for a probe or a one-off read: it fails within about 3 s."""
+    params = amqp_parameters(settings)
+    params.socket_timeout = 2
+    params.stack_timeout = 3
+    return pika.BlockingConnection(params)
+
+
+def amqp_unreachable(settings: Settings) -> str | None:
+    """Why the broker does not answer a probe (``None``: it does)."""
+    try:
+        quick_amqp(settings).close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return None

@@ -145,6 +145,9 @@ class Gate:
         )
         return int(stored)
 
+    def ping(self) -> None:
+        self.r.ping()
+
     def read(self, campaign_id: int) -> GateState | None:
         g = self.r.hgetall(self.keys.gate(campaign_id))
         if not g:

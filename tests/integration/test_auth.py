@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from fastapi.routing import APIRoute
 
-from control.authz import GRANTS, ROUTES, Can, Role
+from control.auth.roles import GRANTS, ROUTES, Can, Role
 from tests.support.stack import TestStack
 
 ROLES = [r.value for r in Role]
@@ -68,7 +68,7 @@ def test_every_route_of_the_app_is_in_the_permission_table(make_stack: Any) -> N
                 continue  # listed once per action
             if (method, path) not in ROUTES:
                 missing.append(f"{method} {path}")
-    assert not missing, f"classify these routes in control/authz.py ROUTES: {missing}"
+    assert not missing, f"classify these routes in control/auth/roles.py ROUTES: {missing}"
 
 
 def _fill(path: str, cid: int) -> str:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from control.diagnosis import diagnose
+from control.campaigns.diagnosis import diagnose
 from control.server import build
 from shared.models import Outbox, utcnow
 from shared.states import Action, Source

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import insert, select
 
-from control.monitor import Monitor
+from control.loops.monitor import Monitor
 from shared.models import Attempt, Contact, Transition, utcnow
 from tests.conftest import PG_URL
 from tests.support.stack import TestStack, wait_for

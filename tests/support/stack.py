@@ -315,7 +315,7 @@ class TestStack:
         return cid
 
     def audit(self, campaign_ids: set[int] | None = None) -> Any:
-        from control.audit import audit
+        from control.campaigns.safety import audit
 
         assert self.stack is not None
         return audit(self.stack.control.sessions, self.calls(), campaign_ids)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control.monitor import Rules, evaluate
+from control.loops.monitor import Rules, evaluate
 
 RULES = Rules(
     failure_ratio=0.25,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from control.schemas import CampaignCreate, TransitionIn
+from control.api.schemas import CampaignCreate, TransitionIn
 from shared.messages import ControlEvent
 from shared.phones import normalise_phone
 

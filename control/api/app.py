@@ -1,0 +1,63 @@
+"""The HTTP app (FastAPI): middleware, the one error answer, and the routers.
+
+Thin routes (one module per resource in this package, the pages in :mod:`control.web`)
+parse, call :class:`control.campaigns.service.Control`, and answer.
+
+Requests pass, outermost first: the request id, the body limit
+(:class:`control.api.limits.BodyLimit`), then the gatekeeper
+(:class:`control.auth.security.Gatekeeper`), which authenticates and authorizes the caller
+before any body is read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from fastapi import FastAPI, Request, Response
+
+from control.api import admin, campaigns, probes, reports, safety
+from control.api.errors import HANDLED, answer
+from control.api.limits import BodyLimit
+from control.auth.security import Gatekeeper, Security
+from control.auth.tokens import Tokens
+from control.campaigns.service import Control
+from control.web import login, pages
+
+
+def create_app(control: Control) -> FastAPI:
+    tokens = Tokens(control.settings, control.sessions)
+    security = Security(control, tokens)
+    app = FastAPI(title="dialgate", version="0.1.0", docs_url="/docs", redoc_url=None)
+    app.state.control = control
+    app.state.tokens = tokens
+    app.state.security = security
+    app.add_middleware(Gatekeeper, security=security, refuse=answer)  # type: ignore[arg-type]
+    app.add_middleware(
+        BodyLimit,  # type: ignore[arg-type]
+        limit=control.settings.max_body_bytes,
+        import_limit=control.settings.max_import_bytes,
+    )
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid[:64])
+        request.state.request_id = rid[:64]
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = rid[:64]
+        return response
+
+    for kind in (*HANDLED, Exception):  # one answer for every error: control.api.errors
+        app.add_exception_handler(kind, answer)
+
+    app.include_router(probes.router(control))
+    app.include_router(login.router(security))
+    for module in (admin, campaigns, safety, reports):
+        app.include_router(module.r)
+    app.include_router(pages.router(control))
+    return app

@@ -1,0 +1,125 @@
+"""Campaign routes: create, list, read, change settings, import contacts, transitions,
+history, diagnosis and the page's overview."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from control.api.deps import Caller, ObjectId, Service, actor
+from control.api.schemas import CampaignCreate, CampaignUpdate, ContactsIn, TransitionIn
+from control.auth.roles import Role, offered, scope
+from control.campaigns import contacts, diagnosis
+from control.campaigns.overview import overview
+from control.campaigns.service import Cap
+from shared.errors import InvalidInput
+from shared.states import Action, Source
+
+r = APIRouter(prefix="/api/v1/campaigns")
+ACTIONS = ", ".join(a.value for a in (Action.START, Action.PAUSE, Action.RESUME, Action.CANCEL))
+
+
+@r.post("", status_code=201)
+def create_campaign(body: CampaignCreate, w: Caller, control: Service) -> dict[str, Any]:
+    return offered(w, control.create_campaign(body, w))
+
+
+@r.get("")
+def list_campaigns(w: Caller, control: Service) -> dict[str, Any]:
+    return {"campaigns": [offered(w, c) for c in control.campaigns(scope(w))]}
+
+
+@r.get("/{campaign_id}")
+def get_campaign(campaign_id: ObjectId, w: Caller, control: Service) -> dict[str, Any]:
+    return offered(w, control.campaign(campaign_id))
+
+
+@r.patch("/{campaign_id}")
+def update_campaign(
+    campaign_id: ObjectId, body: CampaignUpdate, w: Caller, control: Service
+) -> dict[str, Any]:
+    return offered(w, control.update_campaign(campaign_id, body, w))
+
+
+@r.get("/{campaign_id}/transitions")
+def transitions(
+    campaign_id: ObjectId, control: Service, limit: int = Query(100, ge=1, le=1000)
+) -> dict[str, Any]:
+    return {"transitions": control.transitions(campaign_id, limit)}
+
+
+@r.get("/{campaign_id}/diagnosis")
+def diagnose(campaign_id: ObjectId, control: Service) -> dict[str, Any]:
+    return diagnosis.diagnose(control, campaign_id)
+
+
+@r.get("/{campaign_id}/overview")
+def campaign_overview(campaign_id: ObjectId, w: Caller, control: Service) -> dict[str, Any]:
+    facts = overview(control, campaign_id)
+    return {**facts, "campaign": offered(w, facts["campaign"])}
+
+
+@r.post(
+    "/{campaign_id}/contacts",
+    openapi_extra={"requestBody": {"content": {"text/csv": {}, "application/json": {}}}},
+)
+async def add_contacts(
+    campaign_id: ObjectId, request: Request, w: Caller, control: Service
+) -> dict[str, Any]:
+    """JSON ``{"contacts": [...]}`` (at most 100,000), or a CSV body of any length
+    (``Content-Type: text/csv``, header ``phone,name``), received in chunks."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+    if request.headers.get("content-type", "").startswith("text/csv"):
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("body", f"the CSV must be UTF-8 ({exc})") from None
+        rows, where = contacts.csv_rows(io.StringIO(text, newline="")), "line"
+    else:
+        try:
+            parsed = ContactsIn.model_validate_json(bytes(body))
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        rows, where = enumerate(c.model_dump() for c in parsed.contacts), "index"
+    return await run_in_threadpool(contacts.add_contacts, control, campaign_id, rows, where, w)
+
+
+@r.post("/{campaign_id}/{action}")
+def act(
+    request: Request,
+    campaign_id: ObjectId,
+    action: str,
+    w: Caller,
+    control: Service,
+    body: TransitionIn | None = Body(default=None),
+    drain_timeout: float | None = Query(None, ge=0, le=60),
+) -> dict[str, Any]:
+    if action not in ("start", "pause", "resume", "cancel"):
+        raise InvalidInput("action", f"must be one of {ACTIONS}")
+    body = body or TransitionIn()
+    monitor = w.principal.role is Role.MONITOR
+    if monitor and not (body.reason or "").strip():
+        raise InvalidInput("reason", "a monitor's pause must say why (reason is required)")
+    result = control.transition(
+        campaign_id,
+        Action(action),
+        actor=actor(w, body.actor),
+        source=Source.SYSTEM if monitor else Source(body.source),
+        reason=body.reason,
+        request_id=request.state.request_id,
+        confirm=body.confirm,
+        drain_timeout=drain_timeout,
+        cap=None
+        if body.max_concurrency is None or body.for_minutes is None
+        else Cap(body.max_concurrency, body.for_minutes),
+        who=w,
+    )
+    view = offered(w, result.campaign)
+    return {**view, "gate": {**(view.get("gate") or {}), **result.gate}}

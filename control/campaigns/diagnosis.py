@@ -1,0 +1,281 @@
+""" "Why isn't it dialing?": every reason a campaign is not placing calls, with evidence.
+
+The facts are gathered once (:func:`gather`: the campaign row, its counts, its last
+pause, what Redis holds, the broker, the outbox); then each check in :data:`CHECKS`
+looks at them and returns a :class:`Reason` (what, evidence, fix) or ``None``. A check
+is a small function of :class:`Facts`: add one to :data:`CHECKS` to diagnose more.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from sqlalchemy import func, select
+
+from control.campaigns.service import Control
+from shared.clients import amqp_unreachable
+from shared.gate import GateState
+from shared.models import Outbox
+from shared.states import Action, Status
+
+# Unsent outbox rows older than this mean the relay is not keeping up (or not running).
+RELAY_BACKLOG_AGE_S = 5.0
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    title: str
+    evidence: str
+    fix: str
+
+
+@dataclass
+class Facts:
+    campaign: dict[str, Any]  # the campaign's view (Control.campaign), with counts
+    last_pause: dict[str, Any] | None  # the transition that paused it, if paused
+    now: datetime
+    redis_error: str | None = None
+    gate: GateState | None = None
+    inflight: int = 0
+    live_workers: tuple[str, ...] = ()
+    acks: dict[str, int] | None = None
+    estop: dict[str, Any] | None = None
+    broker_error: str | None = None
+    outbox_unsent: int = 0
+    outbox_oldest_s: float | None = None
+
+
+Check = Callable[[Facts], Reason | None]
+
+
+def gather(control: Control, campaign_id: int) -> Facts:
+    c = control.campaign(campaign_id)
+    now = datetime.now(UTC)
+    with control.sessions() as s:
+        last_pause = None
+        if c["status"] == Status.PAUSED.value:
+            t = control.latest_transition(s, campaign_id, Action.PAUSE)
+            if t is not None:
+                last_pause = {
+                    "actor": t.actor,
+                    "source": t.source,
+                    "reason": t.reason,
+                    "at": t.created_at,
+                }
+        unsent, oldest = s.execute(
+            select(func.count(), func.min(Outbox.created_at)).where(Outbox.sent_at.is_(None))
+        ).one()
+    facts = Facts(c, last_pause, now, outbox_unsent=int(unsent))
+    if oldest is not None:
+        if oldest.tzinfo is None:  # SQLite's aggregate skips the column type
+            oldest = datetime.fromisoformat(str(oldest)).replace(tzinfo=UTC)
+        facts.outbox_oldest_s = max(0.0, (now - oldest).total_seconds())
+    try:
+        live, acks, g, inflight, estop = control.gate.snapshot(
+            campaign_id, time.time() - control.settings.worker_ttl
+        )
+        facts.gate, facts.inflight, facts.live_workers, facts.acks = g, inflight, tuple(live), acks
+        if estop is not None:
+            try:
+                facts.estop = dict(json.loads(estop))
+            except (ValueError, TypeError):
+                facts.estop = {"reason": str(estop)}
+    except redis.RedisError as exc:
+        facts.redis_error = f"{type(exc).__name__}: {exc}"[:300]
+    facts.broker_error = amqp_unreachable(control.settings)
+    return facts
+
+
+# -- the checks, one per reason -----------------------------------------------------------
+def not_running(f: Facts) -> Reason | None:
+    c = f.campaign
+    status = c["status"]
+    cid = c["id"]
+    if status == Status.PAUSED.value:
+        p = f.last_pause or {}
+        who = f"{p.get('actor', '?')} ({p.get('source') or c.get('pause_source') or '?'})"
+        why = c.get("pause_reason") or "no reason given"
+        return Reason(
+            "paused",
+            "The campaign is paused",
+            f"paused at {_iso(c.get('paused_at'))} by {who}: {why}",
+            f"once the cause is understood: dialgate resume {cid} "
+            f"(or, supervised: dialgate resume {cid} --max-concurrency 2 --for-minutes 15)",
+        )
+    if status == Status.DRAFT.value:
+        return Reason(
+            "draft", "The campaign was never started", "status draft", f"dialgate start {cid}"
+        )
+    if status in (Status.CANCELLED.value, Status.COMPLETED.value):
+        return Reason(
+            status,
+            f"The campaign is {status} (final)",
+            f"status {status}: nothing dials again",
+            "create a new campaign to dial these contacts again",
+        )
+    return None
+
+
+def emergency_stop(f: Facts) -> Reason | None:
+    if f.estop is None:
+        return None
+    e = f.estop
+    return Reason(
+        "emergency_stop",
+        "An emergency stop is in force: no campaign dials",
+        f"since {e.get('since', '?')} by {e.get('by', '?')}: "
+        f"{e.get('reason') or 'no reason given'}",
+        "when it is safe: dialgate estop --lift",
+    )
+
+
+def no_pending_contacts(f: Facts) -> Reason | None:
+    counts = f.campaign["counts"]
+    if f.campaign["status"] in (Status.CANCELLED.value, Status.COMPLETED.value):
+        return None
+    if counts.get("pending", 0) or counts.get("queued", 0):
+        return None
+    done = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no contacts at all"
+    return Reason(
+        "no_pending_contacts",
+        "No contacts are left to dial",
+        f"0 pending, 0 queued ({done})",
+        f"import contacts: dialgate contacts import {f.campaign['id']} FILE.csv",
+    )
+
+
+def concurrency_saturated(f: Facts) -> Reason | None:
+    if f.gate is None or f.inflight < f.gate.max_concurrency:
+        return None
+    cap = f.campaign.get("cap")
+    limit = f"{f.gate.max_concurrency}" + (
+        f" (temporary cap until {_iso(cap['until'])})" if cap else ""
+    )
+    return Reason(
+        "concurrency_saturated",
+        "Every dialing slot is taken",
+        f"{f.inflight} dials in flight, concurrency limit {limit}",
+        "wait for the dials in flight to end"
+        + (", or let the temporary cap lift" if cap else "; raise max_concurrency if needed"),
+    )
+
+
+def redis_unreachable(f: Facts) -> Reason | None:
+    if f.redis_error is None:
+        return None
+    return Reason(
+        "redis_unreachable",
+        "Redis (the gate) is unreachable: every claim is denied",
+        f.redis_error,
+        "bring Redis back (DIALGATE_REDIS_URL); the reconciler rewrites every gate",
+    )
+
+
+def no_live_workers(f: Facts) -> Reason | None:
+    if f.redis_error is not None or f.live_workers:
+        return None
+    return Reason(
+        "no_live_workers",
+        "No worker is alive",
+        "no worker heartbeat within the worker TTL",
+        "start workers: dialgate worker (see dialgate workers)",
+    )
+
+
+def workers_not_acknowledging(f: Facts) -> Reason | None:
+    if f.acks is None or not f.live_workers:
+        return None
+    version = int(f.campaign["version"])
+    behind = [w for w in f.live_workers if f.acks.get(w, 0) < version]
+    if not behind:
+        return None
+    shown = ", ".join(f"{w}@{f.acks.get(w, 0)}" for w in behind[:5])
+    return Reason(
+        "workers_not_acknowledging",
+        "Workers have not acknowledged the latest version",
+        f"{len(behind)} of {len(f.live_workers)} live workers behind version {version}: {shown}",
+        "check the broker and the relay (below), and those workers' logs; "
+        "they still read the gate before every dial",
+    )
+
+
+def gate_out_of_date(f: Facts) -> Reason | None:
+    if f.redis_error is not None:
+        return None
+    c = f.campaign
+    if f.gate is None:
+        return Reason(
+            "gate_missing",
+            "The campaign's gate is missing from Redis: claims are denied",
+            f"no gate for campaign {c['id']} (database at version {c['version']})",
+            "the reconciler rebuilds it within DIALGATE_RECONCILE_INTERVAL: "
+            "make sure the control loops run (dialgate control --role loops)",
+        )
+    if f.gate.version < int(c["version"]) or f.gate.status != c["status"]:
+        return Reason(
+            "gate_behind",
+            "The gate is behind the database",
+            f"gate {f.gate.status}@{f.gate.version}, database {c['status']}@{c['version']}",
+            "the reconciler rewrites it within DIALGATE_RECONCILE_INTERVAL: "
+            "make sure the control loops run (dialgate control --role loops)",
+        )
+    return None
+
+
+def broker_unreachable(f: Facts) -> Reason | None:
+    if f.broker_error is None:
+        return None
+    return Reason(
+        "broker_unreachable",
+        "RabbitMQ is unreachable: no dial messages, no broadcasts",
+        f.broker_error,
+        "bring RabbitMQ back (DIALGATE_AMQP_URL); the outbox keeps every event until then",
+    )
+
+
+def relay_backlog(f: Facts) -> Reason | None:
+    if f.outbox_oldest_s is None or f.outbox_oldest_s < RELAY_BACKLOG_AGE_S:
+        return None
+    return Reason(
+        "relay_backlog",
+        "The outbox relay is behind",
+        f"{f.outbox_unsent} events unsent, the oldest for {f.outbox_oldest_s:.0f} s",
+        "make sure the control loops run (dialgate control --role loops) and reach RabbitMQ",
+    )
+
+
+CHECKS: list[Check] = [
+    not_running,
+    emergency_stop,
+    no_pending_contacts,
+    concurrency_saturated,
+    redis_unreachable,
+    no_live_workers,
+    workers_not_acknowledging,
+    gate_out_of_date,
+    broker_unreachable,
+    relay_backlog,
+]
+
+
+def diagnose(control: Control, campaign_id: int) -> dict[str, Any]:
+    facts = gather(control, campaign_id)
+    reasons = [r for check in CHECKS if (r := check(facts)) is not None]
+    return {
+        "campaign_id": campaign_id,
+        "status": facts.campaign["status"],
+        "checked_at": facts.now,
+        "ok": not reasons,
+        "reasons": [asdict(r) for r in reasons],
+    }
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)

@@ -1,0 +1,150 @@
+"""Emergency stop: one Redis write closes every gate of the namespace at once.
+
+It works while the database is down: the stop is the Redis key, which every claim reads;
+the database row is its record, written when the database answers (the answer says
+whether it was). Setting it waits, like a pause, until every live lease has drained.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import structlog
+from sqlalchemy.exc import OperationalError
+
+from control.auth.roles import Who
+from control.auth.trail import record
+from control.campaigns.service import Control
+from shared import metrics
+from shared.errors import IllegalTransition, Unavailable
+from shared.models import EmergencyStop
+from shared.states import Action, Source, Status
+
+log = structlog.get_logger("dialgate.estop")
+
+
+def state(control: Control) -> dict[str, Any]:
+    try:
+        raw = control.gate.estop()
+    except redis.RedisError as exc:
+        raise Unavailable(f"Redis is unreachable, the emergency stop is unknown: {exc}") from exc
+    if raw is None:
+        return {"active": False}
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        record = {"reason": raw}
+    return {"active": True, **record}
+
+
+def stop(
+    control: Control,
+    actor: str,
+    reason: str | None,
+    request_id: str | None,
+    drain_timeout: float | None,
+    who: Who | None = None,
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    record = {"by": actor, "reason": reason, "since": now.isoformat()}
+    try:
+        if control.gate.estop() is None:
+            control.gate.set_estop(json.dumps(record))
+        timeout = control.settings.drain_timeout if drain_timeout is None else drain_timeout
+        d = control.gate.drain(None, timeout)
+    except redis.RedisError as exc:
+        raise Unavailable(
+            f"Redis is unreachable, the emergency stop was not set: {exc}. Workers cannot "
+            "claim without Redis, so nothing dials while it is away; retry when it is back."
+        ) from exc
+    metrics.observe_drain("estop", d.drain_ms, d.drained)
+    recorded = _record(control, "stop", actor, reason, request_id, now, d.drained, who)
+    log.warning("emergency_stop", by=actor, reason=reason, drained=d.drained, inflight=d.inflight)
+    return {
+        **state(control),
+        "gate": {
+            "closed": True,
+            "drained": d.drained,
+            "inflight": d.inflight,
+            "drain_ms": d.drain_ms,
+        },
+        "recorded": recorded,
+    }
+
+
+def lift(
+    control: Control,
+    actor: str,
+    reason: str | None,
+    request_id: str | None,
+    who: Who | None = None,
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    try:
+        was = control.gate.lift_estop()
+    except redis.RedisError as exc:
+        raise Unavailable(
+            f"Redis is unreachable, the emergency stop is still in force: {exc}"
+        ) from exc
+    recorded = _record(control, "lift", actor, reason, request_id, now, None, who) if was else False
+    log.warning("emergency_stop_lifted", by=actor, was_active=was)
+    return {"active": False, "lifted": was, "recorded": recorded}
+
+
+def stop_org(
+    control: Control, who: Who, reason: str | None, drain_timeout: float | None
+) -> dict[str, Any]:
+    """An organisation admin's emergency stop: pause every running campaign of the
+    organisation, each through the transition service (resume stays deliberate)."""
+    why = f"emergency stop of {who.org}" + (f": {reason}" if reason else "")
+    paused: list[dict[str, Any]] = []
+    for cid in sorted(control.campaign_ids(who.org, Status.RUNNING)):
+        try:
+            result = control.transition(
+                cid,
+                Action.PAUSE,
+                actor=who.name,
+                source=Source.OPERATOR,
+                reason=why,
+                request_id=who.request_id,
+                drain_timeout=drain_timeout,
+                who=who,
+            )
+        except IllegalTransition:  # paused by someone else meanwhile
+            continue
+        paused.append({"id": cid, "gate": result.gate})
+    log.warning("org_emergency_stop", org=who.org, by=who.name, paused=len(paused))
+    return {"scope": "org", "org": who.org, "paused": paused}
+
+
+def _record(
+    control: Control,
+    action: str,
+    actor: str,
+    reason: str | None,
+    request_id: str | None,
+    at: datetime,
+    drained: bool | None,
+    who: Who | None,
+) -> bool:
+    try:
+        with control.sessions.begin() as s:
+            record(s, who, f"emergency_stop.{action}", "all", reason=reason, drained=drained)
+            s.add(
+                EmergencyStop(
+                    action=action,
+                    actor=actor,
+                    reason=reason,
+                    request_id=request_id,
+                    created_at=at,
+                    answered_at=datetime.now(UTC),
+                    drained=drained,
+                )
+            )
+        return True
+    except OperationalError as exc:
+        log.error("emergency_stop_not_recorded", action=action, error=str(exc.orig))
+        return False

@@ -1,0 +1,191 @@
+"""What the control service reads: campaigns with their counts and live gate, their
+history, the fleet of workers. Nothing here writes."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import redis
+import structlog
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from control.campaigns.views import (
+    COUNTED_STATES,
+    campaign_view,
+    transition_view,
+    worker_view,
+)
+from shared.errors import NotFound
+from shared.gate import Gate
+from shared.keys import Keys
+from shared.models import Attempt, Campaign, Contact, Transition, utcnow
+from shared.settings import Settings
+from shared.states import Action, Source, Status
+
+log = structlog.get_logger("dialgate.control")
+
+
+class Reads:
+    """The read side of :class:`control.campaigns.service.Control`."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    gate: Gate
+    keys: Keys
+
+    def get(self, s: Session, campaign_id: int) -> Campaign:
+        c = s.get(Campaign, campaign_id)
+        if c is None:
+            raise NotFound(f"campaign {campaign_id} does not exist")
+        return c
+
+    def _counts(self, s: Session, ids: list[int]) -> dict[int, dict[str, int]]:
+        counts = {i: dict.fromkeys(COUNTED_STATES, 0) for i in ids}
+        if not ids:
+            return counts
+        rows = s.execute(
+            select(Contact.campaign_id, Contact.state, func.count())
+            .where(Contact.campaign_id.in_(ids))
+            .group_by(Contact.campaign_id, Contact.state)
+        )
+        for cid, state, n in rows:
+            counts[cid][state] = n
+        return counts
+
+    def ping_database(self) -> None:
+        with self.sessions() as s:
+            s.execute(text("SELECT 1"))
+
+    def live_workers(self) -> list[str]:
+        cutoff = time.time() - self.settings.worker_ttl
+        return [str(w) for w in self.gate.r.zrangebyscore(self.keys.workers, cutoff, "+inf")]
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers (heartbeat within ``worker_ttl``) with what they last reported."""
+        live = self.live_workers()
+        pipe = self.gate.r.pipeline(transaction=False)
+        for w in live:
+            pipe.hgetall(self.keys.worker(w))
+        return [worker_view(info, w) for w, info in zip(live, pipe.execute(), strict=True) if info]
+
+    def _live_view(self, campaign_id: int, version: int) -> dict[str, Any]:
+        """What Redis knows: gate, leases, propagation, emergency stop. ``None`` if away."""
+        try:
+            live, acks, g, inflight, estop = self.gate.snapshot(
+                campaign_id, time.time() - self.settings.worker_ttl
+            )
+            return {
+                "gate": None if g is None else {"status": g.status, "version": g.version},
+                "inflight": inflight,
+                "propagation": {
+                    "version": version,
+                    "workers_live": len(live),
+                    "workers_acked": sum(1 for w in live if acks.get(w, 0) >= version),
+                },
+                "emergency_stop": estop is not None,
+            }
+        except redis.RedisError as exc:
+            log.warning("redis_unreachable_for_view", error=str(exc))
+            return {"gate": None, "inflight": None, "propagation": None, "emergency_stop": None}
+
+    def campaign_org(self, campaign_id: int) -> str | None:
+        """The organisation a campaign belongs to (``None``: no such campaign)."""
+        with self.sessions() as s:
+            return s.scalar(select(Campaign.org).where(Campaign.id == campaign_id))
+
+    def campaign_ids(self, org: str, status: Status | None = None) -> set[int]:
+        """The ids of an organisation's campaigns (of one status, if given)."""
+        q = select(Campaign.id).where(Campaign.org == org)
+        if status is not None:
+            q = q.where(Campaign.status == status.value)
+        with self.sessions() as s:
+            return set(s.scalars(q))
+
+    @staticmethod
+    def latest_transition(s: Session, campaign_id: int, action: Action) -> Transition | None:
+        """The campaign's most recent transition of this action (``None``: never)."""
+        return s.scalars(
+            select(Transition)
+            .where(Transition.campaign_id == campaign_id, Transition.action == action.value)
+            .order_by(Transition.version.desc())
+            .limit(1)
+        ).first()
+
+    @staticmethod
+    def _automatic_pauses(s: Session, campaign_id: int) -> dict[str, int]:
+        """System pauses in the last 24 h per monitor rule (or other actor, e.g.
+        ``alertmanager:<alert>``): repeated pauses for one root cause show."""
+        since = utcnow() - timedelta(hours=24)
+        rows = s.execute(
+            select(Transition.actor, func.count())
+            .where(
+                Transition.campaign_id == campaign_id,
+                Transition.action == Action.PAUSE.value,
+                Transition.source == Source.SYSTEM.value,
+                Transition.created_at >= since,
+            )
+            .group_by(Transition.actor)
+        )
+        return {actor.removeprefix("monitor:"): n for actor, n in rows}
+
+    def campaign(self, campaign_id: int) -> dict[str, Any]:
+        with self.sessions() as s:
+            view = self._stored_view(s, self.get(s, campaign_id))
+        view.update(self._live_view(campaign_id, view["version"]))
+        return view
+
+    def _stored_view(self, s: Session, c: Campaign) -> dict[str, Any]:
+        """The campaign as the database has it (row, counts, automatic pauses)."""
+        view = campaign_view(c, self._counts(s, [c.id])[c.id])
+        view["automatic_pauses_24h"] = self._automatic_pauses(s, c.id)
+        return view
+
+    def _committed_view(self, c: Campaign) -> dict[str, Any]:
+        """:meth:`_stored_view` of a campaign row just committed (read in its own session)."""
+        with self.sessions() as s:
+            return self._stored_view(s, c)
+
+    def campaigns(self, org: str | None = None) -> list[dict[str, Any]]:
+        """Every campaign, or those of one organisation."""
+        with self.sessions() as s:
+            q = select(Campaign).order_by(Campaign.id)
+            if org is not None:
+                q = q.where(Campaign.org == org)
+            rows = list(s.scalars(q))
+            counts = self._counts(s, [c.id for c in rows])
+            return [campaign_view(c, counts[c.id]) for c in rows]
+
+    def transitions(self, campaign_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        with self.sessions() as s:
+            self.get(s, campaign_id)
+            rows = s.scalars(
+                select(Transition)
+                .where(Transition.campaign_id == campaign_id)
+                .order_by(Transition.version.desc())
+                .limit(limit)
+            )
+            return [transition_view(t) for t in rows]
+
+    def first_dial_after_resume(self, campaign_id: int) -> dict[str, Any] | None:
+        """The latest resume and the first dial that started after it (None: no resume)."""
+        with self.sessions() as s:
+            resume = self.latest_transition(s, campaign_id, Action.RESUME)
+            if resume is None:
+                return None
+            first = s.execute(
+                select(Attempt.id, Attempt.started_at, Attempt.worker_id)
+                .where(
+                    Attempt.campaign_id == campaign_id,
+                    Attempt.started_at >= resume.created_at,
+                )
+                .order_by(Attempt.started_at)
+                .limit(1)
+            ).first()
+        view: dict[str, Any] = {"version": resume.version, "resumed_at": resume.created_at}
+        if first is not None and first[1] is not None:
+            view.update(attempt_id=first[0], started_at=first[1], worker_id=first[2])
+            view["after_s"] = round((first[1] - resume.created_at).total_seconds(), 3)
+        return view

@@ -1,0 +1,37 @@
+"""The control service's business logic, as one object that every route, loop and page
+takes: :class:`Control`. Its parts live beside it, one concern a module:
+
+- :mod:`.reads`: campaigns with counts and live gate, history, the fleet;
+- :mod:`.transitions`: the write path of start, pause, resume, cancel, complete;
+- :mod:`.setup`: creating a campaign and changing its settings;
+- :mod:`.outcomes`: outcomes providers report after the call.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from control.campaigns.dnc import DncList
+from control.campaigns.outcomes import Outcomes
+from control.campaigns.setup import Setup
+from control.campaigns.transitions import Cap, TransitionResult, Transitions
+from shared.dnc import DncSet
+from shared.gate import Gate
+from shared.keys import Keys
+from shared.settings import Settings
+
+__all__ = ["Cap", "Control", "TransitionResult"]
+
+
+class Control(Transitions, Setup, Outcomes):
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], gate: Gate, keys: Keys
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.gate = gate
+        self.keys = keys
+        self.dnc = DncList(sessions, DncSet(gate.r, keys))
+        self._answers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="answer")

@@ -1,0 +1,89 @@
+"""How a campaign, its history and the fleet are shown: plain dicts built from rows.
+
+Every answer that shows a campaign (API, page, CLI) is built here, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from shared import windows
+from shared.models import Campaign, Transition, utcnow
+from shared.states import ContactState, Status, allowed_actions
+
+COUNTED_STATES = [s.value for s in ContactState]
+
+
+def campaign_view(c: Campaign, counts: dict[str, int]) -> dict[str, Any]:
+    """The campaign as the database has it, with its contacts counted by state."""
+    return {
+        "id": c.id,
+        "name": c.name,
+        "status": c.status,
+        "version": c.version,
+        "max_concurrency": c.max_concurrency,
+        "concurrency": c.concurrency,
+        "cap": cap_view(c.cap_concurrency, c.cap_until),
+        "max_attempts": c.max_attempts,
+        "retry_backoff_s": c.retry_backoff_s,
+        "timezone": c.timezone,
+        "calling_window": c.calling_window,
+        "paused_at": c.paused_at,
+        "pause_reason": c.pause_reason,
+        "pause_source": c.pause_source,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "counts": counts,
+        "allowed_actions": [a.value for a in allowed_actions(Status(c.status))],
+        "dialing": dialing_view(c),
+        "monitor": c.monitor,
+    }
+
+
+def transition_view(t: Transition) -> dict[str, Any]:
+    return {
+        "version": t.version,
+        "from": t.from_status,
+        "to": t.to_status,
+        "action": t.action,
+        "actor": t.actor,
+        "source": t.source,
+        "reason": t.reason,
+        "role": t.role,
+        "source_ip": t.source_ip,
+        "request_id": t.request_id,
+        "at": t.created_at,
+        "cap": cap_view(t.cap_concurrency, t.cap_until),
+        "answered_at": t.answered_at,
+        "drained": t.drained,
+    }
+
+
+def cap_view(cap: int | None, until: datetime | None) -> dict[str, Any] | None:
+    return None if cap is None else {"max_concurrency": cap, "until": until}
+
+
+def dialing_view(c: Campaign, at: datetime | None = None) -> dict[str, Any]:
+    """Why a running campaign dials nothing right now, when it is its calling window."""
+    if c.status != Status.RUNNING.value:
+        return {"blocked_by": None}
+    verdict = windows.check(c.calling_window, c.timezone, None, at or utcnow())
+    if verdict.open:
+        return {"blocked_by": None}
+    return {"blocked_by": "calling_window", "opens_at": verdict.opens_at}
+
+
+def worker_view(info: dict[str, str], worker_id: str) -> dict[str, Any]:
+    """A worker as its heartbeat record describes it."""
+    return {
+        "id": worker_id,
+        "host": info.get("host"),
+        "pid": int(info["pid"]) if info.get("pid") else None,
+        "threads": int(info["threads"]) if info.get("threads") else None,
+        "started": float(info["started"]) if info.get("started") else None,
+        "last_heartbeat": float(info["last"]) if info.get("last") else None,
+        "inflight": int(info.get("inflight") or 0),
+        "applied": json.loads(info.get("applied") or "{}"),
+    }

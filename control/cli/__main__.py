@@ -1,0 +1,3 @@
+from control.cli.main import main
+
+main()

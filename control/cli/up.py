@@ -1,0 +1,199 @@
+"""``dialgate up``: the whole stack in the foreground, for a laptop or a demo.
+
+Checks that Redis and RabbitMQ answer (and says how to start the one that does not),
+applies the migrations, starts the control service and N worker processes as child
+processes, optionally creates and starts a demo campaign, prints where to look, and
+stops everything cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import phonenumbers
+
+from control.auth.tokens import new_secret
+from control.cli.client import Client
+from shared.settings import Settings
+
+HOW_TO_START = {
+    "redis": "Redis is not reachable at {url}: start it with `redis-server --daemonize yes "
+    '--port 6379 --save ""` (or set DIALGATE_REDIS_URL)',
+    "rabbitmq": "RabbitMQ is not reachable at {url}: start it with `rabbitmq-server -detached` "
+    "(or set DIALGATE_AMQP_URL)",
+    "database": "the database at {url} is not reachable: check DIALGATE_DATABASE_URL "
+    "(PostgreSQL: `pg_ctlcluster <version> main start`)",
+}
+
+
+def check_services(settings: Settings) -> list[str]:
+    from sqlalchemy import text
+
+    from shared.clients import amqp_unreachable, make_redis
+    from shared.db import make_engine
+
+    problems = []
+    try:
+        make_redis(settings).ping()
+    except Exception:
+        problems.append(HOW_TO_START["redis"].format(url=settings.redis_url))
+    if amqp_unreachable(settings):
+        problems.append(HOW_TO_START["rabbitmq"].format(url=settings.amqp_url))
+    try:
+        with make_engine(settings).connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception:
+        problems.append(HOW_TO_START["database"].format(url=settings.database_url))
+    return problems
+
+
+def demo_contacts(n: int) -> list[dict[str, Any]]:
+    """Fictional numbers (NANP 555-01xx) that phonenumbers accepts as valid."""
+    out: list[dict[str, Any]] = []
+    for area in ("415", "201", "212", "213", "305", "312", "617", "646", "702", "718", "202"):
+        for line in range(100, 200):
+            phone = f"+1{area}5550{line}"
+            if phonenumbers.is_valid_number(phonenumbers.parse(phone)):
+                out.append({"phone": phone, "name": f"Demo contact {len(out) + 1}"})
+            if len(out) == n:
+                return out
+    return out
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+DEMO_LATENCY_MS = "1000"
+
+
+def up(args: argparse.Namespace) -> int:
+    if args.demo:  # slow enough to watch, pause and resume by hand
+        os.environ.setdefault("DIALGATE_SIM_LATENCY_MS", DEMO_LATENCY_MS)
+    settings = Settings()
+    if args.port:
+        settings.http_port = args.port
+    url = f"http://{settings.http_host}:{settings.http_port}"
+    # SIGTERM and SIGHUP stop the stack like Ctrl-C does: children never outlive `up`.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
+    problems = check_services(settings)
+    if not _port_free(settings.http_host, settings.http_port):
+        problems.append(
+            f"port {settings.http_port} is already in use (another `dialgate up`?): stop it, "
+            "or choose another port with --port"
+        )
+    if problems:
+        for problem in problems:
+            print(f"dialgate up: {problem}", file=sys.stderr)
+        return 1
+
+    from shared.db import make_engine
+    from shared.migrate import upgrade
+
+    upgrade(make_engine(settings))
+    # The demo's admin token: the one given, or a new one for this run only.
+    admin_token = settings.admin_token or new_secret()
+    env = {
+        **os.environ,
+        "DIALGATE_HTTP_PORT": str(settings.http_port),
+        "DIALGATE_URL": url,
+        "DIALGATE_ADMIN_TOKEN": admin_token,
+    }
+    exe = [sys.executable, "-m", "control.cli"]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        control = subprocess.Popen([*exe, "control"], env=env)
+        procs.append(control)
+        if not _wait_ready(url, control):
+            print(
+                "dialgate up: the control service did not start; see its log above", file=sys.stderr
+            )
+            return 1
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "worker",
+                    "--processes",
+                    str(args.workers),
+                    "--threads",
+                    str(args.threads),
+                ],
+                env=env,
+            )
+        )
+        demo = ""
+        if args.demo:
+            client = Client(url, token=admin_token)
+            c = client.create(name="Demo campaign", max_concurrency=2, timezone="UTC")
+            client.add_contacts(c["id"], demo_contacts(1000))
+            client.act(c["id"], "start", actor="dialgate up --demo")
+            demo = (
+                f"\n  demo campaign {c['id']} is dialing 1000 fictional numbers "
+                f"(simulated provider, {settings.sim_latency_ms:.0f} ms per call, 2 at a time; "
+                "DIALGATE_SIM_LATENCY_MS changes it)\n"
+                f"    watch it:   .venv/bin/dialgate show {c['id']}\n"
+                f"    pause it:   .venv/bin/dialgate pause {c['id']}\n"
+                f"    resume it:  .venv/bin/dialgate resume {c['id']}\n"
+                f"    history:    .venv/bin/dialgate history {c['id']}"
+            )
+        print(
+            f"\ndialgate is up (namespace {settings.namespace!r}, database "
+            f"{settings.database_url}):\n"
+            f"  page        {url}/\n"
+            f"  API         {url}/api/v1/campaigns   (OpenAPI: {url}/docs)\n"
+            f"  readiness   {url}/readyz\n"
+            f"  metrics     {url}/metrics, workers :{settings.worker_metrics_port}/metrics\n"
+            f"  workers     {args.workers} processes × {args.threads} threads\n"
+            f"  admin token {admin_token}\n"
+            "    (sign in on the page with it; for the CLI in another terminal:\n"
+            f"     export DIALGATE_TOKEN={admin_token} DIALGATE_URL={url}){demo}\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        print("dialgate up: a child process exited; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndialgate up: stopping…", file=sys.stderr)
+        return 0
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                p.kill()

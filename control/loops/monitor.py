@@ -1,0 +1,170 @@
+"""The monitor: pauses a running campaign by itself when dialing goes wrong.
+
+Every ``monitor_interval`` seconds, for each running campaign, it reads the outcomes of
+the attempts finished since the campaign last started or resumed (the attempts table is
+the outcome stream: the worker writes each outcome, a real provider's webhook
+``POST /api/v1/provider/events`` rewrites it later) and applies the rules, in order:
+
+- ``auth_error``: any provider authentication/authorisation error → pause at once;
+- ``consecutive_errors``: the last N outcomes are all provider errors;
+- ``failure_ratio``: failures among the last ``window`` outcomes ≥ ``ratio``, once there are
+  at least ``min_samples`` of them;
+- ``outcomes_not_recorded``: attempts that started dialing longer than ``bound`` seconds ago
+  and still have no outcome ("broken logging").
+
+A rule that fires pauses through the transition service, like an operator, with
+``source: system``, ``actor: monitor:<rule>`` and a reason saying what was measured against
+which threshold. A campaign that is no longer running is left alone: a second firing, or a
+second monitor process, meets the transition service's version check and the state
+machine, and pauses nothing more. Thresholds are global settings, overridable per campaign
+(``campaigns.monitor``). Resume stays a human act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from control.campaigns.service import Control
+from control.loops.base import Loop
+from shared.errors import Conflict
+from shared.models import Attempt, Campaign, Transition, utcnow
+from shared.settings import Settings
+from shared.states import Action, AttemptState, Source, Status
+
+FAILED = ("provider_error", "auth_error", "failed")
+PROVIDER_ERRORS = ("provider_error", "auth_error")
+
+
+@dataclass(frozen=True)
+class Rules:
+    failure_ratio: float
+    failure_window: int
+    failure_min_samples: int
+    consecutive_errors: int
+    outcome_bound_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Rules:
+        return cls(
+            settings.monitor_failure_ratio,
+            settings.monitor_failure_window,
+            settings.monitor_failure_min_samples,
+            settings.monitor_consecutive_errors,
+            settings.monitor_outcome_bound,
+        )
+
+    def overridden(self, raw: dict[str, Any] | None) -> Rules:
+        return replace(self, **(raw or {}))
+
+
+@dataclass(frozen=True)
+class Firing:
+    rule: str
+    reason: str
+
+
+def evaluate(
+    rules: Rules, outcomes: list[str], unrecorded: int, oldest_unrecorded_s: float
+) -> Firing | None:
+    """The first rule that fires on these outcomes (newest first), or None. Pure."""
+    if "auth_error" in outcomes:
+        return Firing("auth_error", "the provider refused our credentials (auth error)")
+    n = rules.consecutive_errors
+    if len(outcomes) >= n and all(o in PROVIDER_ERRORS for o in outcomes[:n]):
+        return Firing("consecutive_errors", f"{n} consecutive provider errors (threshold {n})")
+    last = outcomes[: rules.failure_window]
+    if len(last) >= rules.failure_min_samples:
+        failed = sum(1 for o in last if o in FAILED)
+        if failed / len(last) >= rules.failure_ratio:
+            return Firing(
+                "failure_ratio",
+                f"failure rate {failed / len(last):.0%} over the last {len(last)} attempts "
+                f"exceeds {rules.failure_ratio:.0%}",
+            )
+    if unrecorded:
+        return Firing(
+            "outcomes_not_recorded",
+            f"{unrecorded} attempts without a recorded outcome, the oldest for "
+            f"{oldest_unrecorded_s:.0f} s (bound {rules.outcome_bound_s:g} s)",
+        )
+    return None
+
+
+class Monitor(Loop):
+    name = "monitor"
+
+    def __init__(self, settings: Settings, control: Control) -> None:
+        super().__init__(settings.monitor_interval)
+        self.control = control
+        self.rules = Rules.of(settings)
+
+    def step(self) -> int:
+        with self.control.sessions() as s:
+            running = list(
+                s.execute(
+                    select(Campaign.id, Campaign.monitor).where(
+                        Campaign.status == Status.RUNNING.value
+                    )
+                )
+            )
+        paused = 0
+        for cid, overrides in running:
+            rules = self.rules.overridden(overrides)
+            with self.control.sessions() as s:
+                firing = evaluate(rules, *self._measure(s, cid, rules))
+            if firing is not None and self._pause(cid, firing):
+                paused += 1
+        return paused
+
+    @staticmethod
+    def _measure(s: Session, cid: int, rules: Rules) -> tuple[list[str], int, float]:
+        since = s.scalar(
+            select(func.max(Transition.created_at)).where(
+                Transition.campaign_id == cid, Transition.to_status == Status.RUNNING.value
+            )
+        )
+        now = utcnow()
+        since = since or now
+        outcomes = list(
+            s.scalars(
+                select(Attempt.outcome)
+                .where(
+                    Attempt.campaign_id == cid,
+                    Attempt.started_at >= since,
+                    Attempt.outcome.is_not(None),
+                )
+                .order_by(Attempt.finished_at.desc(), Attempt.id.desc())
+                .limit(max(rules.failure_window, rules.consecutive_errors))
+            )
+        )
+        cutoff = now - timedelta(seconds=rules.outcome_bound_s)
+        unrecorded, oldest = s.execute(
+            select(func.count(), func.min(Attempt.started_at)).where(
+                Attempt.campaign_id == cid,
+                Attempt.started_at >= since,
+                Attempt.started_at < cutoff,
+                Attempt.outcome.is_(None),
+                Attempt.state.in_([AttemptState.DIALING.value, AttemptState.UNKNOWN.value]),
+            )
+        ).one()
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        return [str(o) for o in outcomes], int(unrecorded), age
+
+    def _pause(self, cid: int, firing: Firing) -> bool:
+        try:
+            self.control.transition(
+                cid,
+                Action.PAUSE,
+                actor=f"monitor:{firing.rule}",
+                source=Source.SYSTEM,
+                reason=firing.reason,
+            )
+        except Conflict:  # no longer running (another monitor, an operator): nothing to do
+            return False
+        self.log.warning("monitor_paused", campaign_id=cid, rule=firing.rule, reason=firing.reason)
+        return True

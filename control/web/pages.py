@@ -1,0 +1,144 @@
+"""The operators' web pages, server-rendered with Jinja2 (autoescaped; no build step).
+
+- ``/``: campaigns with status badges and counts (the table refreshes itself by polling);
+- ``/campaigns/{id}``: header with name, badge and actions, paused banner, counters,
+  in-flight dials, propagation, recent transitions, first activity after resume, the
+  diagnosis, the controlled-resume form and the cancel confirmation dialog.
+
+The live parts are template fragments rendered by the same templates as the page:
+pushed by server-sent events (``/campaigns/{id}/events``, only when they changed) and
+fetched by the page's polling fallback and after each action, so what the page shows
+after an update is exactly what a reload would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from control.api.deps import current
+from control.auth.roles import Who, offered, scope
+from control.campaigns import diagnosis
+from control.campaigns.overview import overview
+from control.campaigns.service import Control
+
+STATES = ("pending", "queued", "dialing", "done", "failed", "cancelled", "unknown")
+LABELS = {"start": "Start", "pause": "Pause", "resume": "Resume", "cancel": "Cancel…"}
+EVENT_TICK_S = 0.5  # how often a page's stream looks for a change
+DIAGNOSIS_EVERY = 6  # ticks between two diagnoses (each one connects to the broker)
+STREAM_FOR_S = 300.0  # a stream ends after this; the browser reconnects by itself
+
+
+def _ts(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "" if value is None else str(value)
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else ""
+
+
+env = Environment(
+    loader=PackageLoader("control.web", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+env.filters["ts"] = _ts
+env.filters["iso"] = _iso
+env.globals.update(states=STATES, labels=LABELS)
+
+
+def _context(facts: dict[str, Any], who: Who) -> dict[str, Any]:
+    return {
+        "who": who,
+        "c": offered(who, facts["campaign"]),
+        "transitions": facts["transitions"],
+        "first": facts["first_after_resume"],
+        "d": facts.get("diagnosis"),
+    }
+
+
+def render_live(control: Control, campaign_id: int, who: Who) -> str:
+    facts = overview(control, campaign_id, diagnose=False)
+    return env.get_template("_live.html").render(_context(facts, who))
+
+
+def render_diagnosis(control: Control, campaign_id: int, who: Who) -> str:
+    d = diagnosis.diagnose(control, campaign_id)
+    return env.get_template("_diagnosis.html").render(d=d)
+
+
+def router(control: Control) -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+
+    @r.get("/", response_class=HTMLResponse)
+    def campaigns(w: Who = Depends(current)) -> str:
+        rows = control.campaigns(scope(w))
+        return env.get_template("campaigns.html").render(campaigns=rows, who=w)
+
+    @r.get("/fragments/campaigns", response_class=HTMLResponse)
+    def campaign_rows(w: Who = Depends(current)) -> str:
+        rows = control.campaigns(scope(w))
+        return env.get_template("_campaign_rows.html").render(campaigns=rows)
+
+    @r.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+    def campaign(campaign_id: int, w: Who = Depends(current)) -> str:
+        facts = overview(control, campaign_id)
+        return env.get_template("campaign.html").render(_context(facts, w))
+
+    @r.get("/campaigns/{campaign_id}/live", response_class=HTMLResponse)
+    def live(campaign_id: int, w: Who = Depends(current)) -> str:
+        return render_live(control, campaign_id, w)
+
+    @r.get("/campaigns/{campaign_id}/diagnosis", response_class=HTMLResponse)
+    def diagnosis_fragment(campaign_id: int, w: Who = Depends(current)) -> str:
+        return render_diagnosis(control, campaign_id, w)
+
+    @r.get("/campaigns/{campaign_id}/events")
+    async def events(
+        request: Request, campaign_id: int, w: Who = Depends(current)
+    ) -> StreamingResponse:
+        control.campaign(campaign_id)  # 404 before the stream starts
+        return StreamingResponse(
+            _stream(request, control, campaign_id, w),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return r
+
+
+async def _stream(
+    request: Request, control: Control, campaign_id: int, who: Who
+) -> AsyncIterator[str]:
+    """Each fragment as an SSE event when it differs from the last one sent."""
+    sent: dict[str, str] = {}
+    loop = asyncio.get_running_loop()
+    end = loop.time() + STREAM_FOR_S
+    tick = 0
+    yield "retry: 1000\n\n"
+    while loop.time() < end and not await request.is_disconnected():
+        fragments = {"live": render_live}
+        if tick % DIAGNOSIS_EVERY == 0:
+            fragments["diagnosis"] = render_diagnosis
+        for name, render in fragments.items():
+            try:
+                html = await run_in_threadpool(render, control, campaign_id, who)
+            except Exception as exc:  # the page keeps its last view; say why in a comment
+                yield f": {name} not rendered: {type(exc).__name__}\n\n"
+                continue
+            if sent.get(name) != html:
+                sent[name] = html
+                yield f"event: {name}\ndata: {json.dumps(html)}\n\n"
+        tick += 1
+        await asyncio.sleep(EVENT_TICK_S)
