@@ -147,7 +147,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         in_running = sum(1 for c in calls for a, b in running if a <= c["t"] <= b)
         running_s = sum(b - a for a, b in running)
         doubled = sum(1 for n in Counter(c["contact_id"] for c in calls).values() if n > 1)
-        report = stack.audit({cid})
+        report = stack.check_calls({cid})
         return {
             "late_calls": len(late),
             "max_lateness_ms": round(max(late), 3) if late else None,

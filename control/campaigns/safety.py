@@ -1,4 +1,4 @@
-"""``dialgate audit``: an independent safety checker.
+"""``dialgate check-calls``: an independent safety checker.
 
 It replays the simulated provider's call log against the transition log in the database
 and lists, for the campaigns in the log or the database:
@@ -93,7 +93,7 @@ def estop_intervals(rows: list[EmergencyStop]) -> list[Interval]:
     return out
 
 
-def audit(
+def check_calls(
     sessions: sessionmaker[Session],
     calls: list[dict[str, Any]],
     campaign_ids: set[int] | None = None,
@@ -163,7 +163,7 @@ def _doubled(attempts: list[int], failed: set[int]) -> bool:
 
 def print_report(r: Report) -> None:
     print(
-        f"audited {r.calls} calls in {r.campaigns} campaigns against {r.closings} drained "
+        f"checked {r.calls} calls in {r.campaigns} campaigns against {r.closings} drained "
         "closings (pauses, cancels, emergency stops)"
     )
     for c in r.late:

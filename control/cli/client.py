@@ -122,3 +122,11 @@ class Client:
         return list(
             self.request("GET", f"/api/v1/campaigns/{campaign_id}/transitions")["transitions"]
         )
+
+
+def make_client() -> Client:
+    """The API client, signed in with DIALGATE_TOKEN (or DIALGATE_ADMIN_TOKEN)."""
+    from shared.settings import Settings
+
+    settings = Settings()
+    return Client(settings.url, token=settings.token or settings.admin_token)

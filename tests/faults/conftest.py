@@ -87,7 +87,7 @@ class Run:
         """Let the campaign complete, then check it with the safety checker."""
         done = self.stack.wait_status(self.cid, "completed", timeout=180)
         counts = done["counts"]
-        report = self.stack.audit({self.cid})
+        report = self.stack.check_calls({self.cid})
         assert report.ok, report.as_dict()
         calls = [c for c in self.stack.calls() if c["campaign_id"] == self.cid]
         # nothing lost: every contact ended dialed, or accounted for as unknown

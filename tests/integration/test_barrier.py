@@ -59,7 +59,7 @@ def test_a_dial_held_after_the_gate_makes_pause_answer_undrained_and_is_the_last
     stack.wait_calls(held_at + 5)
     again = stack.act(cid, "pause")
     assert again["gate"]["drained"] is True
-    report = stack.audit({cid})
+    report = stack.check_calls({cid})
     # The undrained pause is not a closing the checker holds against the held call; the
     # drained one is, and nothing went out after it.
     assert report.late == [] and report.doubled == []
@@ -89,7 +89,7 @@ def test_hundreds_of_random_pauses_under_load_let_no_call_through_and_lose_nothi
         stack.act(cid, "resume")
     stack.act(cid, "pause")
     settle(stack, cid)
-    report = stack.audit({cid})
+    report = stack.check_calls({cid})
     assert undrained == 0, f"{undrained} pauses did not drain within 5 s"
     assert report.closings == cycles + 1
     assert report.late == [], report.late[:5]
@@ -132,7 +132,7 @@ def test_a_worker_killed_while_holding_leases_lets_pause_drain_once_they_expire(
     stack.act(cid, "pause")
     counts = settle_dialing(stack, cid)
     assert counts["dialing"] == 4, counts  # left for crash recovery, never re-dialed
-    report = stack.audit({cid})
+    report = stack.check_calls({cid})
     assert report.doubled == [] and report.late == []
     assert dialing <= {c["contact_id"] for c in stack.calls()}
 
@@ -172,11 +172,11 @@ def test_an_emergency_stop_closes_every_campaign_at_once_and_its_lift_reopens_th
     lifted = time.time()
     wait_for(lambda: any(c["t"] > lifted for c in stack.calls()), 20, "dialing to resume")
     assert stack.campaign(a)["emergency_stop"] is False
-    report = stack.audit()
+    report = stack.check_calls()
     assert report.late == [] and report.closings == 1
 
 
-def test_workers_and_propagation_are_visible_and_the_audit_flags_a_late_call(make_stack):
+def test_workers_and_propagation_are_visible_and_the_call_check_flags_a_late_call(make_stack):
     stack = make_stack().start()
     stack.start_worker(threads=2)
     stack.start_worker(threads=3)
@@ -217,7 +217,7 @@ def test_workers_and_propagation_are_visible_and_the_audit_flags_a_late_call(mak
         )
 
     settle(stack, cid)
-    clean = stack.cli("audit", "--call-log", str(stack.call_log_path), "--campaign", str(cid))
+    clean = stack.cli("check-calls", "--call-log", str(stack.call_log_path), "--campaign", str(cid))
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "late calls: 0, double dials: 0, lost contacts: 0 -> OK" in clean.stdout
 
@@ -228,7 +228,7 @@ def test_workers_and_propagation_are_visible_and_the_audit_flags_a_late_call(mak
     with stack.call_log_path.open("a") as f:
         f.write(json.dumps(forged) + "\n")
     time.sleep(0.6)
-    bad = stack.cli("audit", "--call-log", str(stack.call_log_path), "--campaign", str(cid))
+    bad = stack.cli("check-calls", "--call-log", str(stack.call_log_path), "--campaign", str(cid))
     assert bad.returncode == 1
     assert f"LATE   campaign {cid} contact {first['contact_id']}" in bad.stdout
     assert f"DOUBLE campaign {cid} contact {first['contact_id']}: 2 calls" in bad.stdout

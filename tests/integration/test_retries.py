@@ -52,7 +52,7 @@ def test_failed_calls_are_retried_up_to_the_policy_and_never_after_a_success(mak
         states = {k: state for k, state in s.execute(select(Contact.id, Contact.state))}
     # a contact is failed only after its third failed call
     assert all(calls[k] == 3 for k, state in states.items() if state == "failed")
-    report = stack.audit({cid})
+    report = stack.check_calls({cid})
     assert report.ok, report.as_dict()
 
 
@@ -84,7 +84,7 @@ def test_no_retry_goes_out_while_the_campaign_is_paused(make_stack):
     assert done["counts"]["failed"] == 60, done["counts"]
     calls = Counter(c["contact_id"] for c in stack.calls())
     assert set(calls.values()) == {3}, calls
-    report = stack.audit({cid})
+    report = stack.check_calls({cid})
     assert report.ok, report.as_dict()
 
 
@@ -101,5 +101,5 @@ def test_a_cancel_leaves_no_contact_waiting_for_a_retry(make_stack):
     )
     assert counts["retry_wait"] == counts["pending"] == counts["queued"] == 0, counts
     assert counts["cancelled"] >= 8, counts
-    report = stack.audit({cid})
+    report = stack.check_calls({cid})
     assert report.ok, report.as_dict()

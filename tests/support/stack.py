@@ -314,11 +314,11 @@ class TestStack:
             self.act(cid, "start")
         return cid
 
-    def audit(self, campaign_ids: set[int] | None = None) -> Any:
-        from control.campaigns.safety import audit
+    def check_calls(self, campaign_ids: set[int] | None = None) -> Any:
+        from control.campaigns.safety import check_calls
 
         assert self.stack is not None
-        return audit(self.stack.control.sessions, self.calls(), campaign_ids)
+        return check_calls(self.stack.control.sessions, self.calls(), campaign_ids)
 
     def calls(self) -> list[dict[str, Any]]:
         if not self.call_log_path.exists():

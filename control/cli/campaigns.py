@@ -1,0 +1,179 @@
+"""Campaign commands: list, show, watch, why, history, create, start, pause, resume,
+cancel, window."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from control.cli.args import Commands, command, positive
+from control.cli.client import make_client
+from control.cli.output import (
+    STATES,
+    print_json,
+    show,
+    show_overview,
+    status,
+    table,
+    transitions,
+    why,
+)
+
+
+def list_campaigns(args: argparse.Namespace) -> int:
+    rows = make_client().campaigns()
+    if args.json:
+        print_json(rows)
+        return 0
+    table(
+        [
+            [
+                str(c["id"]),
+                c["name"],
+                status(c["status"]),
+                str(c["concurrency"]) + ("*" if c.get("cap") else ""),
+                *(str(c["counts"].get(s, 0)) for s in STATES),
+            ]
+            for c in rows
+        ],
+        ["ID", "NAME", "STATUS", "CONC", *(s.upper() for s in STATES)],
+    )
+    return 0
+
+
+def show_one(args: argparse.Namespace) -> int:
+    o = make_client().overview(args.id)
+    print_json(o) if args.json else show_overview(o)
+    return 0
+
+
+def watch(args: argparse.Namespace) -> int:
+    client = make_client()
+    shown = 0
+    try:
+        while True:
+            o = client.overview(args.id)
+            if args.json:
+                print(json.dumps(o, default=str), flush=True)
+            else:
+                if sys.stdout.isatty():
+                    print("\033[H\033[2J", end="")
+                elif shown:
+                    print()
+                print(f"every {args.interval:g} s, Ctrl-C to stop · {time.strftime('%H:%M:%S')}")
+                show_overview(o)
+                sys.stdout.flush()
+            shown += 1
+            if args.count and shown >= args.count:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def diagnose(args: argparse.Namespace) -> int:
+    d = make_client().diagnosis(args.id)
+    print_json(d) if args.json else why(d)
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    rows = make_client().transitions(args.id)
+    print_json(rows) if args.json else transitions(rows)
+    return 0
+
+
+def create(args: argparse.Namespace) -> int:
+    c = make_client().create(
+        name=args.name,
+        max_concurrency=args.max_concurrency,
+        max_attempts=args.max_attempts,
+        retry_backoff_s=args.retry_backoff,
+        timezone=args.timezone,
+    )
+    print_json(c) if args.json else show(c)
+    return 0
+
+
+def act(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if getattr(args, "reason", None):
+        body["reason"] = args.reason
+    if getattr(args, "max_concurrency", None) is not None:
+        body["max_concurrency"] = args.max_concurrency
+    if getattr(args, "for_minutes", None) is not None:
+        body["for_minutes"] = args.for_minutes
+    if args.cmd == "cancel":
+        if not args.yes:
+            print("cancel is irreversible: add --yes to confirm", file=sys.stderr)
+            return 1
+        body["confirm"] = True
+    c = make_client().act(args.id, args.cmd, **body)
+    print_json(c) if args.json else show(c)
+    return 0
+
+
+def window(args: argparse.Namespace) -> int:
+    change: dict[str, Any] = {}
+    if args.timezone:
+        change["timezone"] = args.timezone
+    if args.clear:
+        change["calling_window"] = None
+    elif args.start or args.end or args.days:
+        w = {
+            "days": args.days.split(",") if args.days else None,
+            "start": args.start,
+            "end": args.end,
+            "contact_local_time": args.contact_local_time,
+        }
+        change["calling_window"] = {k: v for k, v in w.items() if v is not None}
+    c = make_client().update(args.id, change)
+    print_json(c) if args.json else show(c)
+    return 0
+
+
+def add(sub: Commands) -> None:
+    command(sub, "campaigns", "list campaigns", list_campaigns, with_id=False)
+    command(
+        sub, "show", "one campaign: the campaign page's facts, transitions and diagnosis", show_one
+    )
+    wa = command(sub, "watch", "show one campaign, refreshed until Ctrl-C", watch)
+    wa.add_argument("--interval", type=positive, default=2.0, help="seconds between refreshes")
+    wa.add_argument("--count", type=int, default=0, help="stop after N refreshes (0: never)")
+    command(sub, "why", "why isn't it dialing? every reason, with evidence and the fix", diagnose)
+    command(sub, "history", "a campaign's transitions, newest first", history)
+    cr = command(sub, "create", "create a campaign (draft)", create, with_id=False)
+    cr.add_argument("name")
+    cr.add_argument("--max-concurrency", type=int, default=1)
+    cr.add_argument("--max-attempts", type=int, default=1, help="calls per contact at most")
+    cr.add_argument("--retry-backoff", type=float, default=60.0, help="s, doubling")
+    cr.add_argument("--timezone", default="UTC")
+    command(sub, "start", "start a draft campaign", act)
+    command(sub, "pause", "pause a running campaign (waits for in-flight dials)", act).add_argument(
+        "--reason"
+    )
+    rs = command(
+        sub, "resume", "resume a paused campaign, optionally with a temporary concurrency cap", act
+    )
+    rs.add_argument("--reason")
+    rs.add_argument(
+        "--max-concurrency", type=int, help="temporary cap (with --for-minutes), lifts by itself"
+    )
+    rs.add_argument("--for-minutes", type=float, help="how long the temporary cap lasts")
+    command(sub, "cancel", "cancel a campaign (irreversible)", act).add_argument(
+        "--yes", action="store_true", help="confirm"
+    )
+    wi = command(sub, "window", "set (or --clear) a campaign's calling window and timezone", window)
+    wi.add_argument("--days", help="comma-separated: mon,tue,wed,thu,fri,sat,sun (default all)")
+    wi.add_argument("--start", help="HH:MM local time (default 09:00)")
+    wi.add_argument("--end", help="HH:MM; before --start spans midnight (default 21:00)")
+    wi.add_argument(
+        "--contact-local-time",
+        action="store_true",
+        help="also hold the window in each contact's local time (from its number)",
+    )
+    wi.add_argument("--timezone", help="the campaign's IANA timezone")
+    wi.add_argument("--clear", action="store_true", help="remove the window (always open)")
