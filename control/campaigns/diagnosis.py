@@ -140,13 +140,13 @@ def no_pending_contacts(f: Facts) -> Reason | None:
     counts = f.campaign["counts"]
     if f.campaign["status"] in (Status.CANCELLED.value, Status.COMPLETED.value):
         return None
-    if counts.get("pending", 0) or counts.get("queued", 0):
-        return None
+    if any(counts.get(s, 0) for s in ("pending", "queued", "retry_wait")):
+        return None  # a contact waiting for its retry is queued again when it is due
     done = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no contacts at all"
     return Reason(
         "no_pending_contacts",
         "No contacts are left to dial",
-        f"0 pending, 0 queued ({done})",
+        f"0 pending, 0 queued, 0 waiting for a retry ({done})",
         f"import contacts: dialgate contacts import {f.campaign['id']} FILE.csv",
     )
 
