@@ -142,7 +142,8 @@ def test_a_campaign_with_nothing_pending_or_queued_has_nothing_to_dial():
 
 def test_a_campaign_without_any_contact_says_so():
     r = no_pending_contacts(healthy(campaign=campaign(counts=dict.fromkeys(STATES, 0))))
-    assert r is not None and r.evidence == "0 pending, 0 queued, 0 waiting for a retry (no contacts at all)"
+    assert r is not None
+    assert r.evidence == "0 pending, 0 queued, 0 waiting for a retry (no contacts at all)"
 
 
 @pytest.mark.parametrize("state", ["pending", "queued"])
