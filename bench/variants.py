@@ -48,7 +48,7 @@ def _naive(
 ) -> Claim:
     with runtime.engine.connect() as conn:
         status = conn.execute(select(Campaign.status).where(Campaign.id == campaign_id)).scalar()
-    pipe = runtime.gate.r.pipeline(transaction=False)
+    pipe = runtime.redis.pipeline(transaction=False)
     for key, member in probes:  # the do-not-call lookups, as the gate's claim answers them
         pipe.sismember(key, member)
     members = tuple(bool(x) for x in pipe.execute())

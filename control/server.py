@@ -77,8 +77,9 @@ def build(settings: Settings) -> Stack:
     keys = Keys(settings.namespace)
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
-    gate = Gate(make_redis(settings), keys, database_epoch(engine))
-    control = Control(settings, sessions, gate, keys)
+    client = make_redis(settings)
+    gate = Gate(client, keys, database_epoch(engine))
+    control = Control(settings, sessions, client, gate, keys)
 
     def complete(campaign_id: int) -> None:
         control.transition(
@@ -92,9 +93,9 @@ def build(settings: Settings) -> Stack:
     return Stack(
         control=control,
         app=create_app(control),
-        relay=Relay(settings, sessions, keys, gate.r),
-        feeder=Feeder(settings, sessions, gate, keys, make_broker(settings), complete),
-        reconciler=Reconciler(settings, sessions, gate, control.dnc),
+        relay=Relay(settings, sessions, keys, client),
+        feeder=Feeder(settings, sessions, client, gate, keys, make_broker(settings), complete),
+        reconciler=Reconciler(settings, sessions, client, gate, control.dnc),
         recovery=Recovery(settings, sessions),
         cap_lifter=CapLifter(control),
         monitor=Monitor(settings, control),

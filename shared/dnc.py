@@ -27,22 +27,16 @@ class DncSet:
         self.r = client
         self.keys = keys
 
-    def contains(self, org: str, phone: str) -> bool | None:
-        """Is ``phone`` listed? ``None`` when the set is not built (deny the dial)."""
-        pipe = self.r.pipeline(transaction=False)
-        for key, member in self.probes(org, phone):
-            pipe.sismember(key, member)
-        return self.verdict(tuple(bool(x) for x in pipe.execute()))
-
     def probes(self, org: str, phone: str) -> list[tuple[str, str]]:
-        """The ``SISMEMBER`` lookups that answer :meth:`contains` (the dial path sends them
-        in its gate claim's round trip)."""
+        """The ``SISMEMBER`` lookups that say whether ``phone`` is listed (the dial path
+        sends them in its gate claim's round trip; :meth:`verdict` judges the answers)."""
         key = self.keys.dnc(org)
         return [(key, phone), (key, READY)]
 
     @staticmethod
     def verdict(members: tuple[bool, ...]) -> bool | None:
-        """:meth:`contains` from the answers to :meth:`probes`."""
+        """Is the phone listed, from the answers to :meth:`probes`? ``None`` when the set
+        is not built (deny the dial)."""
         listed, ready = members
         return listed if ready else None
 

@@ -12,6 +12,10 @@ Per campaign, in Redis (keys in :mod:`shared.keys`, one hash tag per campaign):
   is ``<attempt>:<worker>:<random>:v<version>``: who holds it, and the campaign version
   it was granted under (a fencing token, also stored on the attempt row).
 
+The services reach these keys only through :class:`Gate`, whose client is private; what
+else they keep in Redis (nudges, counters, the do-not-call set, the fleet) goes through
+their own client.
+
 The emergency stop is a global key. It is read in the same pipeline right *after* the
 claim script (one round trip): a claim that ran before the stop was set holds a lease
 that a drain waits for, a claim after it sees the stop and gives its lease back.
@@ -79,7 +83,7 @@ class Claim:
     reason: str  # ok | running-state names (paused, cancelled, ...) | gate_missing |
     #              gate_behind | concurrency | estop | redis_error
     version: int
-    token: str | None = None
+    lease_id: str | None = None  # the lease to release; the version is the fencing token
     members: tuple[bool, ...] | None = None  # answers to the claim's probes; None: not asked
 
 
@@ -97,9 +101,19 @@ class GateState:
     max_concurrency: int
 
 
+_FIELDS = ("status", "version", "max_concurrency")  # the gate hash's fields a claim reads
+
+
+def _state(status: str | None, version: str | None, limit: str | None) -> GateState | None:
+    """The gate hash's :data:`_FIELDS` as a :class:`GateState` (None: no gate)."""
+    if status is None or version is None or limit is None:
+        return None
+    return GateState(str(status), int(version), int(limit))
+
+
 class Gate:
     def __init__(self, client: redis.Redis, keys: Keys, epoch: str = "") -> None:
-        self.r = client
+        self._r = client
         self.keys = keys
         self.epoch = epoch  # the database's epoch, stamped on every gate written
         self._write = client.register_script(WRITE_LUA)
@@ -113,7 +127,7 @@ class Gate:
         pipeline; when Redis lost them (restarted) they are loaded and the pipeline is run
         again once (every command in it is a read or idempotent)."""
         for loaded in (False, True):
-            pipe = self.r.pipeline(transaction=False)
+            pipe = self._r.pipeline(transaction=False)
             stage(pipe)
             try:
                 return pipe.execute()
@@ -121,7 +135,7 @@ class Gate:
                 if loaded:
                     raise
                 for script in (self._write, self._claim, self._inflight, self._ack):
-                    script.sha = self.r.script_load(script.script)
+                    script.sha = self._r.script_load(script.script)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -146,13 +160,46 @@ class Gate:
         return int(stored)
 
     def ping(self) -> None:
-        self.r.ping()
+        self._r.ping()
 
     def read(self, campaign_id: int) -> GateState | None:
-        g = self.r.hgetall(self.keys.gate(campaign_id))
-        if not g:
-            return None
-        return GateState(str(g["status"]), int(g["version"]), int(g["max_concurrency"]))
+        """The campaign's gate (None: no gate)."""
+        return self.states([campaign_id])[campaign_id]
+
+    def states(self, campaign_ids: Sequence[int]) -> dict[int, GateState | None]:
+        """Each campaign's gate (None: no gate), in one round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        for cid in campaign_ids:
+            pipe.hmget(self.keys.gate(cid), *_FIELDS)
+        return {cid: _state(*g) for cid, g in zip(campaign_ids, pipe.execute(), strict=True)}
+
+    def versions(self, campaign_ids: Sequence[int]) -> dict[int, int | None]:
+        """Each campaign's gate version (None: no gate), in one round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        for cid in campaign_ids:
+            pipe.hget(self.keys.gate(cid), "version")
+        replies = pipe.execute()
+        return {
+            cid: None if v is None else int(v) for cid, v in zip(campaign_ids, replies, strict=True)
+        }
+
+    def propagation(
+        self, campaign_ids: Sequence[int]
+    ) -> dict[int, tuple[int | None, dict[str, int]]]:
+        """Each campaign's gate version (None: no gate) and the versions its workers have
+        acknowledged (worker id -> version), in one round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        for cid in campaign_ids:
+            pipe.hget(self.keys.gate(cid), "version")
+            pipe.hgetall(self.keys.acks(cid))
+        replies = pipe.execute()
+        return {
+            cid: (
+                None if replies[2 * n] is None else int(replies[2 * n]),
+                {str(w): int(v) for w, v in replies[2 * n + 1].items()},
+            )
+            for n, cid in enumerate(campaign_ids)
+        }
 
     def inflight(self, campaign_id: int) -> int:
         return int(self._inflight(keys=[self.keys.leases(campaign_id)]))
@@ -188,39 +235,33 @@ class Gate:
             lambda pipe: (
                 pipe.zrangebyscore(k.workers, live_since, "+inf"),
                 pipe.hgetall(k.acks(campaign_id)),
-                pipe.hgetall(k.gate(campaign_id)),
+                pipe.hmget(k.gate(campaign_id), *_FIELDS),
                 self._sha(pipe, self._inflight, [k.leases(campaign_id)], []),
                 pipe.get(k.estop),
             )
         )
-        state = (
-            GateState(str(g["status"]), int(g["version"]), int(g["max_concurrency"])) if g else None
-        )
         return (
             [str(w) for w in live],
             {str(w): int(v) for w, v in acks.items()},
-            state,
+            _state(*g),
             int(inflight),
             estop,
         )
 
     def campaign_ids(self) -> set[int]:
-        return {int(x) for x in self.r.smembers(self.keys.gates_index)}
+        return {int(x) for x in self._r.smembers(self.keys.gates_index)}
 
     def estop(self) -> str | None:
         """The emergency stop's record (JSON) while it is in force, else None."""
-        value = self.r.get(self.keys.estop)
+        value = self._r.get(self.keys.estop)
         return value if isinstance(value, str) else None
 
     def set_estop(self, record: str) -> None:
         """One Redis write closes every gate: each claim reads this key."""
-        self.r.set(self.keys.estop, record)
+        self._r.set(self.keys.estop, record)
 
     def lift_estop(self) -> bool:
-        return bool(self.r.delete(self.keys.estop))
-
-    def acks(self, campaign_id: int) -> dict[str, int]:
-        return {str(w): int(v) for w, v in self.r.hgetall(self.keys.acks(campaign_id)).items()}
+        return bool(self._r.delete(self.keys.estop))
 
     # -- worker side -----------------------------------------------------------------------
     def claim(
@@ -234,7 +275,7 @@ class Gate:
     ) -> Claim:
         """Check estop, status, version and concurrency, and take a lease: one round trip,
         which also answers ``probes`` (set-membership lookups, e.g. the do-not-call list)."""
-        token = f"{attempt_id}:{worker_id}:{secrets.token_hex(4)}"
+        holder = f"{attempt_id}:{worker_id}:{secrets.token_hex(4)}"  # the script adds :v<n>
         k = self.keys
         started = time.perf_counter()
         try:
@@ -246,7 +287,7 @@ class Gate:
                     pipe,
                     self._claim,
                     [k.gate(campaign_id), k.leases(campaign_id)],
-                    [token, min_version, ttl_ms],
+                    [holder, min_version, ttl_ms],
                 )
                 pipe.get(k.estop)
 
@@ -264,13 +305,13 @@ class Gate:
             return Claim(False, "estop", int(version), members=members)
         return Claim(True, "ok", int(version), lease, members)
 
-    def release(self, campaign_id: int, token: str | None) -> None:
+    def release(self, campaign_id: int, lease_id: str | None) -> None:
         """Give a lease back (None: nothing to give); if Redis is away the lease expires on
         its own."""
-        if token is None:
+        if lease_id is None:
             return
         with contextlib.suppress(redis.RedisError):
-            self.r.zrem(self.keys.leases(campaign_id), token)
+            self._r.zrem(self.keys.leases(campaign_id), lease_id)
 
     def ack(self, campaign_id: int, worker_id: str, version: int) -> None:
         """Record that ``worker_id`` applied ``version`` (only ever increases)."""

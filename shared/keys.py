@@ -18,7 +18,7 @@ class Keys:
 
     # -- Redis: per campaign (one hash tag per campaign) -------------------------------
     def gate(self, campaign_id: int) -> str:
-        """Hash: status, version, max_concurrency — written only by a versioned CAS."""
+        """Hash: the campaign's gate, written only by a versioned CAS (:mod:`shared.gate`)."""
         return f"{self.namespace}:{{c:{campaign_id}}}:gate"
 
     def leases(self, campaign_id: int) -> str:
@@ -71,7 +71,8 @@ class Keys:
         return f"{self.namespace}:stats"
 
     def worker(self, worker_id: str) -> str:
-        """Hash: host, pid, started, threads, inflight, last (expires with the worker)."""
+        """Hash: the worker's heartbeat record (:class:`shared.fleet.Record`), expiring with
+        the worker."""
         return f"{self.namespace}:worker:{worker_id}"
 
     def auth_failures(self, client: str) -> str:

@@ -136,7 +136,7 @@ class LoopCount(StrEnum):
 
     RECONCILER_REPAIRS = "reconciler_repairs"
     OUTBOX_PUBLISHED = "outbox_published"
-    MONITOR_FIRINGS = "monitor_firings"  # incremented by the monitors (issue 5)
+    MONITOR_FIRINGS = "monitor_firings"  # incremented by the monitors
 
 
 _LOOP_HELP = {
@@ -152,6 +152,11 @@ def count(r: redis.Redis, keys: Keys, what: LoopCount, n: int = 1) -> None:
     if n:
         with contextlib.suppress(redis.RedisError):
             r.hincrby(keys.stats, what.value, n)
+
+
+def loop_counts(r: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Every loop counter's cluster-wide total (counter name -> value)."""
+    return {str(k): int(v) for k, v in r.hgetall(keys.stats).items()}
 
 
 # -- shared state, read at scrape time -------------------------------------------------------

@@ -57,10 +57,12 @@ class ControlPlane(Middleware):
 
 def build(settings: Settings) -> tuple[dramatiq.Broker, Runtime]:
     keys = Keys(settings.namespace)
+    client = make_redis(settings)
     runtime = Runtime(
         settings,
         make_engine(settings),
-        Gate(make_redis(settings), keys),
+        client,
+        Gate(client, keys),
         SimulatedProvider(
             settings.sim_latency_ms,
             settings.sim_failure_rate,

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-import time
 
 import redis
 
+from shared import fleet
 from shared.clients import make_redis
 from shared.keys import Keys
 from shared.settings import Settings
@@ -27,13 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     host = socket.gethostname()
     try:
-        live = make_redis(settings).zrangebyscore(
-            Keys(settings.namespace).workers, time.time() - settings.worker_ttl, "+inf"
-        )
+        live = fleet.live(make_redis(settings), Keys(settings.namespace), settings.worker_ttl)
     except redis.RedisError as exc:
         print(f"alive: Redis unreachable ({exc}); not judging the worker", file=sys.stderr)
         return 0
-    mine = [w for w in live if str(w).startswith(f"{host}-")]
+    mine = [w for w in live if w.startswith(f"{host}-")]
     if len(mine) >= args.processes:
         return 0
     print(

@@ -1,19 +1,18 @@
-"""Heartbeats: every ``heartbeat_interval`` the worker writes who it is and how it is.
-
-``<ns>:workers`` (sorted set, worker id -> last beat) says who is live; the per-worker
-hash expires after ``worker_ttl`` so a dead worker disappears within that bound.
+"""Heartbeats: every ``heartbeat_interval`` the worker writes who it is and how it is
+(:mod:`shared.fleet`: the live set and the worker's record, which expires after
+``worker_ttl`` so a dead worker disappears within that bound).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import threading
 import time
 
 import redis
 import structlog
 
-from shared import metrics
+from shared import fleet, metrics
 from shared.keys import Keys
 from worker.runtime import Runtime
 
@@ -29,26 +28,14 @@ class Heartbeat:
 
     def beat(self) -> None:
         rt = self.runtime
-        now = time.time()
-        info = {**rt.describe(), "last": now, "applied": json.dumps(rt.applied())}
-        metrics.DIALS_IN_FLIGHT.set(info["inflight"])
-        r = rt.gate.r
-        pipe = r.pipeline(transaction=False)
-        key = self.keys.worker(rt.worker_id)
-        pipe.hset(key, mapping={k: str(v) for k, v in info.items()})
-        pipe.expire(key, int(rt.settings.worker_ttl) + 1)
-        pipe.zadd(self.keys.workers, {rt.worker_id: now})
-        pipe.zremrangebyscore(self.keys.workers, "-inf", now - 10 * rt.settings.worker_ttl)
-        pipe.execute()
+        record = rt.describe(time.time())
+        metrics.DIALS_IN_FLIGHT.set(record.inflight)
+        fleet.beat(rt.redis, self.keys, rt.worker_id, record, rt.settings.worker_ttl)
 
     def leave(self) -> None:
         """Remove this worker from the live set (graceful shutdown)."""
-        try:
-            r = self.runtime.gate.r
-            r.zrem(self.keys.workers, self.runtime.worker_id)
-            r.delete(self.keys.worker(self.runtime.worker_id))
-        except redis.RedisError:
-            pass
+        with contextlib.suppress(redis.RedisError):
+            fleet.leave(self.runtime.redis, self.keys, self.runtime.worker_id)
 
     def _run(self) -> None:
         while not self.stop_event.is_set():

@@ -31,12 +31,14 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
+import redis
 import structlog
 from sqlalchemy import Engine
 
 from shared import metrics
 from shared.db import database_epoch
 from shared.dnc import DncSet
+from shared.fleet import Record
 from shared.gate import Claim, Gate
 from shared.messages import DialArgs, DialBatch
 from shared.settings import Settings
@@ -70,12 +72,20 @@ def _started(start: Future[Any]) -> bool:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, engine: Engine, gate: Gate, provider: Provider) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        redis_client: redis.Redis,
+        gate: Gate,
+        provider: Provider,
+    ) -> None:
         self.settings = settings
         self.engine = engine  # Core connections: the dial path is hot, no ORM session
+        self.redis = redis_client  # for all but the gate: do-not-call set, heartbeat
         self.gate = gate
         self.provider = provider
-        self.checks = DialChecks(engine, DncSet(gate.r, gate.keys), system_clock)
+        self.checks = DialChecks(engine, DncSet(redis_client, gate.keys), system_clock)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.ledger = Ledger(engine, self.worker_id)
         self.started = time.time()
@@ -137,7 +147,7 @@ class Runtime:
                 elif claim is not None:
                     denial = self.checks.dnc_verdict(claim.members)
                     if denial is not None:
-                        self.gate.release(args.campaign_id, claim.token)
+                        self.gate.release(args.campaign_id, claim.lease_id)
                 if denial is not None:
                     # A gate denial holds for the whole campaign: the rest of the message is
                     # parked with this attempt instead of meeting the same gate one by one.
@@ -167,7 +177,7 @@ class Runtime:
         return self.ledger.submit(Start(todo[0]))[0] if todo else None
 
     def _call(self, args: DialArgs, claim: Claim) -> Outcome:
-        assert claim.token is not None
+        assert claim.lease_id is not None
         metrics.DIALS_PLACED.inc()
         with self._lock:
             self.inflight += 1
@@ -184,7 +194,7 @@ class Runtime:
             )
         finally:
             # The provider accepted or refused (or raised): the lease goes back.
-            self.gate.release(args.campaign_id, claim.token)
+            self.gate.release(args.campaign_id, claim.lease_id)
             with self._lock:
                 self.inflight -= 1
         return Outcome(
@@ -227,11 +237,14 @@ class Runtime:
         )
         log.info("dial_denied", reason=reason, parked_with_it=len(rest_ids))
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started": self.started,
-            "threads": self.settings.worker_threads,
-            "inflight": self.inflight,
-        }
+    def describe(self, now: float) -> Record:
+        """This worker's heartbeat record as of ``now`` (unix seconds)."""
+        return Record(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started=self.started,
+            threads=self.settings.worker_threads,
+            inflight=self.inflight,
+            last=now,
+            applied={str(c): v for c, v in self.applied().items()},
+        )

@@ -92,13 +92,9 @@ class Subscriber:
 
     def sync_from_gates(self) -> None:
         gate = self.runtime.gate
-        ids = sorted(gate.campaign_ids())
-        pipe = gate.r.pipeline(transaction=False)
-        for cid in ids:
-            pipe.hget(self.keys.gate(cid), "version")
-        for cid, version in zip(ids, pipe.execute(), strict=True):
+        for cid, version in gate.versions(sorted(gate.campaign_ids())).items():
             if version is not None:
-                self._apply(cid, int(version))
+                self._apply(cid, version)
 
     def _apply(self, campaign_id: int, version: int) -> bool:
         """Raise the version this worker demands and acknowledge it; False when stale."""

@@ -127,7 +127,7 @@ class Security:
         presented = hashlib.sha256(credential[:10].encode()).hexdigest()[:16]
         counters = (keys.auth_failures(f"ip:{address}"), keys.auth_failures(f"cred:{presented}"))
         try:
-            pipe = self.control.gate.r.pipeline(transaction=False)
+            pipe = self.control.redis.pipeline(transaction=False)
             for key in counters:
                 pipe.incr(key)
                 pipe.expire(key, 60, nx=True)

@@ -16,12 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from sqlalchemy import func, select
 
 from control.campaigns.service import Control
+from control.loops.relay import backlog
 from shared.clients import amqp_unreachable
 from shared.gate import GateState
-from shared.models import Outbox
 from shared.states import Action, Status
 
 # Unsent outbox rows older than this mean the relay is not keeping up (or not running).
@@ -69,14 +68,10 @@ def gather(control: Control, campaign_id: int) -> Facts:
                     "reason": t.reason,
                     "at": t.created_at,
                 }
-        unsent, oldest = s.execute(
-            select(func.count(), func.min(Outbox.created_at)).where(Outbox.sent_at.is_(None))
-        ).one()
-    facts = Facts(c, last_pause, now, outbox_unsent=int(unsent))
-    if oldest is not None:
-        if oldest.tzinfo is None:  # SQLite's aggregate skips the column type
-            oldest = datetime.fromisoformat(str(oldest)).replace(tzinfo=UTC)
-        facts.outbox_oldest_s = max(0.0, (now - oldest).total_seconds())
+        unsent = backlog(s)
+    facts = Facts(c, last_pause, now, outbox_unsent=unsent.unsent)
+    if unsent.oldest is not None:
+        facts.outbox_oldest_s = max(0.0, (now - unsent.oldest).total_seconds())
     try:
         live, acks, g, inflight, estop = control.gate.snapshot(
             campaign_id, time.time() - control.settings.worker_ttl

@@ -15,9 +15,11 @@ import structlog
 from sqlalchemy import func, select
 
 from control.campaigns.service import Control
+from control.loops.relay import backlog
+from shared import metrics
 from shared.clients import quick_amqp
 from shared.metrics import State
-from shared.models import Campaign, Outbox
+from shared.models import Campaign
 from shared.states import Status
 
 log = structlog.get_logger("dialgate.observe")
@@ -33,10 +35,9 @@ def read_state(control: Control) -> State:
         with control.sessions() as s:
             rows = s.execute(select(Campaign.status, func.count()).group_by(Campaign.status))
             st.campaigns = {str(status): int(n) for status, n in rows}
-            st.outbox_backlog, oldest = s.execute(
-                select(func.count(), func.min(Outbox.created_at)).where(Outbox.sent_at.is_(None))
-            ).one()
-            st.outbox_oldest_s = 0.0 if oldest is None else _age(oldest)
+            unsent = backlog(s)
+            st.outbox_backlog = unsent.unsent
+            st.outbox_oldest_s = 0.0 if unsent.oldest is None else _age(unsent.oldest)
             active = [
                 (int(i), int(v), t)
                 for i, v, t in s.execute(
@@ -71,25 +72,21 @@ def _age(t: datetime) -> float:
 def _read_redis(
     control: Control, st: State, active: list[tuple[int, int, datetime]] | None
 ) -> None:
-    gate, keys = control.gate, control.keys
+    gate = control.gate
     live = control.live_workers()
     st.live_workers = len(live)
     st.leases_in_flight = gate.inflight_all()
     st.emergency_stop = gate.estop() is not None
-    st.loop_counts = {str(k): int(v) for k, v in gate.r.hgetall(keys.stats).items()}
+    st.loop_counts = metrics.loop_counts(control.redis, control.keys)
     if active is None:
         return  # the database did not answer: nothing to compare the gates with
-    pipe = gate.r.pipeline(transaction=False)
-    for cid, _, _ in active:
-        pipe.hget(keys.gate(cid), "version")
-        pipe.hgetall(keys.acks(cid))
-    replies = pipe.execute()
+    found = gate.propagation([cid for cid, _, _ in active])
     behind, lag = 0, 0.0
-    for n, (_, version, at) in enumerate(active):
-        stored, acks = replies[2 * n], replies[2 * n + 1]
-        if stored is None or int(stored) < version:
+    for cid, version, at in active:
+        stored, acks = found[cid]
+        if stored is None or stored < version:
             behind += 1
-        if any(int(acks.get(w, 0)) < version for w in live):
+        if any(acks.get(w, 0) < version for w in live):
             lag = max(lag, _age(at))
     st.gates_behind, st.propagation_lag_s = behind, lag
 

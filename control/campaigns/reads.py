@@ -18,6 +18,7 @@ from control.campaigns.views import (
     transition_view,
     worker_view,
 )
+from shared import fleet
 from shared.errors import NotFound
 from shared.gate import Gate
 from shared.keys import Keys
@@ -33,6 +34,7 @@ class Reads:
 
     settings: Settings
     sessions: sessionmaker[Session]
+    redis: redis.Redis
     gate: Gate
     keys: Keys
 
@@ -60,16 +62,13 @@ class Reads:
             s.execute(text("SELECT 1"))
 
     def live_workers(self) -> list[str]:
-        cutoff = time.time() - self.settings.worker_ttl
-        return [str(w) for w in self.gate.r.zrangebyscore(self.keys.workers, cutoff, "+inf")]
+        """The workers with a heartbeat within ``worker_ttl``."""
+        return fleet.live(self.redis, self.keys, self.settings.worker_ttl)
 
     def workers(self) -> list[dict[str, Any]]:
         """Live workers (heartbeat within ``worker_ttl``) with what they last reported."""
-        live = self.live_workers()
-        pipe = self.gate.r.pipeline(transaction=False)
-        for w in live:
-            pipe.hgetall(self.keys.worker(w))
-        return [worker_view(info, w) for w, info in zip(live, pipe.execute(), strict=True) if info]
+        found = fleet.records(self.redis, self.keys, self.live_workers())
+        return [worker_view(record, w) for w, record in found.items()]
 
     def _live_view(self, campaign_id: int, version: int) -> dict[str, Any]:
         """What Redis knows: gate, leases, propagation, emergency stop. ``None`` if away."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.campaigns.dnc import DncList
@@ -27,11 +28,17 @@ __all__ = ["Cap", "Control", "TransitionResult"]
 
 class Control(Transitions, Setup, Outcomes):
     def __init__(
-        self, settings: Settings, sessions: sessionmaker[Session], gate: Gate, keys: Keys
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        redis_client: redis.Redis,
+        gate: Gate,
+        keys: Keys,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.redis = redis_client  # for all but the gate: nudges, counters, the fleet, DNC
         self.gate = gate
         self.keys = keys
-        self.dnc = DncList(sessions, DncSet(gate.r, keys))
+        self.dnc = DncList(sessions, DncSet(redis_client, keys))
         self._answers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="answer")

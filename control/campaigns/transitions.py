@@ -254,7 +254,7 @@ class Transitions(Reads):
             stored = self.gate.write(c.id, c.status, c.version, c.concurrency)
             gate["written"] = stored == c.version
             # The relay wakes at once; on an opening, the feeder too.
-            nudge = self.gate.r.pipeline(transaction=False)
+            nudge = self.redis.pipeline(transaction=False)
             nudge.publish(self.keys.outbox_nudge, c.id)
             if not closing:
                 nudge.publish(self.keys.feed_nudge, c.id)

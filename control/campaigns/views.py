@@ -5,11 +5,11 @@ Every answer that shows a campaign (API, page, CLI) is built here, so they canno
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from shared import windows
+from shared.fleet import Record
 from shared.models import Campaign, Transition, utcnow
 from shared.states import ContactState, Status, allowed_actions
 
@@ -75,15 +75,15 @@ def dialing_view(c: Campaign, at: datetime | None = None) -> dict[str, Any]:
     return {"blocked_by": "calling_window", "opens_at": verdict.opens_at}
 
 
-def worker_view(info: dict[str, str], worker_id: str) -> dict[str, Any]:
+def worker_view(record: Record, worker_id: str) -> dict[str, Any]:
     """A worker as its heartbeat record describes it."""
     return {
         "id": worker_id,
-        "host": info.get("host"),
-        "pid": int(info["pid"]) if info.get("pid") else None,
-        "threads": int(info["threads"]) if info.get("threads") else None,
-        "started": float(info["started"]) if info.get("started") else None,
-        "last_heartbeat": float(info["last"]) if info.get("last") else None,
-        "inflight": int(info.get("inflight") or 0),
-        "applied": json.loads(info.get("applied") or "{}"),
+        "host": record.host,
+        "pid": record.pid,
+        "threads": record.threads,
+        "started": record.started,
+        "last_heartbeat": record.last,
+        "inflight": record.inflight,
+        "applied": record.applied,
     }

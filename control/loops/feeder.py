@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import redis
 from dramatiq import Broker
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +54,7 @@ class Feeder(Loop):
         self,
         settings: Settings,
         sessions: sessionmaker[Session],
+        redis_client: redis.Redis,
         gate: Gate,
         keys: Keys,
         broker: Broker,
@@ -60,7 +62,7 @@ class Feeder(Loop):
     ) -> None:
         # A start or resume wakes the feeder at once (the transition's nudge): the queue
         # refills in a round trip, not an interval.
-        super().__init__(settings.feeder_interval, (gate.r, keys.feed_nudge))
+        super().__init__(settings.feeder_interval, (redis_client, keys.feed_nudge))
         self.settings = settings
         self.sessions = sessions
         self.gate = gate

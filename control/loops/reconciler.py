@@ -10,13 +10,14 @@ rebuilt the same way when it is missing or its size differs from the table's.
 
 from __future__ import annotations
 
+import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.campaigns.dnc import DncList
 from control.loops.base import Loop
 from shared import metrics
-from shared.gate import Gate
+from shared.gate import Gate, GateState
 from shared.models import Campaign, effective_concurrency
 from shared.settings import Settings
 
@@ -27,13 +28,18 @@ class Reconciler(Loop):
     name = "reconciler"
 
     def __init__(
-        self, settings: Settings, sessions: sessionmaker[Session], gate: Gate, dnc: DncList
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        redis_client: redis.Redis,
+        gate: Gate,
+        dnc: DncList,
     ) -> None:
         super().__init__(settings.reconcile_interval)
         self.sessions = sessions
+        self.redis = redis_client  # the repair counter (the gates go through ``gate``)
         self.gate = gate
         self.dnc = dnc
-        self.repairs = 0
 
     def step(self) -> int:
         """Repair what differs; returns 0 so the loop then waits a full interval."""
@@ -59,17 +65,12 @@ class Reconciler(Loop):
             )
         rows = [(cid, st, v, effective_concurrency(m, cap)) for cid, st, v, m, cap in found]
         repaired = 0
-        r = self.gate.r
         for i in range(0, len(rows), BATCH):
             batch = rows[i : i + BATCH]
-            pipe = r.pipeline(transaction=False)
-            for cid, *_ in batch:
-                pipe.hmget(self.gate.keys.gate(cid), "status", "version", "max_concurrency")
-            current = pipe.execute()
-            for (cid, status, version, conc), (g_status, g_version, g_conc) in zip(
-                batch, current, strict=True
-            ):
-                if (g_status, g_version, g_conc) == (status, str(version), str(conc)):
+            current = self.gate.states([cid for cid, *_ in batch])
+            for cid, status, version, conc in batch:
+                held = current[cid]
+                if held == GateState(status, version, conc):
                     continue
                 stored = self.gate.write(cid, status, version, conc)
                 repaired += 1
@@ -78,9 +79,8 @@ class Reconciler(Loop):
                     campaign_id=cid,
                     status=status,
                     version=version,
-                    found=None if g_version is None else f"{g_status}@{g_version}",
+                    found=None if held is None else f"{held.status}@{held.version}",
                     stored=stored,
                 )
-        self.repairs += repaired
-        metrics.count(r, self.gate.keys, metrics.LoopCount.RECONCILER_REPAIRS, repaired)
+        metrics.count(self.redis, self.gate.keys, metrics.LoopCount.RECONCILER_REPAIRS, repaired)
         return repaired

@@ -30,7 +30,6 @@ class Recovery(Loop):
         super().__init__(max(0.5, settings.lease_ttl_ms / 2000))
         self.settings = settings
         self.sessions = sessions
-        self.recovered = 0
 
     def step(self) -> int:
         self.sweep()
@@ -64,5 +63,4 @@ class Recovery(Loop):
             self.log.warning(
                 "attempt_outcome_unknown", attempt_id=attempt_id, campaign_id=campaign_id
             )
-        self.recovered += len(stale)
         return len(stale)

@@ -13,7 +13,8 @@ import contextlib
 import json
 import os
 import socket
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pika
 import pika.exceptions
@@ -31,6 +32,24 @@ from shared.settings import Settings
 
 BATCH = 200
 CLAIM_FOR = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The outbox rows the relay has not published yet."""
+
+    unsent: int
+    oldest: datetime | None  # when the oldest of them was written (UTC); None: no row
+
+
+def backlog(s: Session) -> Backlog:
+    """How many outbox rows wait to be published, and since when."""
+    unsent, oldest = s.execute(
+        select(func.count(), func.min(Outbox.created_at)).where(Outbox.sent_at.is_(None))
+    ).one()
+    if oldest is not None and oldest.tzinfo is None:  # SQLite's aggregate skips the column type
+        oldest = datetime.fromisoformat(str(oldest)).replace(tzinfo=UTC)
+    return Backlog(int(unsent), oldest)
 
 
 class Relay(Loop):
@@ -158,7 +177,3 @@ class Relay(Loop):
                 )
         except Exception as exc:  # the claim expires by itself
             self.log.warning("relay_release_failed", error=str(exc))
-
-    def backlog(self) -> int:
-        with self.sessions() as s:
-            return int(s.scalar(select(func.count()).where(Outbox.sent_at.is_(None))) or 0)

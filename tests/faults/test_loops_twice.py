@@ -25,7 +25,7 @@ def test_feeder_and_relay_running_twice_enqueue_and_publish_everything_once(fres
     run.finish("feeder and relay running twice, 5 pauses")
 
     assert stack.stack is not None
-    wait_for(lambda: stack.stack.relay.backlog() == 0, 30, "the outbox to be empty")
+    wait_for(lambda: stack.outbox_unsent() == 0, 30, "the outbox to be empty")
     with stack.stack.control.sessions() as s:
         rows = list(s.execute(select(Outbox.id, Outbox.sent_at, Outbox.attempts)))
     # each event claimed (and so published) by one relay, once

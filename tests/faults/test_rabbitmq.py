@@ -24,10 +24,10 @@ def test_rabbitmq_killed_while_dialing_and_while_paused_loses_doubles_and_leaks_
         run.faults += 1
         paused = run.act("pause")
         assert paused["gate"]["closed"] is True and paused["gate"]["drained"] is True
-        assert run.stack.stack is not None and run.stack.stack.relay.backlog() >= 1
+        assert run.stack.outbox_unsent() >= 1
         assert run.ready() == {"database": True, "redis": True, "rabbitmq": False}
     run.wait_ready()
-    wait_for(lambda: run.stack.stack.relay.backlog() == 0, 60, "the relay to publish the pause")
+    wait_for(lambda: run.stack.outbox_unsent() == 0, 60, "the relay to publish the pause")
     run.wait_acked()
     assert run.stack.campaign(run.cid)["status"] == "paused"
     resumed = time.time()
@@ -47,7 +47,7 @@ def test_rabbitmq_blackholed_is_detected_by_heartbeats_and_dialing_resumes_after
         # longer than two heartbeats: every client must notice the silence on its own
         time.sleep(3 * run.stack.settings.amqp_heartbeat)
     wait_for(
-        lambda: run.stack.stack is not None and run.stack.stack.relay.backlog() == 0,
+        lambda: run.stack.outbox_unsent() == 0,
         60,
         "the relay to publish the pause",
     )

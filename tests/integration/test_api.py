@@ -173,7 +173,7 @@ def test_transitions_follow_the_state_machine_and_are_recorded_newest_first(make
     assert all(t["answered_at"] for t in history)
     gate = stack.redis.hgetall(stack.keys.gate(cid))
     assert gate["status"] == "running" and gate["version"] == "3"
-    assert stack.stack.relay.backlog() == 3  # one outbox row per transition
+    assert stack.outbox_unsent() == 3  # one outbox row per transition
 
 
 def test_probes_name_each_dependency_and_its_state(make_stack):

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from shared.clients import make_redis
 from shared.gate import Gate
@@ -16,12 +17,16 @@ from tests.conftest import REDIS_URL
 
 
 @pytest.fixture
-def gate(services: None) -> Iterator[Gate]:
+def client(services: None) -> Iterator[redis.Redis]:
+    yield make_redis(Settings(redis_url=REDIS_URL))
+
+
+@pytest.fixture
+def gate(client: redis.Redis) -> Iterator[Gate]:
     keys = Keys("t" + uuid.uuid4().hex[:10])
-    g = Gate(make_redis(Settings(redis_url=REDIS_URL, namespace=keys.namespace)), keys)
-    yield g
-    for key in g.r.scan_iter(f"{keys.namespace}:*"):
-        g.r.delete(key)
+    yield Gate(client, keys)
+    for key in client.scan_iter(f"{keys.namespace}:*"):
+        client.delete(key)
 
 
 def test_a_lower_version_never_overwrites_a_higher_one(gate):
@@ -55,20 +60,20 @@ def test_a_claim_is_denied_when_the_gate_is_missing_closed_behind_or_full(gate):
     # This worker heard of version 5 (a broadcast): a gate at 4 is behind, so no dial.
     assert gate.claim(1, 10, "w", 5, 30_000).reason == "gate_behind"
     first = gate.claim(1, 10, "w", 4, 30_000)
-    assert first.ok and first.version == 4 and first.token
+    assert first.ok and first.version == 4 and first.lease_id
     assert gate.claim(1, 11, "w", 4, 30_000).reason == "concurrency"
     assert gate.inflight(1) == 1
-    gate.release(1, first.token)
+    gate.release(1, first.lease_id)
     assert gate.inflight(1) == 0
     assert gate.claim(1, 11, "w", 4, 30_000).ok
 
 
 def test_an_emergency_stop_denies_every_claim_and_gives_the_lease_back(gate):
     gate.write(2, "running", 1, 5)
-    gate.r.set(gate.keys.estop, "test")
+    gate.set_estop("test")
     assert gate.claim(2, 1, "w", 0, 30_000).reason == "estop"
     assert gate.inflight(2) == 0
-    gate.r.delete(gate.keys.estop)
+    assert gate.lift_estop()
     assert gate.claim(2, 1, "w", 0, 30_000).ok
 
 
@@ -93,13 +98,13 @@ def test_acknowledged_versions_only_go_up(gate):
     gate.ack(4, "w1", 3)
     gate.ack(4, "w1", 2)
     gate.ack(4, "w2", 1)
-    assert gate.acks(4) == {"w1": 3, "w2": 1}
+    assert gate.propagation([4]) == {4: (None, {"w1": 3, "w2": 1})}
 
 
-def test_a_gate_left_by_another_database_is_overwritten_whatever_its_version(gate):
-    old = Gate(gate.r, gate.keys, epoch="old-database")
+def test_a_gate_left_by_another_database_is_overwritten_whatever_its_version(gate, client):
+    old = Gate(client, gate.keys, epoch="old-database")
     old.write(9, "completed", 7, 2)
-    new = Gate(gate.r, gate.keys, epoch="new-database")
+    new = Gate(client, gate.keys, epoch="new-database")
     assert new.write(9, "running", 1, 2) == 1  # a recreated database starts again at 1
     state = new.read(9)
     assert state is not None and (state.status, state.version) == ("running", 1)

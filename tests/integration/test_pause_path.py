@@ -140,7 +140,7 @@ def test_a_worker_that_never_hears_the_broadcast_still_does_not_dial_a_paused_ca
     assert [c for c in stack.calls() if c["t"] > answered] == []
     # The worker never heard of the pause version: only the gate stopped it.
     assert paused["propagation"]["workers_acked"] == 0
-    assert stack.stack.relay.backlog() == 2  # start and pause, never published
+    assert stack.outbox_unsent() == 2  # start and pause, never published
     assert stack.campaign(cid)["counts"]["dialing"] == 0
 
 
@@ -190,9 +190,9 @@ def test_transitions_made_while_rabbitmq_is_down_are_published_after_it_returns(
     with private_rabbitmq.stopped():
         for action in ("pause", "resume", "pause"):
             assert stack.act(cid, action)["status"] in ("paused", "running")
-        assert stack.stack.relay.backlog() >= 3
+        assert stack.outbox_unsent() >= 3
     latest = stack.campaign(cid)["version"]
-    wait_for(lambda: stack.stack.relay.backlog() == 0, 60, "the relay to publish the backlog")
+    wait_for(lambda: stack.outbox_unsent() == 0, 60, "the relay to publish the backlog")
     # Every live worker applied the latest version once it reconnected.
     wait_for(
         lambda: (

@@ -25,7 +25,9 @@ import psycopg
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
+from control.loops.relay import backlog
 from control.server import Stack, build
+from shared import fleet
 from shared.clients import make_redis
 from shared.db import make_engine
 from shared.keys import Keys
@@ -222,8 +224,13 @@ class TestStack:
         time.sleep(0.5)
 
     def live_workers(self) -> list[str]:
-        cutoff = time.time() - self.settings.worker_ttl
-        return [str(w) for w in self.redis.zrangebyscore(self.keys.workers, cutoff, "+inf")]
+        return fleet.live(self.redis, self.keys, self.settings.worker_ttl)
+
+    def outbox_unsent(self) -> int:
+        """Outbox rows the relay has not published yet."""
+        assert self.stack is not None
+        with self.stack.control.sessions() as s:
+            return backlog(s).unsent
 
     def stop_workers(self) -> None:
         for p in self.workers:
