@@ -15,6 +15,7 @@ from control.campaigns.views import (
     transition_view,
     worker_view,
 )
+from shared.fleet import Record
 from shared.models import Campaign, Transition
 from shared.states import ContactState
 
@@ -226,7 +227,7 @@ def test_a_worker_is_shown_with_its_heartbeat_fields_typed():
         "inflight": "3",
         "applied": '{"12": 3}',
     }
-    assert worker_view(info, "node-1-4242-ab12") == {
+    assert worker_view(Record.from_redis(info), "node-1-4242-ab12") == {
         "id": "node-1-4242-ab12",
         "host": "node-1",
         "pid": 4242,
@@ -239,7 +240,7 @@ def test_a_worker_is_shown_with_its_heartbeat_fields_typed():
 
 
 def test_a_worker_that_reported_nothing_yet_shows_empty_fields():
-    assert worker_view({}, "w") == {
+    assert worker_view(Record.from_redis({}), "w") == {
         "id": "w",
         "host": None,
         "pid": None,
