@@ -136,7 +136,7 @@ class LoopCount(StrEnum):
 
     RECONCILER_REPAIRS = "reconciler_repairs"
     OUTBOX_PUBLISHED = "outbox_published"
-    MONITOR_FIRINGS = "monitor_firings"  # incremented by the monitors (issue 5)
+    MONITOR_FIRINGS = "monitor_firings"  # for the monitor; nothing increments it yet
 
 
 _LOOP_HELP = {

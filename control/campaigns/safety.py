@@ -1,4 +1,4 @@
-"""``dialgate audit``: an independent safety checker.
+"""``dialgate check-calls``: an independent safety checker.
 
 It replays the simulated provider's call log against the transition log in the database
 and lists, for the campaigns in the log or the database:

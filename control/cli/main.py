@@ -489,7 +489,7 @@ def parser() -> argparse.ArgumentParser:
         "--role",
         choices=["all", "api", "loops"],
         default="all",
-        help="api: HTTP only; loops: relay, feeder, reconciler, recovery, cap lifter only; "
+        help="api: HTTP only; loops: relay, feeder, reconciler, recovery, cap lifter, monitor; "
         "all (default): both, the loops in a child process",
     )
     sub.add_parser("monitor", help="run the monitor alone (the control service runs it too)")
