@@ -1,4 +1,4 @@
-"""The peer protocol of issue 3, run against dialgate on this machine.
+"""The peer protocol, run against dialgate on this machine.
 
 One campaign of 20,000 contacts; 3 worker processes × 4 concurrent dials; the simulated
 provider at 5 ms per call; 40 cycles of: wait uniform(0.05, 0.4) s, pause, wait

@@ -1,7 +1,8 @@
 """``dialgate control``: config → logging → connections → serve.
 
-One process serves the HTTP API and runs the background loops (outbox relay, feeder,
-gate reconciler). Every loop is safe to run in several replicas at once.
+One process serves the HTTP API; a child process (``--role loops``) runs the six
+background loops: outbox relay, feeder, gate reconciler, recovery sweep, cap lifter and
+monitor. Every loop is safe to run in several replicas at once.
 """
 
 from __future__ import annotations
@@ -133,9 +134,10 @@ def run_monitor(settings: Settings) -> None:
 
 
 def serve(settings: Settings, role: str = "all") -> None:
-    """``api``: HTTP only; ``loops``: relay, feeder, reconciler, recovery, cap lifter only; ``all``:
-    both, the loops in a child process so that their work never delays an answer (one
-    Python process would make a pause wait for the loops' turns at the GIL)."""
+    """``api``: HTTP only; ``loops``: the six loops only (relay, feeder, reconciler, recovery,
+    cap lifter, monitor); ``all``: both, the loops in a child process so that their work
+    never delays an answer (one Python process would make a pause wait for the loops' turns
+    at the GIL)."""
     if role == "loops":
         run_loops(settings)
         return

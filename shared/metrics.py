@@ -136,7 +136,7 @@ class LoopCount(StrEnum):
 
     RECONCILER_REPAIRS = "reconciler_repairs"
     OUTBOX_PUBLISHED = "outbox_published"
-    MONITOR_FIRINGS = "monitor_firings"  # incremented by the monitors
+    MONITOR_FIRINGS = "monitor_firings"  # each automatic pause a monitor rule makes
 
 
 _LOOP_HELP = {

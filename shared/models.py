@@ -1,7 +1,8 @@
 """Database models (SQLAlchemy 2). The database is the source of truth.
 
-Tables: campaigns, transitions (append-only audit, per-campaign monotonic version),
-contacts, attempts (one row per dial attempt), outbox (events to broadcast), dnc.
+Tables: campaigns, transitions (append-only, per-campaign monotonic version), contacts,
+attempts (one row per dial attempt), outbox (events to broadcast), emergency_stops, dnc,
+meta (the database's epoch), api_tokens, web_sessions, audit_events.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-# Organisations arrive with a later issue; until then everything belongs to this one.
+# The platform admin token's organisation, and that of rows written without a caller.
 DEFAULT_ORG = "default"
 
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
@@ -208,8 +209,8 @@ class EmergencyStop(Base):
 
 
 class Dnc(Base):
-    """The do-not-call list, per organisation (one organisation, ``default``, for now).
-    Mirrored in a Redis set per organisation that every dial checks."""
+    """The do-not-call list, per organisation. Mirrored in a Redis set per organisation
+    that every dial checks."""
 
     __tablename__ = "dnc"
     __table_args__ = (UniqueConstraint("org", "phone", name="uq_dnc_org_phone"),)

@@ -1,4 +1,4 @@
-"""API tokens, web sessions and the audit trail of administrative changes.
+"""API tokens and web sessions (the audit trail is :mod:`control.auth.trail`).
 
 A token is ``dg_`` + 32 random bytes (URL-safe base64); only its SHA-256 is stored, so a
 stolen database does not yield usable tokens, and the secret is shown once, at creation.

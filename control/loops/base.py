@@ -1,8 +1,8 @@
 """A background loop of the control service: run ``step()`` every ``interval`` seconds.
 
-The relay, the feeder and the reconciler are loops. Each is safe to run in several
-processes at once. A failing step is logged and retried with backoff; it never kills
-the process.
+The relay, feeder, reconciler, recovery sweep, cap lifter and monitor are loops (one
+module each in this package). Each is safe to run in several processes at once. A
+failing step is logged and retried with backoff; it never kills the process.
 """
 
 from __future__ import annotations

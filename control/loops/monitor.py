@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from control.campaigns.service import Control
 from control.loops.base import Loop
+from shared import metrics
 from shared.errors import Conflict
 from shared.models import Attempt, Campaign, Transition, utcnow
 from shared.settings import Settings
@@ -167,4 +168,5 @@ class Monitor(Loop):
         except Conflict:  # no longer running (another monitor, an operator): nothing to do
             return False
         self.log.warning("monitor_paused", campaign_id=cid, rule=firing.rule, reason=firing.reason)
+        metrics.count(self.control.redis, self.control.keys, metrics.LoopCount.MONITOR_FIRINGS)
         return True

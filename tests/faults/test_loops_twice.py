@@ -13,7 +13,7 @@ from tests.support.stack import wait_for
 def test_feeder_and_relay_running_twice_enqueue_and_publish_everything_once(fresh):
     stack = fresh()
     stack.start()
-    stack.start_loops_process()  # a second relay, feeder, reconciler and recovery
+    stack.start_loops_process()  # a second set of the six loops
     for _ in range(2):
         stack.start_worker(threads=4)
     stack.wait_workers(2)

@@ -1,6 +1,6 @@
 """Authentication, roles, organisations and the audit trail, against a real stack.
 
-The role × route matrix is generated from :data:`control.authz.ROUTES`, the table the
+The role × route matrix is generated from :data:`control.auth.roles.ROUTES`, the table the
 code enforces, so a route cannot be added without being classified and tested here.
 """
 

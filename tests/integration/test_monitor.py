@@ -11,6 +11,7 @@ import psycopg
 from sqlalchemy import insert, select
 
 from control.loops.monitor import Monitor
+from shared import metrics
 from shared.models import Attempt, Contact, Transition, utcnow
 from tests.conftest import PG_URL
 from tests.support.stack import TestStack, wait_for
@@ -49,6 +50,7 @@ def test_a_provider_that_starts_failing_mid_run_pauses_the_campaign_with_the_rea
     assert c["pause_reason"].startswith("failure rate ")
     assert c["pause_reason"].endswith("over the last 40 attempts exceeds 50%")
     assert c["automatic_pauses_24h"] == {"failure_ratio": 1}
+    assert metrics.loop_counts(stack.redis, stack.keys)["monitor_firings"] == 1
     pause = pause_of(stack, cid)
     assert pause["actor"] == "monitor:failure_ratio" and pause["source"] == "system"
     assert pause["drained"] is True

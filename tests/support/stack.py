@@ -119,7 +119,7 @@ class TestStack:
         return self
 
     def start_loops_process(self) -> subprocess.Popen[bytes]:
-        """One more ``dialgate control --role loops`` (relay, feeder, reconciler, recovery)."""
+        """One more ``dialgate control --role loops`` (a second set of the six loops)."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "control.cli", "control", "--role", "loops"],
             env=self.worker_env(),
