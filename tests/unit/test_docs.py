@@ -22,9 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 SPAN = re.compile(r"`([^`]+)`")
-# The CLI split renames the call-log checker `audit` to `check-calls` (so that "audit" means
-# only the audit trail); the README already says `check-calls`. Drop this once it has.
-RENAMED = {"audit": "check-calls"}
 
 
 @dataclass
@@ -112,7 +109,6 @@ def _commands() -> tuple[set[str], set[str]]:
     """Every command of the parser (``dnc add`` for nested ones), and the groups."""
     commands, groups = set(), set()
     for name, sub in _subcommands(parser()).items():
-        name = RENAMED.get(name, name)
         nested = _subcommands(sub)
         if nested:
             groups.add(name)
