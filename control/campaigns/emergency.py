@@ -3,6 +3,8 @@
 It works while the database is down: the stop is the Redis key, which every claim reads;
 the database row is its record, written when the database answers (the answer says
 whether it was). Setting it waits, like a pause, until every live lease has drained.
+A lost key (Redis restarted empty) is set again by the reconciler from the latest record
+before any gate is rebuilt; so a lift is recorded first, and refused without a database.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from control.auth.trail import record
 from control.campaigns.service import Control
 from shared import metrics
 from shared.errors import IllegalTransition, Unavailable
+from shared.gate import Gate
 from shared.models import EmergencyStop
 from shared.states import Action, Source, Status
 
@@ -82,16 +85,42 @@ def lift(
     request_id: str | None,
     who: Who | None = None,
 ) -> dict[str, Any]:
+    """Lift the stop: recorded in the database first, then the Redis key goes. A lift the
+    database did not record is refused (503): the reconciler restores a stop whose latest
+    record is a stop, so an unrecorded lift would not last (fail closed)."""
     now = datetime.now(UTC)
     try:
-        was = control.gate.lift_estop()
+        active = control.gate.estop() is not None
     except redis.RedisError as exc:
         raise Unavailable(
             f"Redis is unreachable, the emergency stop is still in force: {exc}"
         ) from exc
-    recorded = _record(control, "lift", actor, reason, request_id, now, None, who) if was else False
+    if active and not _record(control, "lift", actor, reason, request_id, now, None, who):
+        raise Unavailable(
+            "the database is unreachable, so the lift cannot be recorded; the emergency "
+            "stop stays in force; retry when the database answers"
+        )
+    try:
+        was = control.gate.lift_estop() if active else False
+    except redis.RedisError as exc:
+        raise Unavailable(
+            f"Redis is unreachable, the emergency stop is still in force: {exc}"
+        ) from exc
     log.warning("emergency_stop_lifted", by=actor, was_active=was)
-    return {"active": False, "lifted": was, "recorded": recorded}
+    return {"active": False, "lifted": was, "recorded": active}
+
+
+def restore(gate: Gate, latest: EmergencyStop | None) -> bool:
+    """Set the stop again when its latest record is a stop and Redis has lost the key
+    (Redis keeps nothing on disk in many deployments): the reconciler's first step,
+    before any gate is rewritten. True if it was restored."""
+    if latest is None or latest.action != "stop" or gate.estop() is not None:
+        return False
+    since = latest.created_at.isoformat() if latest.created_at else None
+    record = {"by": latest.actor, "reason": latest.reason, "since": since, "restored": True}
+    gate.set_estop(json.dumps(record))
+    log.warning("emergency_stop_restored", by=latest.actor, since=since)
+    return True
 
 
 def stop_org(

@@ -15,7 +15,12 @@ def estop(args: argparse.Namespace) -> int:
     res = make_client().estop(args.lift, args.reason)
     if args.json:
         print_json(res)
-    elif args.lift:
+        return 0
+    if res.get("scope") == "org":  # an organisation admin's stop pauses each campaign
+        ids = ", ".join(str(c["id"]) for c in res["paused"]) or "none was running"
+        print(f"emergency stop of {res['org']}: paused campaigns {ids}; resume each one")
+        return 0
+    if args.lift:
         print("emergency stop lifted" if res["lifted"] else "no emergency stop was in force")
     else:
         g = res["gate"]
@@ -24,8 +29,8 @@ def estop(args: argparse.Namespace) -> int:
             f"EMERGENCY STOP in force since {res['since']}: no campaign dials "
             f"({drained} in {g['drain_ms']} ms)"
         )
-    if not res.get("recorded"):
-        print("warning: the database did not record it (see the control log)", file=sys.stderr)
+        if not res.get("recorded"):
+            print("warning: the database did not record it (see the control log)", file=sys.stderr)
     return 0
 
 

@@ -5,7 +5,9 @@ At start-up and every ``reconcile_interval`` seconds, each campaign's gate is co
 with its row and rewritten through the same versioned compare-and-set as a transition,
 so a reconciler reading an older row can never overwrite a newer gate. Until a gate is
 rebuilt, claims find it missing and are denied (fail closed). The do-not-call set is
-rebuilt the same way when it is missing or its size differs from the table's.
+rebuilt the same way when it is missing or its size differs from the table's, and an
+emergency stop whose latest record is a stop is set again, before any gate, when the key
+is gone.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.campaigns.dnc import DncList
+from control.campaigns.emergency import restore
 from control.loops.base import Loop
 from shared import metrics
 from shared.gate import Gate, GateState
-from shared.models import Campaign, effective_concurrency
+from shared.models import Campaign, EmergencyStop, effective_concurrency
 from shared.settings import Settings
 
 BATCH = 500
@@ -47,6 +50,11 @@ class Reconciler(Loop):
         return 0
 
     def reconcile(self) -> int:
+        with self.sessions() as s:  # the emergency stop first: before any gate can open
+            latest = s.scalars(
+                select(EmergencyStop).order_by(EmergencyStop.id.desc()).limit(1)
+            ).first()
+        restore(self.gate, latest)
         for org in self.dnc.orgs():  # every organisation's set, or its dials fail closed
             rebuilt = self.dnc.reconcile(org)
             if rebuilt is not None:

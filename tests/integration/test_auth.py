@@ -297,6 +297,9 @@ def test_every_change_is_in_the_audit_trail_with_who_and_from_where(
     stop = stack.http.post("/api/v1/emergency-stop", json={"reason": "drill"}, headers=admin)
     assert stop.status_code == 200 and stop.json()["scope"] == "org", stop.text
     assert [p["id"] for p in stop.json()["paused"]] == [cid]
+    again = stack.cli("estop", token=tokens["admin"])  # nothing left running to pause
+    assert again.returncode == 0, again.stderr
+    assert "emergency stop of acme: paused campaigns none was running" in again.stdout
     events = stack.http.get("/api/v1/audit", headers=admin).json()["events"]
     kinds = [e["kind"] for e in events]
     for kind in ("campaign.created", "campaign.start", "token.created", "token.revoked"):

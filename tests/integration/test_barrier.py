@@ -145,7 +145,9 @@ def settle_dialing(stack: TestStack, cid: int) -> dict:
     return wait_for(done, 60, "every live dial to finish", every=0.3)
 
 
-def test_an_emergency_stop_closes_every_campaign_at_once_and_its_lift_reopens_them(make_stack):
+def test_an_emergency_stop_closes_every_campaign_at_once_outlives_redis_and_its_lift_reopens_them(
+    make_stack,
+):
     stack = make_stack(sim_latency_ms=5).start()
     stack.start_worker(threads=4)
     stack.wait_workers(1)
@@ -164,6 +166,16 @@ def test_an_emergency_stop_closes_every_campaign_at_once_and_its_lift_reopens_th
     view = stack.campaign(a)
     assert view["emergency_stop"] is True and view["status"] == "running"
     assert stack.http.get("/api/v1/emergency-stop").json()["reason"] == "carrier incident"
+    # Redis restarts empty: the reconciler sets the stop again from its record, before any
+    # gate it rebuilds could let a worker dial.
+    for key in stack.redis.scan_iter(f"{stack.namespace}*"):
+        stack.redis.delete(key)
+    wait_for(lambda: stack.campaign(a)["gate"] is not None, 10, "the gates rebuilt")
+    restored = stack.http.get("/api/v1/emergency-stop").json()
+    assert restored["active"] is True and restored["restored"] is True
+    assert restored["reason"] == "carrier incident"
+    time.sleep(1.0)
+    assert [c for c in stack.calls() if c["t"] > answered] == []
 
     out = stack.cli("status")
     assert "EMERGENCY STOP in force" in out.stdout and "carrier incident" in out.stdout

@@ -203,11 +203,15 @@ class TestStack:
     def worker_metrics(self, proc: subprocess.Popen[bytes]) -> dict[str, float]:
         return self.scrape(f"http://127.0.0.1:{self.metrics_ports[proc.pid]}/metrics")
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run ``dialgate ARGS`` against this stack (its settings in the environment)."""
+    def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``dialgate ARGS`` against this stack (its settings in the environment), as
+        the platform admin or, with ``token``, as that token's holder."""
+        env = self.worker_env()
+        if token is not None:
+            env["DIALGATE_TOKEN"] = token
         return subprocess.run(
             [sys.executable, "-m", "control.cli", *args],
-            env=self.worker_env(),
+            env=env,
             cwd=ROOT,
             capture_output=True,
             text=True,
