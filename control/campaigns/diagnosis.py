@@ -22,7 +22,7 @@ from control.campaigns.service import Control
 from shared.clients import amqp_unreachable
 from shared.gate import GateState
 from shared.models import Outbox
-from shared.states import Action, Status
+from shared.states import TERMINAL, Action, ContactState, Status
 
 # Unsent outbox rows older than this mean the relay is not keeping up (or not running).
 RELAY_BACKLOG_AGE_S = 5.0
@@ -113,7 +113,7 @@ def not_running(f: Facts) -> Reason | None:
         return Reason(
             "draft", "The campaign was never started", "status draft", f"dialgate start {cid}"
         )
-    if status in (Status.CANCELLED.value, Status.COMPLETED.value):
+    if status in TERMINAL:
         return Reason(
             status,
             f"The campaign is {status} (final)",
@@ -138,9 +138,9 @@ def emergency_stop(f: Facts) -> Reason | None:
 
 def no_pending_contacts(f: Facts) -> Reason | None:
     counts = f.campaign["counts"]
-    if f.campaign["status"] in (Status.CANCELLED.value, Status.COMPLETED.value):
+    if f.campaign["status"] in TERMINAL:
         return None
-    if counts.get("pending", 0) or counts.get("queued", 0):
+    if counts.get(ContactState.PENDING, 0) or counts.get(ContactState.QUEUED, 0):
         return None
     done = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no contacts at all"
     return Reason(
