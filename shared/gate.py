@@ -38,6 +38,7 @@ from redis.commands.core import Script
 
 from shared import metrics
 from shared.keys import Keys
+from shared.states import DenyReason
 
 WRITE_LUA = """
 local cur = redis.call('HMGET', KEYS[1], 'version', 'epoch')
@@ -293,7 +294,7 @@ class Gate:
 
             *answers, (ok, reason, version), estop = self._pipelined(stage)
         except redis.RedisError:
-            return Claim(False, "redis_error", -1)
+            return Claim(False, DenyReason.REDIS_ERROR, -1)
         finally:
             metrics.GATE_CHECK_SECONDS.observe(time.perf_counter() - started)
         members = tuple(bool(a) for a in answers)
@@ -302,7 +303,7 @@ class Gate:
         lease = str(reason)
         if estop is not None:
             self.release(campaign_id, lease)
-            return Claim(False, "estop", int(version), members=members)
+            return Claim(False, DenyReason.ESTOP, int(version), members=members)
         return Claim(True, "ok", int(version), lease, members)
 
     def release(self, campaign_id: int, lease_id: str | None) -> None:

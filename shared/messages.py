@@ -1,9 +1,10 @@
 """Message contracts between the control service and the workers.
 
 A :class:`ControlEvent` is what the outbox relay broadcasts on ``<namespace>.control``
-after each committed transition. Workers validate it strictly; anything that does not
-parse is logged and dropped. An event can only make a worker *more* careful: it raises
-the minimum gate version the worker accepts, it never opens a gate.
+after each committed transition (whose outbox row is written from this model). Workers
+validate it strictly; anything that does not parse is logged and dropped. An event can
+only make a worker *more* careful: it raises the minimum gate version the worker accepts,
+it never opens a gate.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hmac
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
 from shared.states import Action, Status
 
@@ -26,7 +27,12 @@ class ControlEvent(BaseModel):
     version: int = Field(ge=1)
     action: Action
     status: Status
-    at: datetime
+    at: AwareDatetime  # with its offset: the subscriber measures the event's age
+
+    @field_serializer("at", when_used="json")
+    def _iso(self, at: datetime) -> str:
+        """Python's ISO 8601 (``+00:00``, not pydantic's ``Z``), as the outbox always had."""
+        return at.isoformat()
 
 
 SIGNATURE_HEADER = "x-dialgate-sig"

@@ -59,6 +59,8 @@ CLOSING = frozenset({Action.PAUSE, Action.CANCEL})
 # Only the system completes a campaign (when nothing is left to dial) and lifts a cap
 # (when its time is up).
 SYSTEM_ONLY = frozenset({Action.COMPLETE, Action.LIFT_CAP})
+# The operator's actions (the ``POST /api/v1/campaigns/{id}/{action}`` route's).
+OPERATOR_ACTIONS = tuple(a for a in Action if a not in SYSTEM_ONLY)
 
 
 def allowed_actions(status: Status) -> list[Action]:
@@ -104,3 +106,48 @@ class AttemptState(StrEnum):
     CANCELLED = "cancelled"  # campaign cancelled before it was dialed
     UNKNOWN = "unknown"  # dialing when its worker vanished; never re-dialed automatically
     BLOCKED_DNC = "blocked_dnc"  # the number was on the do-not-call list at dial time
+
+
+class CallOutcome(StrEnum):
+    """What a provider answered when the worker placed a call (``attempts.outcome``)."""
+
+    ACCEPTED = "accepted"
+    PROVIDER_ERROR = "provider_error"
+    AUTH_ERROR = "auth_error"  # the provider refused our credentials
+
+
+class ReportedOutcome(StrEnum):
+    """What a provider reports of an attempt after the call, by its webhook
+    (``POST /api/v1/provider/events``); it overwrites ``attempts.outcome``."""
+
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+    PROVIDER_ERROR = CallOutcome.PROVIDER_ERROR.value
+    AUTH_ERROR = CallOutcome.AUTH_ERROR.value
+
+
+class DenyReason(StrEnum):
+    """Why a dial was not placed (``attempts.deny_reason``, the label of the workers'
+    ``dialgate_dials_denied`` metric)."""
+
+    # The gate's claim (shared.gate): the gate's status when it is not running, ...
+    DRAFT = Status.DRAFT.value
+    PAUSED = Status.PAUSED.value
+    CANCELLED = Status.CANCELLED.value
+    COMPLETED = Status.COMPLETED.value
+    # ... no gate, a gate older than a version the worker heard of, every slot taken, the
+    # emergency stop, Redis away (fail closed).
+    GATE_MISSING = "gate_missing"
+    GATE_BEHIND = "gate_behind"
+    CONCURRENCY = "concurrency"
+    ESTOP = "estop"
+    REDIS_ERROR = "redis_error"
+    # The checks beside the claim (worker.checks): outside the calling window, on the
+    # do-not-call list, the list unknown (Redis lost it or is away: fail closed).
+    CALLING_WINDOW = "calling_window"
+    DNC = "dnc"
+    DNC_UNKNOWN = "dnc_unknown"
+    # The worker left a message early (an error) with an attempt it had started ahead.
+    ABORTED = "aborted"

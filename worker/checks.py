@@ -24,6 +24,7 @@ from shared import windows
 from shared.dnc import DncSet
 from shared.messages import DialArgs
 from shared.models import Campaign
+from shared.states import DenyReason
 
 # A contact whose window never opens (disjoint zones, a window with no day left) is looked
 # at again after this long; a dial denied because the DNC list was unknown, after RETRY.
@@ -39,7 +40,7 @@ WINDOW_TTL_S = 1.0
 
 @dataclass(frozen=True)
 class Denial:
-    reason: str  # calling_window | dnc | dnc_unknown
+    reason: str  # a DenyReason (the gate's denials arrive as the claim's text)
     dial_after: datetime | None = None  # contact back to pending, not fed before this
 
 
@@ -81,7 +82,7 @@ class DialChecks:
             _, tz, window = self.window(args.campaign_id, fresh=True)
             verdict = windows.check(window, tz, args.phone, now)
         if not verdict.open:
-            return Denial("calling_window", verdict.opens_at or now + NEVER_OPENS_RECHECK)
+            return Denial(DenyReason.CALLING_WINDOW, verdict.opens_at or now + NEVER_OPENS_RECHECK)
         return None
 
     def dnc_probes(self, args: DialArgs) -> list[tuple[str, str]]:
@@ -93,5 +94,5 @@ class DialChecks:
         """The do-not-call verdict from the probes' answers (None: Redis was away)."""
         listed = None if members is None else DncSet.verdict(members)
         if listed is None:
-            return Denial("dnc_unknown", self.clock() + RETRY)
-        return Denial("dnc") if listed else None
+            return Denial(DenyReason.DNC_UNKNOWN, self.clock() + RETRY)
+        return Denial(DenyReason.DNC) if listed else None

@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared.messages import DialArgs
 from shared.models import Attempt, Campaign, Contact, utcnow
-from shared.states import AttemptState, ContactState, Status
+from shared.states import AttemptState, CallOutcome, ContactState, Status
 
 log = structlog.get_logger("dialgate.worker")
 
@@ -120,7 +120,7 @@ class Outcome:
     args: DialArgs
     version: int
     accepted: bool
-    outcome: str
+    outcome: CallOutcome
     call_id: str | None
     at: datetime = field(default_factory=utcnow)
 

@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.states import CallOutcome
+
 
 @dataclass(frozen=True)
 class CallRequest:
@@ -29,7 +31,7 @@ class CallRequest:
 @dataclass(frozen=True)
 class CallResult:
     accepted: bool
-    outcome: str  # accepted | provider_error | auth_error
+    outcome: CallOutcome
     provider_call_id: str | None
 
 
@@ -87,10 +89,10 @@ class SimulatedProvider:
         with self._lock:
             failed = self._rand.random() < self.failure_rate
         if failed:
-            return CallResult(False, "provider_error", None)
-        return CallResult(True, "accepted", f"sim-{uuid.uuid4().hex[:16]}")
+            return CallResult(False, CallOutcome.PROVIDER_ERROR, None)
+        return CallResult(True, CallOutcome.ACCEPTED, f"sim-{uuid.uuid4().hex[:16]}")
 
-    def _fault(self) -> str | None:
+    def _fault(self) -> CallOutcome | None:
         """The failure mode switched on by the fault file, if it exists."""
         if not self.fault_file:
             return None
@@ -99,4 +101,4 @@ class SimulatedProvider:
                 mode = f.read().strip()
         except FileNotFoundError:
             return None
-        return "auth_error" if mode == "auth" else "provider_error"
+        return CallOutcome.AUTH_ERROR if mode == "auth" else CallOutcome.PROVIDER_ERROR

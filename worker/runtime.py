@@ -42,7 +42,7 @@ from shared.fleet import Record
 from shared.gate import Claim, Gate
 from shared.messages import DialArgs, DialBatch
 from shared.settings import Settings
-from shared.states import AttemptState, ContactState, Status
+from shared.states import AttemptState, ContactState, DenyReason
 from shared.windows import system_clock
 from worker.checks import Denial, DialChecks
 from worker.ledger import Ledger, Outcome, Park, Start
@@ -51,13 +51,13 @@ from worker.provider import CallRequest, Provider
 log = structlog.get_logger("dialgate.worker")
 
 # Denials that end the contact; any other denial parks it back to pending.
-ENDS = {
-    Status.CANCELLED.value: (AttemptState.CANCELLED, ContactState.CANCELLED),
-    "dnc": (AttemptState.BLOCKED_DNC, ContactState.BLOCKED_DNC),
+ENDS: dict[str, tuple[AttemptState, ContactState]] = {
+    DenyReason.CANCELLED: (AttemptState.CANCELLED, ContactState.CANCELLED),
+    DenyReason.DNC: (AttemptState.BLOCKED_DNC, ContactState.BLOCKED_DNC),
 }
 
 # Denials of one contact; any other (the gate's) holds for the whole campaign.
-PER_CONTACT = {"dnc", "dnc_unknown", "calling_window"}
+PER_CONTACT = frozenset({DenyReason.DNC, DenyReason.DNC_UNKNOWN, DenyReason.CALLING_WINDOW})
 
 # How long a dial waits for a free concurrency slot before it parks its contact.
 CONCURRENCY_WAIT_S = 2.0
@@ -167,7 +167,7 @@ class Runtime:
         finally:
             if ahead is not None and todo and _started(ahead):
                 # Leaving early (an error): the attempt started ahead was never dialed.
-                self.park(todo[0], "aborted")
+                self.park(todo[0], DenyReason.ABORTED)
             for f in written:
                 f.result()
         return results
@@ -214,7 +214,7 @@ class Runtime:
                 self.settings.lease_ttl_ms,
                 probes,
             )
-            if claim.reason != "concurrency" or time.monotonic() >= deadline:
+            if claim.reason != DenyReason.CONCURRENCY or time.monotonic() >= deadline:
                 return claim
             time.sleep(pause)
             pause = min(pause * 2, 0.05)

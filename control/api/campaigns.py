@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from control.api import answers
 from control.api.deps import Caller, ObjectId, Service, actor
 from control.api.schemas import CampaignCreate, CampaignUpdate, ContactsIn, TransitionIn
 from control.auth.roles import Role, offered, scope
@@ -18,47 +19,49 @@ from control.campaigns import contacts, diagnosis
 from control.campaigns.overview import overview
 from control.campaigns.service import Cap
 from shared.errors import InvalidInput
-from shared.states import Action, Source
+from shared.states import OPERATOR_ACTIONS, Action, Source
 
 r = APIRouter(prefix="/api/v1/campaigns")
-ACTIONS = ", ".join(a.value for a in (Action.START, Action.PAUSE, Action.RESUME, Action.CANCEL))
+ACTIONS = ", ".join(a.value for a in OPERATOR_ACTIONS)
 
 
-@r.post("", status_code=201)
+@r.post("", status_code=201, response_model=answers.Campaign, response_model_exclude_unset=True)
 def create_campaign(body: CampaignCreate, w: Caller, control: Service) -> dict[str, Any]:
     return offered(w, control.create_campaign(body, w))
 
 
-@r.get("")
+@r.get("", response_model=answers.Campaigns, response_model_exclude_unset=True)
 def list_campaigns(w: Caller, control: Service) -> dict[str, Any]:
     return {"campaigns": [offered(w, c) for c in control.campaigns(scope(w))]}
 
 
-@r.get("/{campaign_id}")
+@r.get("/{campaign_id}", response_model=answers.Campaign, response_model_exclude_unset=True)
 def get_campaign(campaign_id: ObjectId, w: Caller, control: Service) -> dict[str, Any]:
     return offered(w, control.campaign(campaign_id))
 
 
-@r.patch("/{campaign_id}")
+@r.patch("/{campaign_id}", response_model=answers.Campaign, response_model_exclude_unset=True)
 def update_campaign(
     campaign_id: ObjectId, body: CampaignUpdate, w: Caller, control: Service
 ) -> dict[str, Any]:
     return offered(w, control.update_campaign(campaign_id, body, w))
 
 
-@r.get("/{campaign_id}/transitions")
+@r.get("/{campaign_id}/transitions", response_model=answers.Transitions)
 def transitions(
     campaign_id: ObjectId, control: Service, limit: int = Query(100, ge=1, le=1000)
 ) -> dict[str, Any]:
     return {"transitions": control.transitions(campaign_id, limit)}
 
 
-@r.get("/{campaign_id}/diagnosis")
+@r.get("/{campaign_id}/diagnosis", response_model=answers.Diagnosis)
 def diagnose(campaign_id: ObjectId, control: Service) -> dict[str, Any]:
     return diagnosis.diagnose(control, campaign_id)
 
 
-@r.get("/{campaign_id}/overview")
+@r.get(
+    "/{campaign_id}/overview", response_model=answers.Overview, response_model_exclude_unset=True
+)
 def campaign_overview(campaign_id: ObjectId, w: Caller, control: Service) -> dict[str, Any]:
     facts = overview(control, campaign_id)
     return {**facts, "campaign": offered(w, facts["campaign"])}
@@ -66,6 +69,8 @@ def campaign_overview(campaign_id: ObjectId, w: Caller, control: Service) -> dic
 
 @r.post(
     "/{campaign_id}/contacts",
+    response_model=answers.Imported,
+    response_model_exclude_unset=True,
     openapi_extra={"requestBody": {"content": {"text/csv": {}, "application/json": {}}}},
 )
 async def add_contacts(
@@ -91,7 +96,11 @@ async def add_contacts(
     return await run_in_threadpool(contacts.add_contacts, control, campaign_id, rows, where, w)
 
 
-@r.post("/{campaign_id}/{action}")
+@r.post(
+    "/{campaign_id}/{action}",
+    response_model=answers.Transitioned,
+    response_model_exclude_unset=True,
+)
 def act(
     request: Request,
     campaign_id: ObjectId,
@@ -101,7 +110,7 @@ def act(
     body: TransitionIn | None = Body(default=None),
     drain_timeout: float | None = Query(None, ge=0, le=60),
 ) -> dict[str, Any]:
-    if action not in ("start", "pause", "resume", "cancel"):
+    if action not in OPERATOR_ACTIONS:
         raise InvalidInput("action", f"must be one of {ACTIONS}")
     body = body or TransitionIn()
     monitor = w.principal.role is Role.MONITOR
@@ -111,7 +120,7 @@ def act(
         campaign_id,
         Action(action),
         actor=actor(w, body.actor),
-        source=Source.SYSTEM if monitor else Source(body.source),
+        source=Source.SYSTEM if monitor else body.source,
         reason=body.reason,
         request_id=request.state.request_id,
         confirm=body.confirm,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from control.api.answers import Check, Checks, Health, Readiness
 from control.api.deps import Service
 from control.campaigns.observe import read_state
 from control.campaigns.service import Control
@@ -23,18 +23,23 @@ def router(control: Control) -> APIRouter:
     state.register(metrics.StateCollector(lambda: read_state(control)))
 
     @r.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> Health:
+        return Health(status="ok")
 
-    @r.get("/readyz")
-    def readyz(control: Service) -> JSONResponse:
-        checks = {
-            "database": _check(control.ping_database),
-            "redis": _check(control.gate.ping),
-            "rabbitmq": _check(lambda: quick_amqp(control.settings).close()),
-        }
-        ready = all(c["ok"] for c in checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    @r.get(
+        "/readyz",
+        response_model_exclude_unset=True,
+        responses={503: {"model": Readiness, "description": "A backing service is down."}},
+    )
+    def readyz(control: Service, response: Response) -> Readiness:
+        checks = Checks(
+            database=_check(control.ping_database),
+            redis=_check(control.gate.ping),
+            rabbitmq=_check(lambda: quick_amqp(control.settings).close()),
+        )
+        ready = all(c.ok for c in (checks.database, checks.redis, checks.rabbitmq))
+        response.status_code = 200 if ready else 503
+        return Readiness(ready=ready, checks=checks)
 
     @r.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
@@ -44,10 +49,10 @@ def router(control: Control) -> APIRouter:
     return r
 
 
-def _check(fn: Callable[[], object]) -> dict[str, Any]:
+def _check(fn: Callable[[], object]) -> Check:
     start = time.perf_counter()
     try:
         fn()
     except Exception as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {"ok": True, "ms": round((time.perf_counter() - start) * 1000, 2)}
+        return Check(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
+    return Check(ok=True, ms=round((time.perf_counter() - start) * 1000, 2))

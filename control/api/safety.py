@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
 
+from control.api import answers
 from control.api.deps import Caller, Service, actor
 from control.api.schemas import DncIn, EmergencyIn
 from control.auth.roles import Can, Who
@@ -15,12 +16,16 @@ from shared.errors import Forbidden, InvalidInput
 r = APIRouter(prefix="/api/v1")
 
 
-@r.get("/emergency-stop")
+@r.get("/emergency-stop", response_model=answers.EmergencyState, response_model_exclude_unset=True)
 def estop_state(control: Service) -> dict[str, Any]:
     return emergency.state(control)
 
 
-@r.post("/emergency-stop")
+@r.post(
+    "/emergency-stop",
+    response_model=answers.EmergencyStopped | answers.OrgStopped,
+    response_model_exclude_unset=True,
+)
 def estop_set(
     request: Request,
     w: Caller,
@@ -35,7 +40,7 @@ def estop_set(
     return emergency.stop(control, who, body.reason, request.state.request_id, drain_timeout, w)
 
 
-@r.delete("/emergency-stop")
+@r.delete("/emergency-stop", response_model=answers.EmergencyLifted)
 def estop_lift(
     request: Request, w: Caller, control: Service, body: EmergencyIn | None = Body(default=None)
 ) -> dict[str, Any]:
@@ -49,17 +54,17 @@ def estop_lift(
     return emergency.lift(control, actor(w, body.actor), body.reason, request.state.request_id, w)
 
 
-@r.get("/dnc")
+@r.get("/dnc", response_model=answers.DncEntries)
 def dnc_list(w: Caller, control: Service) -> dict[str, Any]:
     return {"phones": control.dnc.entries(w.org)}
 
 
-@r.post("/dnc")
+@r.post("/dnc", response_model=answers.DncAdded)
 def dnc_add(body: DncIn, w: Caller, control: Service) -> dict[str, Any]:
     return control.dnc.add(body.phones, actor(w, body.actor), w)
 
 
-@r.delete("/dnc/{phone}")
+@r.delete("/dnc/{phone}", response_model=answers.DncRemoved)
 def dnc_remove(phone: str, w: Caller, control: Service) -> dict[str, Any]:
     return control.dnc.remove(phone, w)
 

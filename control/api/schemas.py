@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from control.auth.roles import Role
+from shared.states import ReportedOutcome, Source
+
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAYS: tuple[Day, ...] = get_args(Day)
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -122,7 +125,7 @@ class ContactsIn(Strict):
 class TransitionIn(Strict):
     reason: str | None = Field(default=None, max_length=1000)
     actor: str | None = Field(default=None, max_length=200)
-    source: Literal["operator", "system", "api"] = "api"
+    source: Source = Source.API
     confirm: bool = False
     # Controlled resume: a temporary concurrency cap that lifts by itself (both or neither).
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
@@ -148,7 +151,7 @@ class ProviderEvent(Strict):
     """A real provider's outcome of one attempt (its webhook)."""
 
     attempt_id: int = Field(ge=1, le=2**63 - 1)
-    outcome: Literal["answered", "no_answer", "busy", "failed", "provider_error", "auth_error"]
+    outcome: ReportedOutcome
     error_code: str | None = Field(default=None, max_length=64)
     duration_ms: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
@@ -168,7 +171,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,99}$")
 
 class TokenCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
-    role: Literal["viewer", "operator", "supervisor", "admin", "monitor"]
+    role: Role
     org: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",

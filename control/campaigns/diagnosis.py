@@ -21,7 +21,7 @@ from control.campaigns.service import Control
 from control.loops.relay import backlog
 from shared.clients import amqp_unreachable
 from shared.gate import GateState
-from shared.states import Action, Status
+from shared.states import TERMINAL, Action, ContactState, Status
 
 # Unsent outbox rows older than this mean the relay is not keeping up (or not running).
 RELAY_BACKLOG_AGE_S = 5.0
@@ -108,7 +108,7 @@ def not_running(f: Facts) -> Reason | None:
         return Reason(
             "draft", "The campaign was never started", "status draft", f"dialgate start {cid}"
         )
-    if status in (Status.CANCELLED.value, Status.COMPLETED.value):
+    if status in TERMINAL:
         return Reason(
             status,
             f"The campaign is {status} (final)",
@@ -133,9 +133,10 @@ def emergency_stop(f: Facts) -> Reason | None:
 
 def no_pending_contacts(f: Facts) -> Reason | None:
     counts = f.campaign["counts"]
-    if f.campaign["status"] in (Status.CANCELLED.value, Status.COMPLETED.value):
+    if f.campaign["status"] in TERMINAL:
         return None
-    if any(counts.get(s, 0) for s in ("pending", "queued", "retry_wait")):
+    still = (ContactState.PENDING, ContactState.QUEUED, ContactState.RETRY_WAIT)
+    if any(counts.get(s, 0) for s in still):
         return None  # a contact waiting for its retry is queued again when it is due
     done = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no contacts at all"
     return Reason(

@@ -7,7 +7,7 @@ from typing import Any
 from control.campaigns.reads import Reads
 from shared.errors import Conflict, NotFound
 from shared.models import Attempt, utcnow
-from shared.states import AttemptState
+from shared.states import AttemptState, ReportedOutcome
 
 
 class Outcomes(Reads):
@@ -16,7 +16,7 @@ class Outcomes(Reads):
     def record_outcome(
         self,
         attempt_id: int,
-        outcome: str,
+        outcome: ReportedOutcome,
         error_code: str | None = None,
         duration_ms: int | None = None,
         org: str | None = None,

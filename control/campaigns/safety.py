@@ -28,9 +28,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import Attempt, Contact, EmergencyStop, Transition
-from shared.states import AttemptState
+from shared.states import Action, AttemptState, ContactState
 
 Interval = tuple[float, float]
+# Its own reading of the states (not the transition service's CLOSING): the closings that
+# answer drained, and the contact states of a contact that was rightly not dialed.
+CLOSINGS = frozenset({Action.PAUSE, Action.CANCEL})
+ACCOUNTED = frozenset(
+    {ContactState.PENDING, ContactState.CANCELLED, ContactState.UNKNOWN, ContactState.BLOCKED_DNC}
+)
 
 
 @dataclass
@@ -75,7 +81,7 @@ def closed_intervals(transitions: list[Transition]) -> list[Interval]:
     ordered = sorted(transitions, key=lambda t: t.version)
     out = []
     for i, t in enumerate(ordered):
-        if t.action in ("pause", "cancel") and t.drained and t.answered_at is not None:
+        if t.action in CLOSINGS and t.drained and t.answered_at is not None:
             end = ordered[i + 1].created_at.timestamp() if i + 1 < len(ordered) else math.inf
             out.append((t.answered_at.timestamp(), end))
     return out
@@ -149,8 +155,7 @@ def check_calls(
         for k, cid, phone, state in contacts
         # unknown: its dial started when its worker vanished; blocked_dnc: on the
         # do-not-call list at dial time. Both accounted for, not lost.
-        if (cid, k) not in dialed
-        and state not in ("pending", "cancelled", "unknown", "blocked_dnc")
+        if (cid, k) not in dialed and state not in ACCOUNTED
     ]
     return report
 

@@ -30,6 +30,7 @@ from shared import metrics
 from shared.errors import ConfirmationRequired, Conflict, InvalidInput, Unavailable
 from shared.gate import Drain
 from shared.keys import Keys
+from shared.messages import ControlEvent
 from shared.models import Attempt, Campaign, Contact, Outbox, Transition, utcnow
 from shared.states import (
     CLOSING,
@@ -193,14 +194,13 @@ class Transitions(Reads):
                     s.add(
                         Outbox(
                             routing_key=Keys.routing_key(campaign_id, action.value),
-                            payload={
-                                "type": "campaign.transition",
-                                "campaign_id": campaign_id,
-                                "version": version,
-                                "action": action.value,
-                                "status": target.value,
-                                "at": now.isoformat(),
-                            },
+                            payload=ControlEvent(
+                                campaign_id=campaign_id,
+                                version=version,
+                                action=action,
+                                status=target,
+                                at=now,
+                            ).model_dump(mode="json"),
                             created_at=now,
                         )
                     )

@@ -29,9 +29,15 @@ from control.auth.roles import Who, offered, scope
 from control.campaigns import diagnosis
 from control.campaigns.overview import overview
 from control.campaigns.service import Control
+from shared.states import Action, ContactState
 
-STATES = ("pending", "queued", "dialing", "done", "failed", "cancelled", "unknown")
-LABELS = {"start": "Start", "pause": "Pause", "resume": "Resume", "cancel": "Cancel…"}
+STATES = tuple(s.value for s in ContactState)  # a counter (and a column) each
+LABELS = {
+    Action.START: "Start",
+    Action.PAUSE: "Pause",
+    Action.RESUME: "Resume",
+    Action.CANCEL: "Cancel…",
+}
 EVENT_TICK_S = 0.5  # how often a page's stream looks for a change
 DIAGNOSIS_EVERY = 6  # ticks between two diagnoses (each one connects to the broker)
 STREAM_FOR_S = 300.0  # a stream ends after this; the browser reconnects by itself

@@ -7,7 +7,14 @@ import itertools
 import pytest
 
 from shared.errors import IllegalTransition
-from shared.states import Action, Status, allowed_actions, next_status
+from shared.states import (
+    OPERATOR_ACTIONS,
+    Action,
+    DenyReason,
+    Status,
+    allowed_actions,
+    next_status,
+)
 
 LEGAL = {
     (Status.DRAFT, Action.START): Status.RUNNING,
@@ -46,3 +53,12 @@ def test_final_states_allow_nothing_and_complete_is_never_offered_to_operators()
     assert Action.LIFT_CAP not in allowed_actions(Status.PAUSED)
     assert allowed_actions(Status.RUNNING) == [Action.PAUSE, Action.CANCEL]
     assert allowed_actions(Status.PAUSED) == [Action.RESUME, Action.CANCEL]
+
+
+def test_every_status_but_running_is_a_reason_the_gate_denies_a_dial():
+    # The gate's claim answers the gate's status when it is not running.
+    assert {s for s in Status if s is not Status.RUNNING} <= set(DenyReason)
+
+
+def test_the_operator_may_take_every_action_but_the_system_ones():
+    assert OPERATOR_ACTIONS == (Action.START, Action.PAUSE, Action.RESUME, Action.CANCEL)

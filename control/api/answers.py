@@ -1,0 +1,369 @@
+"""Answers of the HTTP API (pydantic): the ``response_model`` of every JSON route, so the
+OpenAPI document describes what each route answers.
+
+The services build their answers as dicts (:mod:`control.campaigns.views` and its
+neighbours); these models check and describe them without changing them:
+
+- routes declare ``response_model_exclude_unset=True`` where a key is present only
+  sometimes (a field with a default here): a key the builder left out stays out, a key it
+  set to ``None`` stays ``null``;
+- a key not modelled here passes through unchanged (``extra="allow"``), never dropped;
+- instants keep Python's ISO 8601 form (``+00:00``), as before the models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from control.api.schemas import CallingWindow, MonitorRules
+from control.auth.roles import Role
+from shared.states import Action, DenyReason, ReportedOutcome, Source, Status
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+Instant = Annotated[
+    datetime,
+    PlainSerializer(_iso, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# -- campaigns -----------------------------------------------------------------------------
+class CapView(Answer):
+    """A controlled resume's temporary concurrency cap."""
+
+    max_concurrency: int
+    until: Instant
+
+
+class Dialing(Answer):
+    """Why a running campaign dials nothing right now (``blocked_by: null``: nothing)."""
+
+    blocked_by: Literal[DenyReason.CALLING_WINDOW] | None
+    opens_at: Instant | None = Field(default=None, description="Only when blocked.")
+
+
+class GateView(Answer):
+    status: str
+    version: int
+
+
+class Propagation(Answer):
+    """How many live workers acknowledged the campaign's latest version."""
+
+    version: int
+    workers_live: int
+    workers_acked: int
+
+
+class CampaignRow(Answer):
+    """A campaign as the database has it, its contacts counted by state."""
+
+    id: int
+    name: str
+    status: Status
+    version: int
+    max_concurrency: int
+    concurrency: int = Field(description="What the gate enforces: the temporary cap if any.")
+    cap: CapView | None
+    max_attempts: int
+    retry_backoff_s: float
+    timezone: str
+    calling_window: CallingWindow | None
+    paused_at: Instant | None
+    pause_reason: str | None
+    pause_source: Source | None
+    created_at: Instant
+    updated_at: Instant
+    counts: dict[str, int] = Field(description="Contacts per contact state (every state).")
+    allowed_actions: list[Action] = Field(description="The actions your role may take now.")
+    dialing: Dialing
+    monitor: MonitorRules | None
+
+
+class CampaignDetail(CampaignRow):
+    """A campaign with its last 24 h of automatic pauses; the live parts from Redis are
+    ``null`` while Redis is unreachable."""
+
+    automatic_pauses_24h: dict[str, int] = Field(description="System pauses per rule or actor.")
+    inflight: int | None
+    propagation: Propagation | None
+    emergency_stop: bool | None
+
+
+class Campaign(CampaignDetail):
+    gate: GateView | None
+
+
+class Campaigns(Answer):
+    campaigns: list[CampaignRow]
+
+
+class GateWrite(Answer):
+    """What a transition did to the gate; a pause or cancel also waited for its leases."""
+
+    version: int
+    written: bool
+    error: str | None = Field(default=None, description="Only when Redis was unreachable.")
+    closed: bool | None = None
+    drained: bool | None = None
+    inflight: int | None = None
+    drain_ms: float | None = None
+
+
+class GateAnswer(GateWrite):
+    status: str | None = Field(default=None, description="The gate's, when Redis answered.")
+
+
+class Transitioned(CampaignDetail):
+    """The campaign after a transition, with what the gate did."""
+
+    gate: GateAnswer
+
+
+class TransitionRow(Answer):
+    version: int
+    from_: Status = Field(alias="from")
+    to: Status
+    action: Action
+    actor: str
+    source: Source
+    reason: str | None
+    role: Role | None
+    source_ip: str | None
+    request_id: str | None
+    at: Instant
+    cap: CapView | None
+    answered_at: Instant | None
+    drained: bool | None
+
+
+class Transitions(Answer):
+    transitions: list[TransitionRow]
+
+
+class ReasonView(Answer):
+    code: str
+    title: str
+    evidence: str
+    fix: str
+
+
+class Diagnosis(Answer):
+    """Every reason the campaign is not placing calls (``ok``: none)."""
+
+    campaign_id: int
+    status: Status
+    checked_at: Instant
+    ok: bool
+    reasons: list[ReasonView]
+
+
+class FirstAfterResume(Answer):
+    """The latest resume and the first dial that started after it (if one did)."""
+
+    version: int
+    resumed_at: Instant
+    attempt_id: int | None = None
+    started_at: Instant | None = None
+    worker_id: str | None = None
+    after_s: float | None = None
+
+
+class Overview(Answer):
+    campaign: Campaign
+    transitions: list[TransitionRow]
+    first_after_resume: FirstAfterResume | None
+    diagnosis: Diagnosis
+
+
+class Rejected(Answer):
+    """A contact row that was not imported, where it was (``index`` or ``line``) and why."""
+
+    phone: Any
+    error: str
+    index: int | None = None
+    line: int | None = None
+
+
+class Imported(Answer):
+    accepted: int
+    rejected: list[Rejected]
+
+
+# -- safety --------------------------------------------------------------------------------
+class EmergencyState(Answer):
+    """Whether the emergency stop is in force, and its record (who, why, since when)."""
+
+    active: bool
+    by: str | None = None
+    reason: str | None = None
+    since: str | None = None
+
+
+class Drained(Answer):
+    closed: bool
+    drained: bool
+    inflight: int
+    drain_ms: float
+
+
+class EmergencyStopped(EmergencyState):
+    gate: Drained
+    recorded: bool = Field(description="Whether the database recorded it.")
+
+
+class PausedCampaign(Answer):
+    id: int
+    gate: GateWrite
+
+
+class OrgStopped(Answer):
+    """An organisation's emergency stop: each of its running campaigns paused."""
+
+    scope: Literal["org"]
+    org: str
+    paused: list[PausedCampaign]
+
+
+class EmergencyLifted(Answer):
+    active: bool
+    lifted: bool = Field(description="Whether a stop was in force.")
+    recorded: bool
+
+
+class DncEntry(Answer):
+    phone: str
+    actor: str
+    added_at: Instant
+
+
+class DncEntries(Answer):
+    phones: list[DncEntry]
+
+
+class DncAdded(Answer):
+    added: int
+    already_listed: int
+
+
+class DncRemoved(Answer):
+    removed: str
+
+
+# -- reports -------------------------------------------------------------------------------
+class AlertResult(Answer):
+    """What became of one alert (``action: none`` with the ``detail`` why)."""
+
+    alert: str
+    status: str
+    campaign_id: int | None
+    action: str = Field(description="paused, emergency_stop, organisation_stop or none")
+    detail: str | None = None
+    paused: list[PausedCampaign] | None = None
+
+
+class AlertResults(Answer):
+    results: list[AlertResult]
+
+
+class OutcomeRecorded(Answer):
+    attempt_id: int
+    campaign_id: int
+    outcome: ReportedOutcome
+
+
+# -- callers and the fleet -----------------------------------------------------------------
+class Me(Answer):
+    name: str
+    org: str
+    role: Role
+    platform: bool
+
+
+class WorkerView(Answer):
+    """A live worker as its last heartbeat describes it."""
+
+    id: str
+    host: str | None
+    pid: int | None
+    threads: int | None
+    started: float | None
+    last_heartbeat: float | None
+    inflight: int
+    applied: dict[str, int] = Field(description="Campaign id → the version it applied.")
+
+
+class Workers(Answer):
+    workers: list[WorkerView]
+
+
+class TokenView(Answer):
+    id: int
+    name: str
+    org: str
+    role: Role
+    platform: bool
+    prefix: str
+    created_by: str
+    created_at: Instant
+    expires_at: Instant | None
+    revoked_at: Instant | None
+    last_used_at: Instant | None
+
+
+class NewToken(TokenView):
+    token: str = Field(description="The secret, shown this once.")
+
+
+class TokenList(Answer):
+    tokens: list[TokenView]
+
+
+class AuditEvent(Answer):
+    id: int
+    at: Instant
+    org: str
+    actor: str
+    role: Role | None
+    source_ip: str | None
+    request_id: str | None
+    kind: str
+    target: str | None
+    details: dict[str, Any] | None
+
+
+class AuditEvents(Answer):
+    events: list[AuditEvent]
+
+
+# -- probes --------------------------------------------------------------------------------
+class Health(Answer):
+    status: Literal["ok"]
+
+
+class Check(Answer):
+    ok: bool
+    ms: float | None = None
+    error: str | None = None
+
+
+class Checks(Answer):
+    database: Check
+    redis: Check
+    rabbitmq: Check
+
+
+class Readiness(Answer):
+    ready: bool
+    checks: Checks
