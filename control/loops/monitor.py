@@ -35,10 +35,10 @@ from shared import metrics
 from shared.errors import Conflict
 from shared.models import Attempt, Campaign, Transition, utcnow
 from shared.settings import Settings
-from shared.states import Action, AttemptState, Source, Status
+from shared.states import Action, AttemptState, CallOutcome, ReportedOutcome, Source, Status
 
-FAILED = ("provider_error", "auth_error", "failed")
-PROVIDER_ERRORS = ("provider_error", "auth_error")
+PROVIDER_ERRORS = (CallOutcome.PROVIDER_ERROR, CallOutcome.AUTH_ERROR)
+FAILED = (*PROVIDER_ERRORS, ReportedOutcome.FAILED)
 
 
 @dataclass(frozen=True)
