@@ -300,10 +300,28 @@ def test_every_change_is_in_the_audit_trail_with_who_and_from_where(
     again = stack.cli("estop", token=tokens["admin"])  # nothing left running to pause
     assert again.returncode == 0, again.stderr
     assert "emergency stop of acme: paused campaigns none was running" in again.stdout
+    patched = stack.http.patch(
+        f"/api/v1/campaigns/{cid}", json={"timezone": "Europe/Paris"}, headers=admin
+    )
+    assert patched.status_code == 200, patched.text
+    listed = stack.http.post("/api/v1/dnc", json={"phones": ["+33612345679"]}, headers=admin)
+    assert listed.status_code == 200, listed.text
     events = stack.http.get("/api/v1/audit", headers=admin).json()["events"]
     kinds = [e["kind"] for e in events]
-    for kind in ("campaign.created", "campaign.start", "token.created", "token.revoked"):
+    for kind in (
+        "campaign.created",
+        "contacts.imported",  # the fixture's import
+        "campaign.updated",
+        "dnc.added",
+        "campaign.start",
+        "token.created",
+        "token.revoked",
+    ):
         assert kind in kinds, kinds
+    updated = next(e for e in events if e["kind"] == "campaign.updated")
+    assert updated["details"] == {"timezone": "Europe/Paris"} and updated["org"] == "acme"
+    imported = next(e for e in events if e["kind"] == "contacts.imported")
+    assert imported["details"] == {"accepted": 1, "rejected": 0}
     assert kinds.count("campaign.pause") == 1  # the organisation's emergency stop
     start = next(e for e in events if e["kind"] == "campaign.start")
     assert (start["actor"], start["org"], start["role"], start["source_ip"]) == (
