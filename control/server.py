@@ -133,6 +133,16 @@ def run_monitor(settings: Settings) -> None:
         stack.monitor.stop()
 
 
+def http_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """How the API is served, by ``dialgate control`` and the tests' stacks alike. Forwarded
+    headers are dialgate's to judge (``DIALGATE_TRUSTED_PROXIES``,
+    :mod:`control.auth.proxies`): uvicorn's own handling, which believes any sent from
+    127.0.0.1, is off."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False
+    )
+
+
 def serve(settings: Settings, role: str = "all") -> None:
     """``api``: HTTP only; ``loops``: the six loops only (relay, feeder, reconciler, recovery,
     cap lifter, monitor); ``all``: both, the loops in a child process so that their work
@@ -149,13 +159,7 @@ def serve(settings: Settings, role: str = "all") -> None:
         )
     stack = build(settings)
     try:
-        uvicorn.run(
-            stack.app,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level="warning",
-            access_log=False,
-        )
+        uvicorn.Server(http_config(stack.app, settings.http_host, settings.http_port)).run()
     finally:
         if child is not None:
             child.terminate()

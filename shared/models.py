@@ -121,9 +121,11 @@ class Transition(Base):
     source: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # Who, as authenticated: the token's role and the client's address (actor is the name).
+    # Who, as authenticated: the token's role and the client's address (actor is the name);
+    # the client is the one a trusted proxy named, the peer the TCP peer itself.
     role: Mapped[str | None] = mapped_column(String(16), nullable=True)
     source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    peer_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     cap_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
     cap_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -254,12 +256,15 @@ class ApiToken(Base):
 
 class WebSession(Base):
     """A browser session made by signing in with a token at ``/login``. The cookie holds a
-    random id whose SHA-256 is stored here; revoking the token ends its sessions."""
+    random id whose SHA-256 is stored here; revoking the token ends its sessions. A session
+    opened with ``DIALGATE_ADMIN_TOKEN`` (no ``token_id``) keeps ``admin_mac``, the
+    HMAC-SHA256 of its id keyed with that token: it ends when the token is replaced."""
 
     __tablename__ = "web_sessions"
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"), nullable=True)
+    admin_mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -277,6 +282,7 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(200))
     role: Mapped[str | None] = mapped_column(String(16), nullable=True)
     source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    peer_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     kind: Mapped[str] = mapped_column(String(48))
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -5,7 +5,9 @@ Build one :class:`Settings` in ``main()`` and pass it down; tests build their ow
 
 from __future__ import annotations
 
-from pydantic import Field
+from ipaddress import IPv4Network, IPv6Network, ip_network
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import MAX_BATCH
@@ -48,6 +50,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Failed token checks per client address or credential a minute, then 429 "
         "(a valid token is never refused).",
+    )
+    trusted_proxies: str | None = Field(
+        default=None,
+        description="Comma-separated addresses or networks (CIDR) of the reverse proxies in "
+        "front of the API: only a direct peer in this list may name the client with "
+        "X-Forwarded-For; unset, no one may, and the client is the TCP peer.",
     )
     control_key: str | None = Field(
         default=None,
@@ -130,3 +138,23 @@ class Settings(BaseSettings):
         description="While this file exists the simulated provider fails every call: with "
         "'auth' in it as an authentication error, otherwise as a provider error.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str | None) -> str | None:
+        for entry in (value or "").split(","):
+            if entry.strip():
+                try:
+                    ip_network(entry.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry.strip()!r} is not an IP address or network; give addresses "
+                        "or CIDR networks separated by commas, e.g. 10.0.0.0/8,127.0.0.1"
+                    ) from None
+        return value
+
+    @property
+    def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """The networks of ``DIALGATE_TRUSTED_PROXIES`` (empty: no proxy is trusted)."""
+        entries = (e.strip() for e in (self.trusted_proxies or "").split(","))
+        return tuple(ip_network(e, strict=False) for e in entries if e)

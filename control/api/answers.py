@@ -141,6 +141,9 @@ class TransitionRow(Answer):
     reason: str | None
     role: Role | None
     source_ip: str | None
+    peer_ip: str | None = Field(
+        description="The direct TCP peer: a trusted proxy when source_ip is the client it named."
+    )
     request_id: str | None
     at: Instant
     cap: CapView | None
@@ -337,6 +340,9 @@ class AuditEvent(Answer):
     actor: str
     role: Role | None
     source_ip: str | None
+    peer_ip: str | None = Field(
+        description="The direct TCP peer: a trusted proxy when source_ip is the client it named."
+    )
     request_id: str | None
     kind: str
     target: str | None

@@ -12,14 +12,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from control.api import answers
-from control.api.deps import Caller, ObjectId, Service, actor
+from control.api.deps import Caller, ObjectId, Service, actor, source
 from control.api.schemas import CampaignCreate, CampaignUpdate, ContactsIn, TransitionIn
 from control.auth.roles import Role, offered, scope
 from control.campaigns import contacts, diagnosis
 from control.campaigns.overview import overview
 from control.campaigns.service import Cap
 from shared.errors import InvalidInput
-from shared.states import OPERATOR_ACTIONS, Action, Source
+from shared.states import OPERATOR_ACTIONS, Action
 
 r = APIRouter(prefix="/api/v1/campaigns")
 ACTIONS = ", ".join(a.value for a in OPERATOR_ACTIONS)
@@ -113,14 +113,13 @@ def act(
     if action not in OPERATOR_ACTIONS:
         raise InvalidInput("action", f"must be one of {ACTIONS}")
     body = body or TransitionIn()
-    monitor = w.principal.role is Role.MONITOR
-    if monitor and not (body.reason or "").strip():
+    if w.principal.role is Role.MONITOR and not (body.reason or "").strip():
         raise InvalidInput("reason", "a monitor's pause must say why (reason is required)")
     result = control.transition(
         campaign_id,
         Action(action),
         actor=actor(w, body.actor),
-        source=Source.SYSTEM if monitor else body.source,
+        source=source(w, body.source),
         reason=body.reason,
         request_id=request.state.request_id,
         confirm=body.confirm,

@@ -1,4 +1,5 @@
-"""What routes depend on: the service object, the caller, a checked object id.
+"""What routes depend on: the service object, the caller, a checked object id, and what
+a change records of its caller (actor, source).
 
 The caller was authenticated and authorized by :class:`control.auth.security.Gatekeeper`
 before the route ran; :func:`current` only reads what it found.
@@ -10,11 +11,12 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from control.auth.roles import Who
+from control.auth.roles import Role, Who
 from control.auth.security import MAX_ID
 from control.auth.tokens import Tokens
 from control.campaigns.service import Control
-from shared.errors import Unauthenticated
+from shared.errors import InvalidInput, Unauthenticated
+from shared.states import Source
 
 ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -47,3 +49,21 @@ def actor(who: Who, label: str | None) -> str:
     """Who acted, as recorded: the token's name, and a client's label beside it, never
     instead of it (``ops-bot (cli:alice)``)."""
     return who.name if not label else f"{who.name} ({label})"
+
+
+def source(who: Who, claimed: Source) -> Source:
+    """The source a transition records, from the caller's role: always ``system`` for a
+    monitor, whatever it sent (it is automation; the CLI sends ``operator`` by default);
+    ``system`` otherwise only from an admin, who may make a monitor token anyway; any other
+    role records ``operator`` or ``api``, as the client said, and its ``system`` is refused
+    (422), never rewritten."""
+    role = who.principal.role
+    if role is Role.MONITOR:
+        return Source.SYSTEM
+    if claimed is Source.SYSTEM and role is not Role.ADMIN:
+        raise InvalidInput(
+            "source",
+            f"'system' is recorded for automation (a monitor token, or an admin); the role "
+            f"{role.value!r} may send 'operator' or 'api'",
+        )
+    return claimed

@@ -126,11 +126,15 @@ class Principal:
 
 @dataclass(frozen=True)
 class Who:
-    """A principal plus where the request came from: what the audit records."""
+    """A principal plus where the request came from: what the audit records.
+
+    ``source_ip`` is the client (the direct peer, or the client a trusted proxy named);
+    ``peer_ip`` is the direct TCP peer, recorded beside it."""
 
     principal: Principal
     source_ip: str | None = None
     request_id: str | None = None
+    peer_ip: str | None = None
 
     @property
     def name(self) -> str:

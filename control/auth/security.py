@@ -8,6 +8,9 @@ or the web session cookie plus its CSRF header for changes), check the role and 
 404 for a campaign of another organisation (existence does not leak) — all before a byte
 of the body is read, so no request costs memory before its credential is known.
 
+The client's address is the TCP peer's, unless that peer is a trusted proxy
+(``DIALGATE_TRUSTED_PROXIES``, :mod:`control.auth.proxies`); the audit records both.
+
 Failed credential checks are counted per client address and per presented credential
 (its first characters); past ``DIALGATE_AUTH_FAILURES_PER_MINUTE`` a failing check answers
 429 instead of 401. A valid credential is never refused by this limiter: one anonymous
@@ -26,6 +29,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from control.auth.proxies import FORWARDED_FOR, Origin, Proxies
 from control.auth.roles import Can, Principal, Who, match
 from control.auth.tokens import Tokens
 from control.campaigns.service import Control
@@ -47,10 +51,6 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 MAX_ID = 2**63 - 1
 
 
@@ -66,6 +66,13 @@ class Security:
         self.control = control
         self.tokens = tokens
         self.settings = control.settings
+        self.proxies = Proxies(self.settings.trusted_networks)
+
+    def origin(self, request: Request) -> Origin:
+        """Where the request came from: the client (as trusted proxies vouch for it) and
+        the direct peer."""
+        peer = request.client.host if request.client else "unknown"
+        return self.proxies.origin(peer, request.headers.getlist(FORWARDED_FOR))
 
     def authorize(self, request: Request, cap: Can, path_params: dict[str, Any]) -> Who:
         """The caller of a route that needs ``cap``, or the error that refuses them."""
@@ -80,7 +87,9 @@ class Security:
             campaign_id = object_id("campaign_id", str(raw))
             if not principal.platform and self.control.campaign_org(campaign_id) != principal.org:
                 raise NotFound(f"campaign {campaign_id} does not exist")
-        who = Who(principal, client_ip(request), getattr(request.state, "request_id", None))
+        origin = self.origin(request)
+        request_id = getattr(request.state, "request_id", None)
+        who = Who(principal, origin.client, request_id, peer_ip=origin.peer)
         request.state.who = who
         return who
 
@@ -112,9 +121,10 @@ class Security:
         try:
             return check()
         except Unauthenticated:
-            if self._failed(client_ip(request), credential):
+            client = self.origin(request).client
+            if self._failed(client, credential):
                 raise TooManyRequests(
-                    f"too many failed sign-ins from {client_ip(request)} or with this "
+                    f"too many failed sign-ins from {client} or with this "
                     "credential; wait a minute (a valid token is still accepted)"
                 ) from None
             raise

@@ -4,6 +4,12 @@ A token is ``dg_`` + 32 random bytes (URL-safe base64); only its SHA-256 is stor
 stolen database does not yield usable tokens, and the secret is shown once, at creation.
 Tokens are high-entropy, so a plain (unsalted) hash is enough to make them unguessable
 from the digest, and it lets a request find its token with one indexed lookup.
+
+A web session lasts no longer than the credential that opened it: a token's sessions end
+when it is revoked or expires, and a session opened with ``DIALGATE_ADMIN_TOKEN`` ends
+when that token is replaced (it keeps an HMAC of its own id keyed with the token, which
+only the same token reproduces; without the session id, the stored MAC says nothing
+about the token).
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ ENV_ADMIN_NAME = "admin-token"
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def admin_mac(admin_token: str, sid: str) -> str:
+    """What ties a session to the admin token that opened it."""
+    return hmac.new(admin_token.encode(), f"web-session:{sid}".encode(), "sha256").hexdigest()
 
 
 def new_secret() -> str:
@@ -144,11 +155,14 @@ class Tokens:
         sid = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(24)
         now = datetime.now(UTC)
+        admin = self.settings.admin_token
+        tie = admin_mac(admin, sid) if principal.token_id is None and admin else None
         with self.sessions.begin() as s:
             s.add(
                 WebSession(
                     id_hash=digest(sid),
                     token_id=principal.token_id,
+                    admin_mac=tie,
                     csrf=csrf,
                     created_at=now,
                     expires_at=now + timedelta(hours=self.settings.session_hours),
@@ -163,8 +177,14 @@ class Tokens:
             if ws is None or ws.expires_at <= utcnow():
                 raise Unauthenticated("your session has ended; sign in again")
             if ws.token_id is None:
-                if not self.settings.admin_token:
-                    raise Unauthenticated("your session has ended; sign in again")
+                admin = self.settings.admin_token
+                if not (admin and ws.admin_mac) or not hmac.compare_digest(
+                    ws.admin_mac, admin_mac(admin, sid)
+                ):
+                    raise Unauthenticated(
+                        "your session has ended: the admin token it was opened with is no "
+                        "longer the one configured; sign in again"
+                    )
                 return env_admin(self.settings), ws.csrf
             return self._principal(s, s.get(ApiToken, ws.token_id)), ws.csrf
 

@@ -176,6 +176,7 @@ class Transitions(Reads):
                             request_id=request_id,
                             role=who.role if who else None,
                             source_ip=who.source_ip if who else None,
+                            peer_ip=who.peer_ip if who else None,
                             created_at=now,
                             cap_concurrency=values.get("cap_concurrency"),
                             cap_until=values.get("cap_until"),

@@ -53,6 +53,7 @@ def transition_view(t: Transition) -> dict[str, Any]:
         "reason": t.reason,
         "role": t.role,
         "source_ip": t.source_ip,
+        "peer_ip": t.peer_ip,
         "request_id": t.request_id,
         "at": t.created_at,
         "cap": cap_view(t.cap_concurrency, t.cap_until),

@@ -16,8 +16,10 @@ import httpx
 import psycopg
 import pytest
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
 from control.auth.roles import GRANTS, ROUTES, Can, Role
+from shared.settings import Settings
 from tests.support.stack import TestStack
 
 ROLES = [r.value for r in Role]
@@ -391,3 +393,131 @@ def test_the_page_sends_visitors_to_sign_in_and_its_changes_need_the_csrf_token(
     )
     assert again.status_code == 401 and "sign in again" in again.json()["error"]["message"]
     assert re.search(r"acme-operator", str(stack.api("GET", f"/campaigns/{cid}/transitions")))
+
+
+def _event(stack: TestStack, kind: str) -> dict[str, Any]:
+    return next(e for e in stack.api("GET", "/audit")["events"] if e["kind"] == kind)
+
+
+def _failures(stack: TestStack, address: str) -> int:
+    return int(stack.redis.get(stack.keys.auth_failures(f"ip:{address}")) or 0)
+
+
+def test_a_forwarded_address_from_an_untrusted_peer_is_ignored_by_the_audit_and_the_limiter(
+    make_stack: Any,
+) -> None:
+    stack = make_stack(auth_failures_per_minute=3).start(loops=False)
+    forged = {
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Real-IP": "203.0.113.9",
+        "Forwarded": "for=203.0.113.9",
+    }
+    stack.api("POST", "/campaigns", expect=201, json={"name": "forged"}, headers=forged)
+    created = _event(stack, "campaign.created")
+    assert (created["source_ip"], created["peer_ip"]) == ("127.0.0.1", "127.0.0.1")
+    # A new address per guess neither dodges the limiter nor charges the named address.
+    guesses = [
+        stack.http.get(
+            "/api/v1/campaigns",
+            headers={"Authorization": f"Bearer dg_{i}_guess", "X-Forwarded-For": f"198.51.100.{i}"},
+        ).status_code
+        for i in range(5)
+    ]
+    assert guesses == [401, 401, 401, 429, 429]
+    assert _failures(stack, "127.0.0.1") == 5
+    assert [_failures(stack, f"198.51.100.{i}") for i in range(5)] == [0] * 5
+
+
+def test_a_trusted_proxy_names_the_client_and_the_peer_is_recorded_beside_it(
+    make_stack: Any,
+) -> None:
+    stack = make_stack(trusted_proxies="127.0.0.1, 10.0.0.0/8").start(loops=False)
+    cid = stack.make_campaign(1, start=False)
+    # What the client wrote before the first proxy (203.0.113.9) is not believed: the
+    # client is the rightmost address no trusted proxy sits behind.
+    chain = {"X-Forwarded-For": "203.0.113.9, 198.51.100.20", "X-Real-IP": "192.0.2.1"}
+    # Two headers, as two proxies may leave them: read as one list, the second one last.
+    two = [*chain.items(), ("X-Forwarded-For", "10.1.2.3")]
+    r = stack.http.post(f"/api/v1/campaigns/{cid}/start", headers=two)
+    assert r.status_code == 200, r.text
+    r = stack.http.post(f"/api/v1/campaigns/{cid}/pause", headers=chain)
+    assert r.status_code == 200, r.text
+    started = _event(stack, "campaign.start")
+    assert (started["source_ip"], started["peer_ip"]) == ("198.51.100.20", "127.0.0.1")
+    history = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"]
+    assert [(t["action"], t["source_ip"], t["peer_ip"]) for t in history[:2]] == [
+        ("pause", "198.51.100.20", "127.0.0.1"),
+        ("start", "198.51.100.20", "127.0.0.1"),
+    ]
+    # The limiter counts the client the proxy named, not the proxy everyone shares.
+    bad = stack.http.get("/api/v1/campaigns", headers={"Authorization": "Bearer dg_nope", **chain})
+    assert bad.status_code == 401
+    assert (_failures(stack, "198.51.100.20"), _failures(stack, "127.0.0.1")) == (1, 0)
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        Settings(trusted_proxies="10.0.0.0/8, proxy.internal")
+
+
+def _sign_in(stack: TestStack, token: str) -> httpx.Client:
+    browser = httpx.Client(base_url=stack.settings.url, timeout=10)
+    assert browser.post("/login", data={"token": token}).status_code == 303
+    return browser
+
+
+def test_a_web_session_ends_when_the_credential_that_opened_it_is_replaced_or_revoked(
+    make_stack: Any,
+) -> None:
+    stack = make_stack().start(loops=False)
+    assert stack.settings.admin_token is not None
+    cookie = _sign_in(stack, stack.settings.admin_token).cookies["dialgate_session"]
+    session = {"dialgate_session": cookie}
+    # The same database, served again with a new admin token: the old token's session ends.
+    replaced = make_stack(database_url=stack.settings.database_url).start(loops=False)
+    assert replaced.settings.admin_token != stack.settings.admin_token
+    refused = httpx.get(f"{replaced.settings.url}/api/v1/whoami", cookies=session, timeout=10)
+    assert refused.status_code == 401, refused.text
+    assert "no longer the one configured" in refused.json()["error"]["message"]
+    kept = httpx.get(f"{stack.settings.url}/api/v1/whoami", cookies=session, timeout=10)
+    assert kept.status_code == 200 and kept.json()["platform"] is True
+    # A token's session ends with the token's revocation.
+    viewer = stack.api("POST", "/tokens", expect=201, json={"name": "eve", "role": "viewer"})
+    browser = _sign_in(stack, viewer["token"])
+    assert browser.get("/api/v1/whoami").status_code == 200
+    stack.api("DELETE", f"/tokens/{viewer['id']}")
+    after = browser.get("/api/v1/whoami")
+    assert after.status_code == 401 and "sign in again" in after.json()["error"]["message"]
+
+
+def test_only_automation_may_record_a_transition_as_system(
+    org_stack: tuple[TestStack, dict[str, str], int],
+) -> None:
+    stack, tokens, cid = org_stack
+    stack.http.post(f"/api/v1/campaigns/{cid}/start", headers=bearer(tokens["admin"]))
+
+    def act(role: str, action: str, **body: Any) -> httpx.Response:
+        path = f"/api/v1/campaigns/{cid}/{action}"
+        return stack.http.post(path, json={"reason": "x", **body}, headers=bearer(tokens[role]))
+
+    def history() -> list[tuple[str, str, str]]:
+        rows = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"]
+        return [(t["action"], t["role"], t["source"]) for t in rows]
+
+    before = history()
+    for role, action in (("operator", "pause"), ("supervisor", "pause")):
+        r = act(role, action, source="system")
+        assert r.status_code == 422, r.text
+        message = r.json()["error"]["message"]
+        assert message.startswith("source:") and "'operator' or 'api'" in message
+    assert stack.campaign(cid)["status"] == "running" and history() == before
+    assert act("operator", "pause", source="operator").json()["pause_source"] == "operator"
+    assert act("supervisor", "resume", source="system").status_code == 422
+    assert act("supervisor", "resume").status_code == 200  # the default: api
+    assert act("monitor", "pause", source="operator").json()["pause_source"] == "system"
+    act("admin", "resume")
+    assert act("admin", "pause", source="system").json()["pause_source"] == "system"
+    assert history()[:5] == [
+        ("pause", "admin", "system"),
+        ("resume", "admin", "api"),
+        ("pause", "monitor", "system"),
+        ("resume", "supervisor", "api"),
+        ("pause", "operator", "operator"),
+    ]

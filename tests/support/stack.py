@@ -26,7 +26,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from control.loops.relay import backlog
-from control.server import Stack, build
+from control.server import Stack, build, http_config
 from shared import fleet
 from shared.clients import make_redis
 from shared.db import make_engine
@@ -109,10 +109,8 @@ class TestStack:
         self.stack = build(self.settings)
         if loops:  # in their own process, as `dialgate control` runs them
             self.start_loops_process()
-        config = uvicorn.Config(
-            self.stack.app, host="127.0.0.1", port=self.settings.http_port, log_level="warning"
-        )
-        self._server = uvicorn.Server(config)
+        config = http_config(self.stack.app, "127.0.0.1", self.settings.http_port)
+        self._server = uvicorn.Server(config)  # served as `dialgate control` serves it
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         wait_for(lambda: self._server is not None and self._server.started, 15, "the API")
