@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     token: str | None = Field(default=None, description="The CLI's API token.")
     session_hours: float = Field(default=12.0, gt=0, description="Web sign-in lifetime.")
     cookie_secure: bool = Field(
-        default=False, description="Mark the session cookie Secure (set it behind HTTPS)."
+        default=True,
+        description="Mark the session cookies Secure: sent over HTTPS only (browsers also "
+        "keep them on http://localhost); false only to sign in over plain HTTP elsewhere.",
     )
     auth_failures_per_minute: int = Field(
         default=10,

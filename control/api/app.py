@@ -3,10 +3,15 @@
 Thin routes (one module per resource in this package, the pages in :mod:`control.web`)
 parse, call :class:`control.campaigns.service.Control`, and answer.
 
-Requests pass, outermost first: the request id, the body limit
+Requests pass, outermost first: the security headers
+(:class:`control.api.headers.SecurityHeaders`, outside even Starlette's error middleware,
+so an unhandled error's 500 carries them too), the request id, the body limit
 (:class:`control.api.limits.BodyLimit`), then the gatekeeper
 (:class:`control.auth.security.Gatekeeper`), which authenticates and authorizes the caller
 before any body is read.
+
+``/docs`` and the pages' static files are served by dialgate itself
+(:mod:`control.web.assets`), so no file of another site runs in this site's origin.
 """
 
 from __future__ import annotations
@@ -19,17 +24,25 @@ from fastapi import FastAPI, Request, Response
 
 from control.api import admin, campaigns, probes, reports, safety
 from control.api.errors import HANDLED, answer
+from control.api.headers import ASGIApp, SecurityHeaders
 from control.api.limits import BodyLimit
 from control.auth.security import Gatekeeper, Security
 from control.auth.tokens import Tokens
 from control.campaigns.service import Control
-from control.web import login, pages
+from control.web import assets, login, pages
+
+
+class App(FastAPI):
+    """FastAPI with :class:`SecurityHeaders` around its whole middleware stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(control: Control) -> FastAPI:
     tokens = Tokens(control.settings, control.sessions)
     security = Security(control, tokens)
-    app = FastAPI(title="dialgate", version="0.1.0", docs_url="/docs", redoc_url=None)
+    app = App(title="dialgate", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.control = control
     app.state.tokens = tokens
     app.state.security = security
@@ -57,6 +70,7 @@ def create_app(control: Control) -> FastAPI:
 
     app.include_router(probes.router(control))
     app.include_router(login.router(security))
+    app.include_router(assets.router())
     for module in (admin, campaigns, safety, reports):
         app.include_router(module.r)
     app.include_router(pages.router(control))

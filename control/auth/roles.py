@@ -63,6 +63,11 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("GET", "/readyz"): Can.PUBLIC,
     ("GET", "/metrics"): Can.PUBLIC,
     ("GET", "/docs"): Can.PUBLIC,
+    ("GET", "/docs/static/swagger-ui.css"): Can.PUBLIC,
+    ("GET", "/docs/static/swagger-ui-bundle.js"): Can.PUBLIC,
+    ("GET", "/static/dialgate.css"): Can.PUBLIC,  # the pages' own files (sign-in page too)
+    ("GET", "/static/dialgate.js"): Can.PUBLIC,
+    ("GET", "/static/docs.js"): Can.PUBLIC,
     ("GET", "/openapi.json"): Can.PUBLIC,
     ("GET", "/login"): Can.PUBLIC,
     ("POST", "/login"): Can.PUBLIC,

@@ -1,13 +1,18 @@
 """The operators' pages in real headless Chromium (Playwright, the system's Chromium).
 
-Screenshots go to ``test-output/`` (git-ignored), one per step worth seeing.
+Every page runs under its Content-Security-Policy: a test fails on any violation the
+browser reports. The stacks keep the default Secure sign-in cookies on http://127.0.0.1,
+as ``dialgate up`` does. Screenshots go to ``test-output/`` (git-ignored), one per step
+worth seeing.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from shared.states import Action, Source
@@ -31,14 +36,27 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
+def make_stack(make_stack: Any) -> Any:
+    """Stacks with the default Secure sign-in cookies (the shared stacks turn them off)."""
+    return functools.partial(make_stack, cookie_secure=True)
+
+
+@pytest.fixture
 def page(browser: Any, make_stack: Any) -> Iterator[Any]:
-    """A fresh page; closed before the stack (its event stream ends with it)."""
+    """A fresh page; closed before the stack (its event stream ends with it). Fails its
+    test if the browser reported a Content-Security-Policy violation."""
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
     pg = context.new_page()
+    violations: list[str] = []
+    pg.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     yield pg
     context.close()
+    assert violations == [], violations
 
 
 def shot(page: Any, name: str) -> None:
@@ -301,3 +319,139 @@ def test_markup_in_every_text_an_operator_entered_is_shown_as_text(make_stack, p
     expect(page.locator("#pause-reason")).to_contain_text("r" + xss)
     expect(page.locator("#live")).to_contain_text("admin-token (b" + xss + ")")
     shot(page, "xss-as-text")
+
+
+def _auto_submit(action: str, **fields: str) -> str:
+    """Another site's page that posts a form to ``action`` as soon as it loads."""
+    inputs = "".join(f'<input name="{k}" value="{v}">' for k, v in fields.items())
+    form = f'<form method="post" action="{action}">{inputs}</form>'
+    return f'<body onload="document.forms[0].submit()">{form}</body>'
+
+
+def test_a_page_of_another_site_can_neither_sign_the_visitor_in_as_someone_else_nor_out(
+    make_stack, page
+):
+    stack = make_stack().start(loops=False)
+    body = {"name": "theirs", "role": "viewer", "org": "globex"}
+    attacker = stack.api("POST", "/tokens", expect=201, json=body)["token"]
+    sign_in(page, stack, "/")
+    me = page.locator(".signout")
+    expect(me).to_contain_text("admin-token · admin of default")
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies["dialgate_session"]
+    assert (session["secure"], session["httpOnly"], session["sameSite"]) == (True, True, "Strict")
+
+    url = stack.settings.url
+    pages = {
+        "http://attacker.test/in": _auto_submit(f"{url}/login", token=attacker, next="/"),
+        "http://attacker.test/out": _auto_submit(f"{url}/logout"),
+    }
+    page.route(
+        "http://attacker.test/*",
+        lambda route: route.fulfill(body=pages[route.request.url], content_type="text/html"),
+    )
+    page.goto("http://attacker.test/in")
+    page.wait_for_url(f"{url}/login")
+    expect(page.locator("#error")).to_contain_text(
+        "sign-in refused: it came from a page of 'http://attacker.test'"
+    )
+    shot(page, "login-csrf-refused")
+    page.goto("http://attacker.test/out")
+    page.wait_for_url(f"{url}/logout")
+    expect(page.locator("body")).to_contain_text("sign-out refused")
+    page.goto(f"{url}/")
+    expect(me).to_contain_text("admin-token · admin of default")  # still the visitor's own
+    assert {c["name"]: c for c in page.context.cookies()} == cookies
+
+
+def test_a_sign_in_or_sign_out_a_browser_says_another_site_sent_is_refused_and_changes_nothing(
+    make_stack,
+):
+    stack = make_stack().start(loops=False)
+    url = stack.settings.url
+    token = str(stack.settings.admin_token)
+    foreign = [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},  # a data: or sandboxed page
+        {"Origin": url.replace("127.0.0.1", "localhost")},  # another host of the same machine
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ]
+    for headers in foreign:
+        r = httpx.post(f"{url}/login", data={"token": token}, headers=headers, timeout=10)
+        assert r.status_code == 403 and "sign-in refused" in r.text, (headers, r.text)
+        assert "set-cookie" not in r.headers, headers
+    ours = [{"Origin": url}, {"Sec-Fetch-Site": "same-origin"}, {}]  # {}: the CLI, curl
+    for headers in ours:
+        r = httpx.post(f"{url}/login", data={"token": token}, headers=headers, timeout=10)
+        assert r.status_code == 303, (headers, r.text)
+    sid = r.cookies["dialgate_session"]
+    for headers in foreign:
+        r = httpx.post(f"{url}/logout", headers=headers, cookies={"dialgate_session": sid})
+        assert r.status_code == 403, (headers, r.text)
+        assert "sign-out refused" in r.json()["error"]["message"]
+        assert "set-cookie" not in r.headers, headers
+    still = httpx.get(f"{url}/api/v1/whoami", cookies={"dialgate_session": sid}, timeout=10)
+    assert still.status_code == 200, still.text
+
+
+def test_pages_and_data_answers_carry_the_security_headers_and_are_never_stored(make_stack):
+    stack = make_stack().start(loops=False)
+    anonymous = httpx.Client(base_url=stack.settings.url, timeout=10)
+    answers = {
+        "page": anonymous.get("/login"),
+        "docs": anonymous.get("/docs"),
+        "page redirect": anonymous.get("/"),
+        "data": stack.http.get("/api/v1/campaigns"),
+        "refusal": anonymous.get("/api/v1/campaigns"),
+        "probe": anonymous.get("/healthz"),
+    }
+    for what, r in answers.items():
+        assert r.headers["x-content-type-options"] == "nosniff", what
+        assert r.headers["referrer-policy"] == "same-origin", what
+        assert r.headers["cache-control"] == "no-store", what
+        policy = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy, what
+        if r.headers.get("content-type", "").startswith("text/html"):
+            assert "script-src 'self';" in policy and "unsafe" not in policy, what
+            assert r.headers["x-frame-options"] == "DENY", what
+        else:
+            assert policy.startswith("default-src 'none'"), what
+    assert "<script>" not in answers["page"].text and "<style>" not in answers["page"].text
+    script = anonymous.get("/static/dialgate.js")
+    assert script.status_code == 200 and script.headers["cache-control"] == "no-cache"
+    again = anonymous.get("/static/dialgate.js", headers={"If-None-Match": script.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_the_api_page_runs_swagger_ui_from_this_site_only(make_stack, page):
+    stack = make_stack().start(loops=False)
+    url = stack.settings.url
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{url}/docs")
+    expect(page.locator("#swagger-ui")).to_contain_text("/api/v1/campaigns/{campaign_id}/{action}")
+    shot(page, "docs")
+    elsewhere = [u for u in requested if not u.startswith(f"{url}/") and not u.startswith("data:")]
+    assert elsewhere == [], elsewhere
+    assert f"{url}/docs/static/swagger-ui-bundle.js" in requested
+
+
+def test_the_sign_in_page_says_when_plain_http_would_drop_its_secure_cookie(make_stack, page):
+    stack = make_stack().start(loops=False)
+    page.goto(f"{stack.settings.url}/login")
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#error")).to_have_text("")  # this machine's own address: kept
+    page.route(  # the same service, reached over plain HTTP under another name
+        "http://dialgate.test/**",
+        lambda route: route.fulfill(
+            response=route.fetch(
+                url=route.request.url.replace("http://dialgate.test", stack.settings.url)
+            )
+        ),
+    )
+    page.goto("http://dialgate.test/login")
+    expect(page.locator("#error")).to_contain_text(
+        "This page is plain HTTP on dialgate.test: the browser will not keep the Secure "
+        "sign-in cookie. Open it over HTTPS, or set DIALGATE_COOKIE_SECURE=false."
+    )

@@ -88,6 +88,8 @@ class TestStack:
             "feeder_queue_factor": 2,  # one attempt per message unless a test asks for more
             "log_json": True,
             "admin_token": "dg_test_admin_" + uuid.uuid4().hex,
+            # httpx keeps no Secure cookie over http://; the browser tests use the default.
+            "cookie_secure": False,
         }
         values.update(overrides)
         self.settings = Settings(**values)
