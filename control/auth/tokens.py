@@ -117,7 +117,7 @@ class Tokens:
     # -- authentication ------------------------------------------------------------------
     def authenticate(self, secret: str) -> Principal:
         """The principal of a bearer token, or :class:`Unauthenticated`."""
-        admin = self.settings.admin_token
+        admin = self.settings.secret("admin_token")
         if admin and hmac.compare_digest(secret.encode(), admin.encode()):
             return env_admin(self.settings)
         with self.sessions() as s:
