@@ -1,21 +1,60 @@
 """Settings, read from ``DIALGATE_*`` environment variables (pydantic-settings).
 
 Build one :class:`Settings` in ``main()`` and pass it down; tests build their own.
+
+Secrets never show: the tokens and the control key are :class:`~pydantic.SecretStr`
+(``**********`` in a repr or a log; :meth:`Settings.secret` gives the value to the code
+that uses it), a refused value is not echoed in the validation error, and the URLs, which may
+carry passwords, are printed only through :func:`mask_url`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import MAX_BATCH
 
+MASK = "***"
+URLS = ("database_url", "redis_url", "amqp_url", "url")
+SecretName = Literal["admin_token", "token", "control_key"]
+# scheme://user:password@rest; the last "@" ends the credentials (a password may hold one).
+_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>.*)@(?P<rest>.*)$")
+_PASSWORD_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pass|pwd)=)[^&;#]*")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (``postgresql://user:***@host/db``), also
+    a ``password=`` query parameter; the user name, host and path stay, to say which service
+    is meant. A URL without credentials comes back unchanged."""
+    m = _CREDENTIALS.match(url)
+    if m is not None and ":" in m["userinfo"]:
+        user = m["userinfo"].split(":", 1)[0]
+        url = f"{m['scheme']}{user}:{MASK}@{m['rest']}"
+    return _PASSWORD_PARAM.sub(rf"\g<1>{MASK}", url)
+
+
+def _at_least(n: int) -> AfterValidator:
+    def check(secret: SecretStr) -> SecretStr:
+        if len(secret.get_secret_value()) < n:
+            raise ValueError(f"should have at least {n} characters")
+        return secret
+
+    return AfterValidator(check)
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DIALGATE_", extra="ignore")
+    # hide_input_in_errors: a refused secret (a too-short token) is never echoed back.
+    model_config = SettingsConfigDict(
+        env_prefix="DIALGATE_", extra="ignore", hide_input_in_errors=True
+    )
 
+    # The URLs may carry passwords: print them only through mask_url().
     database_url: str = Field(
         default="sqlite:///dialgate.db",
         description="SQLAlchemy URL of the database, the source of truth.",
@@ -34,13 +73,12 @@ class Settings(BaseSettings):
     log_json: bool | None = Field(default=None, description="JSON logs; default: when not a tty.")
 
     # Authentication (see docs/security.md).
-    admin_token: str | None = Field(
+    admin_token: Annotated[SecretStr, _at_least(24)] | None = Field(
         default=None,
-        min_length=24,
         description="Accepted as a platform admin of the default organisation (automation, "
         "first start). Keep it secret; `dialgate up` makes one when unset.",
     )
-    token: str | None = Field(default=None, description="The CLI's API token.")
+    token: SecretStr | None = Field(default=None, description="The CLI's API token.")
     session_hours: float = Field(default=12.0, gt=0, description="Web sign-in lifetime.")
     cookie_secure: bool = Field(
         default=True,
@@ -59,9 +97,8 @@ class Settings(BaseSettings):
         "front of the API: only a direct peer in this list may name the client with "
         "X-Forwarded-For; unset, no one may, and the client is the TCP peer.",
     )
-    control_key: str | None = Field(
+    control_key: Annotated[SecretStr, _at_least(16)] | None = Field(
         default=None,
-        min_length=16,
         description="Shared secret: the relay signs control events with it and workers drop "
         "events without a valid signature. Set the same value on control and workers.",
     )
@@ -160,3 +197,13 @@ class Settings(BaseSettings):
         """The networks of ``DIALGATE_TRUSTED_PROXIES`` (empty: no proxy is trusted)."""
         entries = (e.strip() for e in (self.trusted_proxies or "").split(","))
         return tuple(ip_network(e, strict=False) for e in entries if e)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The repr (and so any log of the settings) shows the URLs masked."""
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name in URLS and isinstance(value, str) else value
+
+    def secret(self, name: SecretName) -> str | None:
+        """The value of a secret setting (``None`` when unset), for the code that uses it."""
+        value: SecretStr | None = getattr(self, name)
+        return None if value is None else value.get_secret_value()

@@ -107,7 +107,7 @@ class Subscriber:
         return True
 
     def _on_message(self, ch, method, props, body: bytes) -> None:  # type: ignore[no-untyped-def]
-        key = self.runtime.settings.control_key
+        key = self.runtime.settings.secret("control_key")
         try:
             if len(body) > MAX_CONTROL_BYTES:
                 raise _Dropped("oversized", f"{len(body)} bytes")

@@ -17,8 +17,8 @@ r = APIRouter(prefix="/api/v1")
 
 
 @r.get("/emergency-stop", response_model=answers.EmergencyState, response_model_exclude_unset=True)
-def estop_state(control: Service) -> dict[str, Any]:
-    return emergency.state(control)
+def estop_state(w: Caller, control: Service) -> dict[str, Any]:
+    return emergency.state(control, w)
 
 
 @r.post(

@@ -128,7 +128,7 @@ class Tokens:
     # -- authentication ------------------------------------------------------------------
     def authenticate(self, secret: str) -> Principal:
         """The principal of a bearer token, or :class:`Unauthenticated`."""
-        admin = self.settings.admin_token
+        admin = self.settings.secret("admin_token")
         if admin and hmac.compare_digest(secret.encode(), admin.encode()):
             return env_admin(self.settings)
         with self.sessions() as s:
@@ -155,7 +155,7 @@ class Tokens:
         sid = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(24)
         now = datetime.now(UTC)
-        admin = self.settings.admin_token
+        admin = self.settings.secret("admin_token")
         tie = admin_mac(admin, sid) if principal.token_id is None and admin else None
         with self.sessions.begin() as s:
             s.add(
@@ -177,7 +177,7 @@ class Tokens:
             if ws is None or ws.expires_at <= utcnow():
                 raise Unauthenticated("your session has ended; sign in again")
             if ws.token_id is None:
-                admin = self.settings.admin_token
+                admin = self.settings.secret("admin_token")
                 if not (admin and ws.admin_mac) or not hmac.compare_digest(
                     ws.admin_mac, admin_mac(admin, sid)
                 ):

@@ -5,6 +5,8 @@ the database row is its record, written when the database answers (the answer sa
 whether it was). Setting it waits, like a pause, until every live lease has drained.
 A lost key (Redis restarted empty) is set again by the reconciler from the latest record
 before any gate is rebuilt; so a lift is recorded first, and refused without a database.
+Every caller may see that the global stop is in force and since when; who set it and why
+(free text, perhaps about one organisation's incident) only a platform admin.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import redis
 import structlog
 from sqlalchemy.exc import OperationalError
 
-from control.auth.roles import Who
+from control.auth.roles import Can, Who
 from control.auth.trail import record
 from control.campaigns.service import Control
 from shared import metrics
@@ -29,7 +31,16 @@ from shared.states import Action, Source, Status
 log = structlog.get_logger("dialgate.estop")
 
 
-def state(control: Control) -> dict[str, Any]:
+def state(control: Control, who: Who) -> dict[str, Any]:
+    """The global stop as ``who`` may see it: a platform admin its whole record (``by``,
+    ``reason``, ``since``); any other caller whether it is in force and ``since`` when."""
+    current = _current(control)
+    if not current["active"] or who.principal.can(Can.PLATFORM):
+        return current
+    return {"active": True, "since": current.get("since")}
+
+
+def _current(control: Control) -> dict[str, Any]:
     try:
         raw = control.gate.estop()
     except redis.RedisError as exc:
@@ -66,8 +77,8 @@ def stop(
     metrics.observe_drain("estop", d.drain_ms, d.drained)
     recorded = _record(control, "stop", actor, reason, request_id, now, d.drained, who)
     log.warning("emergency_stop", by=actor, reason=reason, drained=d.drained, inflight=d.inflight)
-    return {
-        **state(control),
+    return {  # for a platform admin (or their Alertmanager): the whole record
+        **_current(control),
         "gate": {
             "closed": True,
             "drained": d.drained,

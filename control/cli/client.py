@@ -129,4 +129,4 @@ def make_client() -> Client:
     from shared.settings import Settings
 
     settings = Settings()
-    return Client(settings.url, token=settings.token or settings.admin_token)
+    return Client(settings.url, token=settings.secret("token") or settings.secret("admin_token"))

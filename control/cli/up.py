@@ -3,7 +3,8 @@
 Checks that Redis and RabbitMQ answer (and says how to start the one that does not),
 applies the migrations, starts the control service and N worker processes as child
 processes, optionally creates and starts a demo campaign, prints where to look, and
-stops everything cleanly on Ctrl-C.
+stops everything cleanly on Ctrl-C. What it prints carries no secret of yours: URLs are
+masked, and an admin token is printed only when ``up`` made it for this run.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import phonenumbers
 
 from control.auth.tokens import new_secret
 from control.cli.client import Client
-from shared.settings import Settings
+from shared.settings import Settings, mask_url
 
 HOW_TO_START = {
     "redis": "Redis is not reachable at {url}: start it with `redis-server --daemonize yes "
@@ -44,14 +45,14 @@ def check_services(settings: Settings) -> list[str]:
     try:
         make_redis(settings).ping()
     except Exception:
-        problems.append(HOW_TO_START["redis"].format(url=settings.redis_url))
+        problems.append(HOW_TO_START["redis"].format(url=mask_url(settings.redis_url)))
     if amqp_unreachable(settings):
-        problems.append(HOW_TO_START["rabbitmq"].format(url=settings.amqp_url))
+        problems.append(HOW_TO_START["rabbitmq"].format(url=mask_url(settings.amqp_url)))
     try:
         with make_engine(settings).connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception:
-        problems.append(HOW_TO_START["database"].format(url=settings.database_url))
+        problems.append(HOW_TO_START["database"].format(url=mask_url(settings.database_url)))
     return problems
 
 
@@ -92,6 +93,25 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) ->
     return False
 
 
+def admin_token(settings: Settings, url: str) -> tuple[str, str]:
+    """The admin token of this run, and the banner's lines about it. A token ``up`` made is
+    printed (nothing else knows it, and it lasts only this run); one set in
+    ``DIALGATE_ADMIN_TOKEN`` is not: the lines say where it came from, never its value."""
+    given = settings.secret("admin_token")
+    if given is not None:
+        return given, (
+            "  admin token from DIALGATE_ADMIN_TOKEN in your environment (not shown)\n"
+            "    (sign in on the page with it; for the CLI in another terminal:\n"
+            f'     export DIALGATE_TOKEN="$DIALGATE_ADMIN_TOKEN" DIALGATE_URL={url})'
+        )
+    made = new_secret()
+    return made, (
+        f"  admin token {made}   (made for this run)\n"
+        "    (sign in on the page with it; for the CLI in another terminal:\n"
+        f"     export DIALGATE_TOKEN={made} DIALGATE_URL={url})"
+    )
+
+
 DEMO_LATENCY_MS = "1000"
 
 
@@ -121,12 +141,12 @@ def up(args: argparse.Namespace) -> int:
 
     upgrade(make_engine(settings))
     # The demo's admin token: the one given, or a new one for this run only.
-    admin_token = settings.admin_token or new_secret()
+    token, token_lines = admin_token(settings, url)
     env = {
         **os.environ,
         "DIALGATE_HTTP_PORT": str(settings.http_port),
         "DIALGATE_URL": url,
-        "DIALGATE_ADMIN_TOKEN": admin_token,
+        "DIALGATE_ADMIN_TOKEN": token,
     }
     exe = [sys.executable, "-m", "control.cli"]
     procs: list[subprocess.Popen[bytes]] = []
@@ -154,7 +174,7 @@ def up(args: argparse.Namespace) -> int:
         )
         demo = ""
         if args.demo:
-            client = Client(url, token=admin_token)
+            client = Client(url, token=token)
             c = client.create(name="Demo campaign", max_concurrency=2, timezone="UTC")
             client.add_contacts(c["id"], demo_contacts(1000))
             client.act(c["id"], "start", actor="dialgate up --demo")
@@ -169,15 +189,13 @@ def up(args: argparse.Namespace) -> int:
             )
         print(
             f"\ndialgate is up (namespace {settings.namespace!r}, database "
-            f"{settings.database_url}):\n"
+            f"{mask_url(settings.database_url)}):\n"
             f"  page        {url}/\n"
             f"  API         {url}/api/v1/campaigns   (OpenAPI: {url}/docs)\n"
             f"  readiness   {url}/readyz\n"
             f"  metrics     {url}/metrics, workers :{settings.worker_metrics_port}/metrics\n"
             f"  workers     {args.workers} processes × {args.threads} threads\n"
-            f"  admin token {admin_token}\n"
-            "    (sign in on the page with it; for the CLI in another terminal:\n"
-            f"     export DIALGATE_TOKEN={admin_token} DIALGATE_URL={url}){demo}\n"
+            f"{token_lines}{demo}\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )

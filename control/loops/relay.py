@@ -127,7 +127,7 @@ class Relay(Loop):
         try:
             ch = self._connect()
             sent = []
-            key = self.settings.control_key
+            key = self.settings.secret("control_key")
             for row in rows:
                 body = json.dumps(row.payload).encode()
                 try:

@@ -467,12 +467,13 @@ def test_a_web_session_ends_when_the_credential_that_opened_it_is_replaced_or_re
     make_stack: Any,
 ) -> None:
     stack = make_stack().start(loops=False)
-    assert stack.settings.admin_token is not None
-    cookie = _sign_in(stack, stack.settings.admin_token).cookies["dialgate_session"]
+    admin = stack.settings.secret("admin_token")
+    assert admin is not None
+    cookie = _sign_in(stack, admin).cookies["dialgate_session"]
     session = {"dialgate_session": cookie}
     # The same database, served again with a new admin token: the old token's session ends.
     replaced = make_stack(database_url=stack.settings.database_url).start(loops=False)
-    assert replaced.settings.admin_token != stack.settings.admin_token
+    assert replaced.settings.secret("admin_token") != admin
     refused = httpx.get(f"{replaced.settings.url}/api/v1/whoami", cookies=session, timeout=10)
     assert refused.status_code == 401, refused.text
     assert "no longer the one configured" in refused.json()["error"]["message"]

@@ -67,7 +67,7 @@ def shot(page: Any, name: str) -> None:
 def sign_in(page: Any, stack: TestStack, next_path: str, token: str | None = None) -> None:
     """Sign in through the page's own form, landing on ``next_path``."""
     page.goto(f"{stack.settings.url}/login?next={next_path}")
-    page.get_by_label("API token").fill(token or str(stack.settings.admin_token))
+    page.get_by_label("API token").fill(token or str(stack.settings.secret("admin_token")))
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{stack.settings.url}{next_path}")
 
@@ -369,7 +369,7 @@ def test_a_sign_in_or_sign_out_a_browser_says_another_site_sent_is_refused_and_c
 ):
     stack = make_stack().start(loops=False)
     url = stack.settings.url
-    token = str(stack.settings.admin_token)
+    token = str(stack.settings.secret("admin_token"))
     foreign = [
         {"Origin": "http://evil.example"},
         {"Origin": "null"},  # a data: or sandboxed page

@@ -24,6 +24,7 @@ import pika
 import psycopg
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from control.loops.relay import backlog
 from control.server import Stack, build, http_config
@@ -102,7 +103,7 @@ class TestStack:
         self.stack: Stack | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self.auth = {"Authorization": f"Bearer {self.settings.admin_token}"}
+        self.auth = {"Authorization": f"Bearer {self.settings.secret('admin_token')}"}
         self.http = httpx.Client(base_url=self.settings.url, timeout=30, headers=self.auth)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -135,6 +136,8 @@ class TestStack:
         """This stack's settings as the ``DIALGATE_*`` environment of a child process."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIALGATE_")}
         for name, value in self.settings.model_dump().items():
+            if isinstance(value, SecretStr):  # its str() is "**********"
+                value = value.get_secret_value()
             if value is not None:
                 env[f"DIALGATE_{name.upper()}"] = (
                     str(value).lower() if isinstance(value, bool) else str(value)

@@ -20,15 +20,19 @@ from shared.keys import Keys
 ROOT = Path(__file__).resolve().parents[2]
 
 
+COMPOSE_SECRETS = {
+    "DIALGATE_ADMIN_TOKEN": "a" * 32,
+    "DIALGATE_CONTROL_KEY": "k" * 32,
+    "POSTGRES_PASSWORD": "pg-secret",
+    "RABBITMQ_PASSWORD": "mq-secret",
+}
+
+
 def test_docker_compose_file_is_valid_and_scales_workers():
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
-    secrets = {"DIALGATE_ADMIN_TOKEN": "a" * 32, "DIALGATE_CONTROL_KEY": "k" * 32}
+    secrets = COMPOSE_SECRETS
     bare = {k: v for k, v in os.environ.items() if k not in secrets}
-    refused = subprocess.run(
-        ["docker-compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True, env=bare
-    )
-    assert refused.returncode != 0 and "DIALGATE_ADMIN_TOKEN" in refused.stderr  # no default
     out = subprocess.run(
         ["docker-compose", "config"],
         cwd=ROOT,
@@ -41,6 +45,22 @@ def test_docker_compose_file_is_valid_and_scales_workers():
     assert "worker:" in out.stdout and "service_healthy" in out.stdout
     assert "service_completed_successfully" in out.stdout  # migrations before anything runs
     assert "worker.alive" in out.stdout  # workers are healthy while they heartbeat
+
+
+@pytest.mark.parametrize("missing", sorted(COMPOSE_SECRETS))
+def test_docker_compose_refuses_to_start_without_each_secret_and_has_no_default_password(
+    missing,
+):
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    env = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
+    env.update({k: v for k, v in COMPOSE_SECRETS.items() if k != missing})
+    refused = subprocess.run(
+        ["docker-compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    assert refused.returncode != 0 and f"set {missing}" in refused.stderr
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert not re.search(r"PASSWORD:-", text), "a password with a default"
 
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -220,6 +240,7 @@ def test_every_kubernetes_object_of_each_overlay_is_valid(overlay):
     ]
     for d in deployments.values():
         assert d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    _assert_secrets_are_set(container, worker["containers"][0])
     assert "dialgate-worker" in {p["metadata"]["name"] for p in by_kind["PodDisruptionBudget"]}
     assert [j["metadata"]["name"] for j in by_kind["Job"]] == ["dialgate-migrate"]
     scalers = by_kind.get("ScaledObject", []) + by_kind.get("HorizontalPodAutoscaler", [])
@@ -228,3 +249,22 @@ def test_every_kubernetes_object_of_each_overlay_is_valid(overlay):
         triggers = {t["type"]: t for t in scalers[0]["spec"]["triggers"]}
         assert triggers["rabbitmq"]["metadata"]["queueName"] == Keys("dialgate").dial_queue
         assert "cpu" in triggers  # the fallback on CPU
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _assert_secrets_are_set(control: dict[str, Any], worker: dict[str, Any]) -> None:
+    """The control key reaches control and workers from the Secret, required (a worker
+    without it would take unsigned events); the session cookie is Secure; workers may have
+    a RabbitMQ user of their own."""
+    key = {"name": "dialgate-secrets", "key": "DIALGATE_CONTROL_KEY"}
+    for container in (control, worker):
+        ref = _env(container)["DIALGATE_CONTROL_KEY"]["valueFrom"]["secretKeyRef"]
+        assert ref == key, ref  # not optional: no key, no pod
+    assert _env(control)["DIALGATE_COOKIE_SECURE"]["value"] == "true"
+    amqp = _env(worker)["DIALGATE_AMQP_URL"]["valueFrom"]["secretKeyRef"]
+    assert amqp["key"] == "DIALGATE_WORKER_AMQP_URL" and amqp["optional"] is True
+    example = yaml.safe_load((K8S / "secret.example.yaml").read_text())["stringData"]
+    assert {"DIALGATE_CONTROL_KEY", "DIALGATE_WORKER_AMQP_URL"} <= set(example)
