@@ -64,6 +64,12 @@ DIALS_DENIED = Counter(
     ["reason"],
     registry=WORKER,
 )
+DIAL_MESSAGES_DROPPED = Counter(
+    "dialgate_dial_messages_dropped",
+    "Dial messages a worker dropped undialed, by reason (bad_signature, invalid, foreign_epoch).",
+    ["reason"],
+    registry=WORKER,
+)
 GATE_CHECK_SECONDS = Histogram(
     "dialgate_gate_check_seconds",
     "One gate claim round trip (Lua claim + emergency-stop read).",

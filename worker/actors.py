@@ -21,7 +21,6 @@ from shared.db import make_engine
 from shared.gate import Gate
 from shared.keys import DIAL_ACTOR, Keys
 from shared.logging import configure
-from shared.messages import DialBatch
 from shared.queue import make_broker
 from shared.settings import Settings
 from worker.heartbeat import Heartbeat
@@ -91,5 +90,7 @@ dramatiq.set_broker(broker)
     min_backoff=200,
     max_backoff=10_000,
 )
-def dial(**kwargs: Any) -> None:
-    runtime.dial(DialBatch.model_validate(kwargs))
+def dial(*args: Any, **kwargs: Any) -> None:
+    """One dial message. Its signature and contract are checked first; a message failing
+    either returns (is acknowledged) without touching its attempts, never retried."""
+    runtime.receive(args, kwargs)

@@ -9,8 +9,10 @@ own transaction. What changes is the cost: a commit and a handful of statements 
 instead of per dial.
 
 Three kinds of writes (:class:`Start`, :class:`Outcome`, :class:`Park`), all conditional
-updates. Within a transaction every attempt row is written before any contact row: the
-order a cancel locks them in, so the two never deadlock.
+updates. A start also reads the number to dial: its contact's phone as stored, returned by
+the start's own contact update (no extra statement), never a number a message carries.
+Within a transaction every attempt row is written before any contact row: the order a
+cancel locks them in, so the two never deadlock.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import structlog
 from sqlalchemy import Connection, Engine, bindparam, or_, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
-from shared.messages import DialArgs
+from shared.messages import DialArgs, QueuedDial
 from shared.models import Attempt, Campaign, Contact, utcnow
 from shared.states import AttemptState, CallOutcome, ContactState, Status
 
@@ -52,10 +54,13 @@ START_ATTEMPTS = (
     .values(state=AttemptState.DIALING.value, worker_id=bindparam("w"), started_at=bindparam("t"))
     .returning(Attempt.id, Attempt.contact_id)
 )
+# The contacts of the attempts START_ATTEMPTS moved (it matched each attempt's own contact),
+# with the number to dial: the contact's phone as stored.
 START_CONTACTS = (
     update(Contact)
     .where(Contact.id.in_(bindparam("ids", expanding=True)))
     .values(state=ContactState.DIALING.value, updated_at=bindparam("t"))
+    .returning(Contact.id, Contact.phone)
 )
 FINISH_ATTEMPT = (
     update(Attempt)
@@ -106,10 +111,12 @@ PARK_CONTACTS = (
 
 @dataclass(frozen=True)
 class Start:
-    """``queued → dialing``, conditionally: its result is False when the attempt was not
-    ``queued`` (redelivered, parked or cancelled meanwhile: never dial it again)."""
+    """``queued → dialing``, conditionally: its result is the number to dial (its contact's
+    phone as stored), or None when the attempt was not ``queued`` (redelivered, parked or
+    cancelled meanwhile: never dial it again) or its campaign or contact is not the
+    message's."""
 
-    args: DialArgs
+    args: QueuedDial
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,7 @@ class Park:
     its message still ``queued``) end ``attempt_state``; their contacts ``contact_state``,
     not fed again before ``dial_after``."""
 
-    args: DialArgs
+    args: QueuedDial
     reason: str
     attempt_state: str
     contact_state: str
@@ -258,8 +265,9 @@ class Ledger:
         # ... then contacts
         if outcomes:
             s.execute(FINISH_CONTACT, [o.contact_row(cancelled[id(o)]) for o in outcomes])
+        phones: dict[int, str] = {}
         if moved:
-            s.execute(START_CONTACTS, {"ids": list(moved.values()), "t": now})
+            phones = dict(s.execute(START_CONTACTS, {"ids": list(moved.values()), "t": now}).all())
         for p, contacts in parked:
             if contacts:
                 s.execute(
@@ -270,7 +278,6 @@ class Ledger:
         for w in writes:
             # One start per attempt wins, even when one group holds two (the same attempt
             # in two messages, e.g. re-enqueued as lost, reaching two threads at once).
-            results.append(
-                moved.pop(w.args.attempt_id, None) is not None if isinstance(w, Start) else None
-            )
+            contact = moved.pop(w.args.attempt_id, None) if isinstance(w, Start) else None
+            results.append(None if contact is None else phones.get(contact))
         return results

@@ -1,13 +1,17 @@
 """What one worker process knows and does: the dial path.
 
-The path of a dial (:meth:`Runtime.dial`). A dial message carries up to ``dial_batch``
-attempts of one campaign; one worker thread dials them one after the other, each through
-the whole path:
+The path of a dial (:meth:`Runtime.receive`, then :meth:`Runtime.dial`). A dial message
+carries up to ``dial_batch`` attempts of one campaign, and no number. Before anything else
+its signature is checked (with ``DIALGATE_CONTROL_KEY`` set) and then its contract; a
+message failing either is logged, counted and dropped. One worker thread dials its
+attempts one after the other, each through the whole path:
 
 1. ``queued → dialing`` by a conditional update, committed before anything else happens
    to the attempt (:mod:`worker.ledger`, group commit with the other threads' writes; the
    next attempt's start is committed while the current call is placed): a redelivered
-   message finds the attempt no longer ``queued`` and never dials it again;
+   message finds the attempt no longer ``queued`` and never dials it again. The start
+   gives back the number to dial, the contact's phone as stored: every check and the call
+   use it;
 2. the calling window (:mod:`worker.checks`, cached: no I/O per dial);
 3. the gate claim, one Redis round trip: status, version ≥ the highest this worker has
    heard of, concurrency, emergency stop, a lease; the do-not-call lookups ride along;
@@ -33,6 +37,7 @@ from typing import Any
 
 import redis
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from shared import metrics
@@ -40,7 +45,7 @@ from shared.db import database_epoch
 from shared.dnc import DncSet
 from shared.fleet import Record
 from shared.gate import Claim, Gate
-from shared.messages import DialArgs, DialBatch
+from shared.messages import SIG, DialArgs, DialBatch, QueuedDial, dial_body, signed_by
 from shared.settings import Settings
 from shared.states import AttemptState, ContactState, DenyReason
 from shared.windows import system_clock
@@ -64,7 +69,8 @@ CONCURRENCY_WAIT_S = 2.0
 
 
 def _started(start: Future[Any]) -> bool:
-    """Whether a start handed to the ledger moved its attempt (False if its write failed)."""
+    """Whether a start handed to the ledger moved its attempt (False if its write failed);
+    a moved attempt's result is its contact's number."""
     try:
         return bool(start.result())
     except Exception:
@@ -115,6 +121,30 @@ class Runtime:
             return dict(self.observed)
 
     # -- the dial path ---------------------------------------------------------------------
+    def receive(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+        """A dial message as the broker delivered it (the actor's arguments). With a control
+        key, its signature is checked before anything else; then its contract. A message
+        failing either is dropped (logged, counted, and acknowledged by returning: its
+        attempts are left alone, and the feeder enqueues a truly lost one again)."""
+        # This thread's previous message named its campaign and attempt: not this one's.
+        structlog.contextvars.unbind_contextvars("campaign_id", "attempt_id")
+        key = self.settings.secret("control_key")
+        if key and (args or not signed_by(dial_body(kwargs), kwargs.get(SIG), key)):
+            return self._drop("bad_signature", "missing or wrong signature")
+        try:
+            if args:
+                raise ValueError(f"{len(args)} positional arguments")
+            batch = DialBatch.model_validate(kwargs)
+        except (ValidationError, ValueError) as exc:
+            return self._drop("invalid", str(exc)[:300])
+        return self.dial(batch)
+
+    @staticmethod
+    def _drop(reason: str, detail: str) -> list[str]:
+        log.warning("dial_message_dropped", reason=reason, error=detail)
+        metrics.DIAL_MESSAGES_DROPPED.labels(reason).inc()
+        return [f"dropped:{reason}"]
+
     def dial(self, batch: DialBatch) -> list[str]:
         """Dial the attempts of one message, one after the other; what became of each."""
         structlog.contextvars.bind_contextvars(
@@ -122,6 +152,7 @@ class Runtime:
         )
         if batch.epoch != self.epoch:
             log.warning("dial_message_of_another_database_dropped", epoch=batch.epoch)
+            metrics.DIAL_MESSAGES_DROPPED.labels("foreign_epoch").inc()
             return ["dropped:foreign"] * len(batch.attempts)
         todo = batch.args()
         results: list[str] = []
@@ -131,15 +162,17 @@ class Runtime:
         written: list[Future[Any]] = []
         try:
             while todo:
-                args = todo.pop(0)
-                structlog.contextvars.bind_contextvars(attempt_id=args.attempt_id)
+                queued = todo.pop(0)
+                structlog.contextvars.bind_contextvars(attempt_id=queued.attempt_id)
                 assert ahead is not None  # every attempt's start is handed over first
-                started, ahead = ahead.result(), None
-                if not started:
+                phone, ahead = ahead.result(), None
+                if phone is None:
                     log.info("attempt_not_queued_skip")
                     results.append("skipped:not_queued")
                     ahead = self._start_next(todo)
                     continue
+                # From here on the number is the contact's as its start read it.
+                args = queued.dialing(phone)
                 denial = self.checks.calling_window(args)
                 claim = None if denial is not None else self._claim(args)
                 if claim is not None and not claim.ok:
@@ -172,8 +205,9 @@ class Runtime:
                 f.result()
         return results
 
-    def _start_next(self, todo: list[DialArgs]) -> Future[Any] | None:
-        """Hand the next attempt's start to the ledger (None: the message is done)."""
+    def _start_next(self, todo: list[QueuedDial]) -> Future[Any] | None:
+        """Hand the next attempt's start to the ledger (None: the message is done); its
+        result is the number to dial, or None when the attempt was not started."""
         return self.ledger.submit(Start(todo[0]))[0] if todo else None
 
     def _call(self, args: DialArgs, claim: Claim) -> Outcome:
@@ -221,10 +255,10 @@ class Runtime:
 
     def park(
         self,
-        args: DialArgs,
+        args: QueuedDial,
         reason: str,
         dial_after: datetime | None = None,
-        rest: list[DialArgs] | None = None,
+        rest: list[QueuedDial] | None = None,
     ) -> None:
         """A denied dial: the attempt this worker moved to ``dialing`` (and ``rest``, the
         attempts of its message still ``queued``) are parked and their contacts go back to

@@ -9,6 +9,8 @@ and lists, for the campaigns in the log or the database:
   it was lifted);
 - **double dials**: an attempt with more than one call, or a contact called again after a
   call that did not fail (a retry follows a failed attempt, as the campaign's policy says);
+- **wrong numbers**: a call whose number is not its contact's number as stored (or whose
+  contact is not one of its campaign's);
 - **lost contacts**: a contact neither dialed, nor pending, nor cancelled (nor ended
   ``unknown`` or ``blocked_dnc``, which are accounted for).
 
@@ -46,11 +48,12 @@ class Report:
     closings: int = 0
     late: list[dict[str, Any]] = field(default_factory=list)
     doubled: list[dict[str, Any]] = field(default_factory=list)
+    wrong: list[dict[str, Any]] = field(default_factory=list)
     lost: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.late or self.doubled or self.lost)
+        return not (self.late or self.doubled or self.wrong or self.lost)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class Report:
             "closings": self.closings,
             "late": self.late,
             "doubled": self.doubled,
+            "wrong": self.wrong,
             "lost": self.lost,
         }
 
@@ -150,6 +154,12 @@ def check_calls(
         for (cid, k), cs in sorted(by_contact.items())
         if cid in ids and _doubled([int(c["attempt_id"]) for c in cs], failed)
     ]
+    numbers = {(cid, k): phone for k, cid, phone, _ in contacts}
+    report.wrong = [
+        {**c, "contact_phone": numbers.get(_contact(c))}
+        for c in calls
+        if int(c["campaign_id"]) in ids and c.get("phone") != numbers.get(_contact(c), _NONE)
+    ]
     report.lost = [
         {"campaign_id": cid, "contact_id": k, "phone": phone, "state": state}
         for k, cid, phone, state in contacts
@@ -158,6 +168,13 @@ def check_calls(
         if (cid, k) not in dialed and state not in ACCOUNTED
     ]
     return report
+
+
+_NONE = object()  # the number of a contact its campaign does not have: no call's equals it
+
+
+def _contact(call: dict[str, Any]) -> tuple[int, int]:
+    return int(call["campaign_id"]), int(call["contact_id"])
 
 
 def _doubled(attempts: list[int], failed: set[int]) -> bool:
@@ -178,9 +195,14 @@ def print_report(r: Report) -> None:
         )
     for d in r.doubled:
         print(f"  DOUBLE campaign {d['campaign_id']} contact {d['contact_id']}: {d['calls']} calls")
+    for w in r.wrong:
+        print(
+            f"  WRONG  campaign {w['campaign_id']} contact {w['contact_id']} called "
+            f"{w.get('phone')}, its number is {w['contact_phone']}, worker {w.get('worker_id')}"
+        )
     for x in r.lost:
         print(f"  LOST   campaign {x['campaign_id']} contact {x['contact_id']} ({x['state']})")
     print(
-        f"late calls: {len(r.late)}, double dials: {len(r.doubled)}, lost contacts: "
-        f"{len(r.lost)} -> {'OK' if r.ok else 'FAILED'}"
+        f"wrong numbers: {len(r.wrong)}, late calls: {len(r.late)}, double dials: "
+        f"{len(r.doubled)}, lost contacts: {len(r.lost)} -> {'OK' if r.ok else 'FAILED'}"
     )

@@ -4,8 +4,10 @@ For each campaign that is ``running`` in the database *and* whose gate in Redis 
 at the same version, it tops the campaign's queued + dialing attempts up to
 ``feeder_queue_factor × max_concurrency``: a conditional update ``pending → queued``
 (so two feeders never queue one contact twice), one attempt row per contact, commit,
-then dramatiq messages of up to ``dial_batch`` attempts each (if the broker refuses one,
-it and the rest are enqueued again at the next step). An attempt left ``queued`` longer than
+then dramatiq messages of up to ``dial_batch`` attempts each, signed with
+``DIALGATE_CONTROL_KEY`` when it is set (if the broker refuses one, it and the rest are
+enqueued again at the next step). A message names attempts, never a number: the worker
+dials the contact's number as stored. An attempt left ``queued`` longer than
 ``feeder_requeue_after`` (its message was lost) is enqueued again: harmless, because a
 worker dials an attempt only after moving it ``queued → dialing`` conditionally.
 A running campaign with contacts and nothing left to dial is completed. A campaign outside
@@ -28,7 +30,7 @@ from control.loops.base import Loop
 from shared import windows
 from shared.gate import Gate
 from shared.keys import Keys
-from shared.messages import DialArgs, DialBatch
+from shared.messages import DialBatch, QueuedDial
 from shared.models import Attempt, Campaign, Contact, utcnow
 from shared.queue import dial_message
 from shared.settings import Settings
@@ -187,9 +189,10 @@ class Feeder(Loop):
         self._enqueue(args)
         return len(attempts)
 
-    def _dial_args(self, s: Session, attempt_ids: list[int]) -> list[DialArgs]:
-        """The dial messages of these attempts: contact, phone, which call of the contact
-        this is (its failed attempts + 1) and its campaign's retry policy."""
+    def _dial_args(self, s: Session, attempt_ids: list[int]) -> list[QueuedDial]:
+        """The dial messages of these attempts: contact, which call of the contact this is
+        (its failed attempts + 1) and its campaign's retry policy (no number: the worker
+        reads the contact's own)."""
         if not attempt_ids:
             return []
         rows = s.execute(
@@ -197,11 +200,9 @@ class Feeder(Loop):
                 Attempt.id,
                 Attempt.campaign_id,
                 Attempt.contact_id,
-                Contact.phone,
                 Campaign.max_attempts,
                 Campaign.retry_backoff_s,
             )
-            .join(Contact, Contact.id == Attempt.contact_id)
             .join(Campaign, Campaign.id == Attempt.campaign_id)
             .where(Attempt.id.in_(attempt_ids))
             .order_by(Attempt.campaign_id, Attempt.id)
@@ -217,11 +218,10 @@ class Feeder(Loop):
             ).all()
         )
         return [
-            DialArgs(
+            QueuedDial(
                 attempt_id=r.id,
                 campaign_id=r.campaign_id,
                 contact_id=r.contact_id,
-                phone=r.phone,
                 epoch=self.gate.epoch,
                 attempt_no=failed.get(r.contact_id, 0) + 1,
                 max_attempts=r.max_attempts,
@@ -236,12 +236,13 @@ class Feeder(Loop):
         queue holds two messages per concurrency slot and no worker thread waits idle."""
         return max(1, min(self.settings.dial_batch, self.settings.feeder_queue_factor // 2))
 
-    def _enqueue(self, rows: list[DialArgs]) -> None:
-        """Dial messages of up to :attr:`batch_size` attempts of one campaign. When the
+    def _enqueue(self, rows: list[QueuedDial]) -> None:
+        """Dial messages of up to :attr:`batch_size` attempts of one campaign, signed with
+        the control key (unsigned without one, as control events). When the
         broker fails, the attempts not confirmed yet are marked for the next step's
         ``_requeue_lost`` (their ``queued_at`` set to :data:`UNSENT`), not left waiting for
         the requeue delay."""
-        batches: list[list[DialArgs]] = []
+        batches: list[list[QueuedDial]] = []
         size = self.batch_size
         for r in rows:  # rows come ordered by campaign, then attempt
             last = batches[-1] if batches else None
@@ -251,7 +252,8 @@ class Feeder(Loop):
                 batches.append([r])
         for i, batch in enumerate(batches):
             try:
-                self.broker.enqueue(dial_message(self.keys, DialBatch.of(batch)))
+                message = DialBatch.of(batch).signed(self.settings.secret("control_key"))
+                self.broker.enqueue(dial_message(self.keys, message))
             except Exception:
                 unsent = [r.attempt_id for b in batches[i:] for r in b]
                 with self.sessions.begin() as s:

@@ -11,6 +11,7 @@ from sqlalchemy import event, insert, select
 
 from shared.messages import DialArgs
 from shared.models import Attempt, Contact, utcnow
+from tests.support.stack import phones
 from worker.ledger import Ledger, Outcome, Park, Start
 
 
@@ -18,7 +19,9 @@ def _queued(stack: Any, n: int) -> list[DialArgs]:
     """A draft campaign with ``n`` contacts and one queued attempt each (no loops run)."""
     cid = stack.make_campaign(contacts=n, start=False)
     with stack.stack.control.sessions.begin() as s:
-        contacts = list(s.scalars(select(Contact.id).where(Contact.campaign_id == cid)))
+        contacts = list(
+            s.scalars(select(Contact.id).where(Contact.campaign_id == cid).order_by(Contact.id))
+        )
         s.execute(
             Contact.__table__.update().where(Contact.campaign_id == cid).values(state="queued")
         )
@@ -30,8 +33,8 @@ def _queued(stack: Any, n: int) -> list[DialArgs]:
             ],
         ).all()
     return [
-        DialArgs(attempt_id=a, campaign_id=cid, contact_id=k, phone="+33612345678", epoch="test")
-        for a, k in zip(ids, contacts, strict=True)
+        DialArgs(attempt_id=a, campaign_id=cid, contact_id=k, phone=phone, epoch="test")
+        for a, k, phone in zip(ids, contacts, phones(n), strict=True)
     ]
 
 
@@ -50,7 +53,7 @@ def test_concurrent_starts_of_one_attempt_let_exactly_one_dial(make_stack, db):
     stack = make_stack(db).start(loops=False)
     (one,) = _queued(stack, 1)
     ledger = Ledger(stack.stack.control.sessions.kw["bind"], "w-test")
-    results: list[bool] = []
+    results: list[str | None] = []
     go = threading.Barrier(16)
 
     def start() -> None:
@@ -62,10 +65,11 @@ def test_concurrent_starts_of_one_attempt_let_exactly_one_dial(make_stack, db):
         t.start()
     for t in threads:
         t.join(30)
-    assert sorted(results) == [False] * 15 + [True]
+    # The one start that wins gives the number to dial: the contact's, as stored.
+    assert results.count(None) == 15 and phones(1)[0] in results
     # Twice in one group (the same attempt in two messages): one start still wins.
     (other,) = _queued(stack, 1)
-    assert ledger.write(Start(other), Start(other)) == [True, False]
+    assert ledger.write(Start(other), Start(other)) == [phones(1)[0], None]
     assert _states(stack, [one, other]) == [("dialing", "dialing")] * 2
 
 
@@ -77,7 +81,7 @@ def test_threads_writes_are_grouped_and_each_lands_as_asked(make_stack, db):
     event.listen(engine, "commit", lambda conn: commits.append(1))
     ledger = Ledger(engine, "w-test")
     go = threading.Barrier(32)
-    started: list[bool] = []
+    started: list[str | None] = []
 
     def start(a: DialArgs) -> None:
         go.wait()
@@ -88,7 +92,7 @@ def test_threads_writes_are_grouped_and_each_lands_as_asked(make_stack, db):
         t.start()
     for t in threads:
         t.join(30)
-    assert started == [True] * 32
+    assert sorted(started) == sorted(phones(40)[:32])  # each attempt's own contact's number
     assert len(commits) < 32, "32 concurrent writes were not grouped at all"
 
     # An outcome committed with the next start; a failure with calls left → retry_wait.
@@ -96,11 +100,11 @@ def test_threads_writes_are_grouped_and_each_lands_as_asked(make_stack, db):
     retry = Outcome(
         args[1].model_copy(update={"max_attempts": 3}), 1, False, "provider_error", None
     )
-    assert ledger.write(ok, retry, Start(args[32])) == [None, None, True]
+    assert ledger.write(ok, retry, Start(args[32])) == [None, None, phones(40)[32]]
     # A gate denial parks the dialing attempt and the rest of its message (still queued).
     ledger.write(Park(args[32], "paused", "parked", "pending", rest=(args[33].attempt_id,)))
     # A do-not-call denial ends the attempt and its contact.
-    assert ledger.write(Start(args[34])) == [True]
+    assert ledger.write(Start(args[34])) == [phones(40)[34]]
     ledger.write(Park(args[34], "dnc", "blocked_dnc", "blocked_dnc"))
 
     states = _states(stack, args[:35])

@@ -23,6 +23,7 @@ import httpx
 import pika
 import psycopg
 import uvicorn
+from dramatiq import Message
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
@@ -31,8 +32,9 @@ from control.server import Stack, build, http_config
 from shared import fleet
 from shared.clients import make_redis
 from shared.db import make_engine
-from shared.keys import Keys
+from shared.keys import DIAL_ACTOR, Keys
 from shared.migrate import upgrade
+from shared.queue import make_broker
 from shared.settings import Settings
 from tests.conftest import AMQP_URL, PG_URL, REDIS_URL
 
@@ -327,6 +329,23 @@ class TestStack:
         if start:
             self.act(cid, "start")
         return cid
+
+    def publish_dial(self, kwargs: dict[str, Any]) -> None:
+        """Put a dial message with these actor arguments, as they are (a forgery's too), on
+        this stack's dial queue, through the broker the feeder uses."""
+        broker = make_broker(self.settings)
+        try:
+            broker.enqueue(
+                Message(
+                    queue_name=self.keys.dial_queue,
+                    actor_name=DIAL_ACTOR,
+                    args=(),
+                    kwargs=kwargs,
+                    options={},
+                )
+            )
+        finally:
+            broker.close()
 
     def check_calls(self, campaign_ids: set[int] | None = None) -> Any:
         from control.campaigns.safety import check_calls

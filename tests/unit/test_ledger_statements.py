@@ -162,6 +162,11 @@ def test_the_start_returns_each_moved_attempt_with_its_contact():
     assert [c.name for c in START_ATTEMPTS._returning] == ["id", "contact_id"]  # type: ignore[attr-defined]
 
 
+def test_the_start_reads_the_number_to_dial_from_each_started_contact_as_stored():
+    returned = START_CONTACTS._returning  # type: ignore[attr-defined]
+    assert [(c.table.name, c.name) for c in returned] == [("contacts", "id"), ("contacts", "phone")]
+
+
 def test_the_contacts_of_started_attempts_go_dialing():
     after = effect(START_CONTACTS, contact("queued"), {"ids": [70], "t": T})
     assert after == contact("dialing", updated_at=T)

@@ -17,6 +17,8 @@ from shared.messages import (
     DialArgs,
     DialBatch,
     DialTarget,
+    QueuedDial,
+    dial_body,
     sign,
     signed_by,
 )
@@ -135,37 +137,43 @@ def batch(**over: Any) -> dict[str, Any]:
         "max_attempts": 3,
         "retry_backoff_s": 30.0,
         "attempts": [
-            {"attempt_id": 7, "contact_id": 70, "phone": "+33612345678"},
-            {"attempt_id": 8, "contact_id": 80, "phone": "+14155550100", "attempt_no": 2},
+            {"attempt_id": 7, "contact_id": 70},
+            {"attempt_id": 8, "contact_id": 80, "attempt_no": 2},
         ],
     }
     return {**raw, **over}
 
 
-def test_a_dial_message_gives_each_attempt_its_campaigns_policy():
+def test_a_dial_message_gives_each_attempt_its_campaigns_policy_and_no_number():
     rows = DialBatch.model_validate(batch()).args()
     assert rows == [
-        DialArgs(
+        QueuedDial(
             attempt_id=7,
             campaign_id=3,
             contact_id=70,
-            phone="+33612345678",
             epoch="e1",
             attempt_no=1,
             max_attempts=3,
             retry_backoff_s=30.0,
         ),
-        DialArgs(
+        QueuedDial(
             attempt_id=8,
             campaign_id=3,
             contact_id=80,
-            phone="+14155550100",
             epoch="e1",
             attempt_no=2,
             max_attempts=3,
             retry_backoff_s=30.0,
         ),
     ]
+    assert not any(isinstance(r, DialArgs) for r in rows)
+
+
+def test_a_started_attempt_dials_the_number_its_start_read():
+    queued = DialBatch.model_validate(batch()).args()[1]
+    started = queued.dialing("+14155550100")
+    assert isinstance(started, DialArgs) and started.phone == "+14155550100"
+    assert started.model_dump(exclude={"phone"}) == queued.model_dump()
 
 
 def test_a_dial_message_built_from_its_attempts_gives_them_back():
@@ -178,23 +186,19 @@ def test_a_dial_message_built_from_its_attempts_gives_them_back():
     "over",
     [
         {"attempts": []},
-        {"attempts": [{"attempt_id": 1, "contact_id": 1, "phone": "+33612345678"}] * 101},
+        {"attempts": [{"attempt_id": 1, "contact_id": 1}] * 101},
         {"epoch": ""},
         {"campaign_id": 0},
         {"max_attempts": 0},
         {"retry_backoff_s": -1},
         {"priority": 1},
-        {"attempts": [{"attempt_id": 1, "contact_id": 1, "phone": "0612345678"}]},
-        {"attempts": [{"attempt_id": 1, "contact_id": 1, "phone": "+0612345678"}]},
-        {"attempts": [{"attempt_id": 1, "contact_id": 1, "phone": "+33 6 12 34 56"}]},
-        {"attempts": [{"attempt_id": 1, "contact_id": 1, "phone": "+33612345678", "x": 1}]},
-        {
-            "attempts": [
-                {"attempt_id": 1, "contact_id": 1, "phone": "+33612345678", "attempt_no": 0}
-            ]
-        },
+        {"phone": "+33612345678"},
+        {"attempts": [{"attempt_id": 1, "contact_id": 1, "phone": "+33612345678"}]},
+        {"attempts": [{"attempt_id": 1, "contact_id": 1, "x": 1}]},
+        {"attempts": [{"attempt_id": 1, "contact_id": 1, "attempt_no": 0}]},
+        {"sig": "0" * 65},
     ],
-    ids=lambda o: next(iter(o)),
+    ids=lambda o: json.dumps(o)[:60],
 )
 def test_a_dial_message_outside_its_contract_is_refused(over: dict[str, Any]):
     with pytest.raises(ValidationError):
@@ -202,9 +206,44 @@ def test_a_dial_message_outside_its_contract_is_refused(over: dict[str, Any]):
 
 
 def test_a_dial_message_holds_at_most_max_batch_attempts():
-    target = {"attempt_id": 1, "contact_id": 1, "phone": "+33612345678"}
+    target = {"attempt_id": 1, "contact_id": 1}
     assert len(DialBatch.model_validate(batch(attempts=[target] * MAX_BATCH)).attempts) == 100
 
 
 def test_an_attempt_is_its_first_call_unless_told_otherwise():
-    assert DialTarget(attempt_id=1, contact_id=1, phone="+33612345678").attempt_no == 1
+    assert DialTarget(attempt_id=1, contact_id=1).attempt_no == 1
+
+
+def received(message: DialBatch) -> dict[str, Any]:
+    """The actor's arguments as a worker gets them: through the broker's JSON."""
+    return dict(json.loads(json.dumps(message.model_dump())))
+
+
+def test_a_signed_dial_message_verifies_after_its_trip_through_the_broker():
+    kwargs = received(DialBatch.model_validate(batch(retry_backoff_s=0.1 + 0.2)).signed(KEY))
+    assert signed_by(dial_body(kwargs), kwargs["sig"], KEY)
+    assert kwargs["sig"] == sign(dial_body(kwargs), KEY)  # the one helper of control events
+    assert DialBatch.model_validate(kwargs).sig == kwargs["sig"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"campaign_id": 4},
+        {"epoch": "e2"},
+        {"max_attempts": 9},
+        {"attempts": [{"attempt_id": 9, "contact_id": 70, "attempt_no": 1}]},
+        {"attempts": [{"attempt_id": 7, "contact_id": 70, "attempt_no": 1, "phone": "+1415"}]},
+    ],
+    ids=lambda o: next(iter(o)),
+)
+def test_a_changed_dial_message_no_longer_matches_its_signature(change: dict[str, Any]):
+    kwargs = received(DialBatch.model_validate(batch()).signed(KEY))
+    assert not signed_by(dial_body({**kwargs, **change}), kwargs["sig"], KEY)
+
+
+def test_without_a_key_a_dial_message_goes_unsigned_and_a_key_finds_no_signature():
+    kwargs = received(DialBatch.model_validate(batch()).signed(None))
+    assert kwargs["sig"] is None
+    assert not signed_by(dial_body(kwargs), kwargs["sig"], KEY)
+    assert not signed_by(dial_body(kwargs), sign(dial_body(kwargs), "other"), KEY)
