@@ -6,6 +6,7 @@ import os
 import signal
 import time
 
+from shared import fleet
 from tests.faults.conftest import Run
 from tests.support.stack import wait_for
 
@@ -18,6 +19,12 @@ def test_a_worker_killed_mid_dial_and_one_stopped_with_sigterm_lose_and_double_n
     hold = stack.tmp / "hold"
     hold.touch()  # every call is held after its claim, before the provider places it
     wait_for(lambda: stack.campaign(run.cid)["counts"]["dialing"] >= 4, 30, "dials in flight")
+
+    def killed_is_dialing() -> bool:  # on a loaded machine one worker may not have any yet
+        records = fleet.records(stack.redis, stack.keys, stack.live_workers())
+        return any(r.inflight and _group(r.pid) == killed.pid for r in records.values())
+
+    wait_for(killed_is_dialing, 30, "the worker to kill to hold dials in flight")
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(10)
     stack.workers.remove(killed)
@@ -35,3 +42,11 @@ def test_a_worker_killed_mid_dial_and_one_stopped_with_sigterm_lose_and_double_n
     # the killed worker's dials became unknown after their lease: never dialed again
     assert done["counts"]["unknown"] >= 1, done["counts"]
     run.finish("worker SIGKILL mid-dial + worker SIGTERM", recoveries=done["counts"]["unknown"])
+
+
+def _group(pid: int | None) -> int | None:
+    """The process group of a worker process (``None``: gone)."""
+    try:
+        return None if pid is None else os.getpgid(pid)
+    except ProcessLookupError:
+        return None

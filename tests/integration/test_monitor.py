@@ -18,10 +18,17 @@ from tests.support.stack import TestStack, wait_for
 
 
 def pause_of(stack: TestStack, cid: int) -> dict[str, Any]:
-    history = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"]
-    pauses = [t for t in history if t["action"] == "pause"]
-    assert len(pauses) == 1, history
-    return dict(pauses[0])
+    """The campaign's one pause, once its answer is recorded (the monitor's process writes
+    ``answered_at`` just after the commit that the campaign's status already shows)."""
+
+    def answered() -> dict[str, Any] | None:
+        history = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"]
+        pauses = [t for t in history if t["action"] == "pause"]
+        assert len(pauses) == 1, history
+        return dict(pauses[0]) if pauses[0]["answered_at"] else None
+
+    found: dict[str, Any] = wait_for(answered, 10, "the pause's answer to be recorded")
+    return found
 
 
 def calls_after(stack: TestStack, cid: int, answered: str) -> list[dict[str, Any]]:
