@@ -2,9 +2,14 @@
 
 redis-py's defaults can stall for seconds on a hung server; here every call is bounded
 by ``DIALGATE_REDIS_TIMEOUT`` and retried at most once, so the gate fails closed fast.
+The broker probe of a diagnosis is remembered for a few seconds (:class:`BrokerProbe`):
+many diagnoses, one connection.
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 import pika
 import redis
@@ -50,3 +55,41 @@ def amqp_unreachable(settings: Settings) -> str | None:
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"[:300]
     return None
+
+
+BROKER_PROBE_TTL_S = 5.0
+
+
+class BrokerProbe:
+    """:func:`amqp_unreachable`, its answer reused for ``ttl`` seconds. One probe runs at
+    a time: callers arriving meanwhile wait for its answer instead of connecting too (so
+    a broker that hangs costs them one timeout, not one each)."""
+
+    def __init__(self, settings: Settings, ttl: float = BROKER_PROBE_TTL_S) -> None:
+        self.settings = settings
+        self.ttl = ttl
+        self.connections = 0  # probes made (each one connection attempt)
+        self._lock = threading.Lock()
+        self._at: float | None = None
+        self._answer: str | None = None
+
+    def __call__(self) -> str | None:
+        with self._lock:
+            if self._at is None or time.monotonic() - self._at >= self.ttl:
+                self.connections += 1
+                self._answer = amqp_unreachable(self.settings)
+                self._at = time.monotonic()
+            return self._answer
+
+
+_probes: dict[str, BrokerProbe] = {}
+_probes_lock = threading.Lock()
+
+
+def broker_probe(settings: Settings) -> BrokerProbe:
+    """The process's one probe of the broker at ``settings.amqp_url``."""
+    with _probes_lock:
+        probe = _probes.get(settings.amqp_url)
+        if probe is None:
+            probe = _probes[settings.amqp_url] = BrokerProbe(settings)
+        return probe

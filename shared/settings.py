@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         description="Shared secret: the relay signs control events with it and workers drop "
         "events without a valid signature. Set the same value on control and workers.",
     )
+    max_streams_per_caller: int = Field(
+        default=4,
+        ge=1,
+        description="Live event streams (the campaign page's) one token may have open at once "
+        "in one API process; one more gets 429.",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Request body limit.")
     max_import_bytes: int = Field(
         default=64 * 1_048_576, ge=1024, description="Body limit of a campaign's contact import."

@@ -1,19 +1,34 @@
-"""Request bodies of the HTTP API (pydantic). Unknown fields are refused with their name."""
+"""Request bodies of the HTTP API (pydantic). Unknown fields are refused with their name;
+every free-text field is checked by :func:`shared.text.checked` (no control or format
+characters)."""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from control.auth.roles import Role
 from shared.states import ReportedOutcome, Source
+from shared.text import Text, checked
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = get_args(Day)
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# Optional free text with its length limit (a limit given beside ``| None`` would be
+# checked as a generic length, with a misleading message).
+Reason = Annotated[str, Field(max_length=1000), AfterValidator(checked)]
+Label = Annotated[str, Field(max_length=200), AfterValidator(checked)]
+Code = Annotated[str, Field(max_length=64), AfterValidator(checked)]
 
 
 class Strict(BaseModel):
@@ -59,7 +74,7 @@ class MonitorRules(Strict):
 
 
 class CampaignCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     max_concurrency: int = Field(default=1, ge=1, le=10_000)
     max_attempts: int = Field(default=1, ge=1, le=10, description="calls per contact at most")
     retry_backoff_s: float = Field(
@@ -75,8 +90,6 @@ class CampaignCreate(Strict):
         v = v.strip()
         if not v:
             raise ValueError("must not be blank")
-        if any(ord(ch) < 32 for ch in v):
-            raise ValueError("must not contain control characters")
         return v
 
     @field_validator("timezone")
@@ -123,8 +136,8 @@ class ContactsIn(Strict):
 
 
 class TransitionIn(Strict):
-    reason: str | None = Field(default=None, max_length=1000)
-    actor: str | None = Field(default=None, max_length=200)
+    reason: Reason | None = None
+    actor: Label | None = None
     source: Source = Source.API
     confirm: bool = False
     # Controlled resume: a temporary concurrency cap that lifts by itself (both or neither).
@@ -144,7 +157,7 @@ class TransitionIn(Strict):
 
 class DncIn(Strict):
     phones: list[Any] = Field(min_length=1, max_length=100_000)
-    actor: str | None = Field(default=None, max_length=200)
+    actor: Label | None = None
 
 
 class ProviderEvent(Strict):
@@ -152,13 +165,13 @@ class ProviderEvent(Strict):
 
     attempt_id: int = Field(ge=1, le=2**63 - 1)
     outcome: ReportedOutcome
-    error_code: str | None = Field(default=None, max_length=64)
+    error_code: Code | None = None
     duration_ms: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class EmergencyIn(Strict):
-    reason: str | None = Field(default=None, max_length=1000)
-    actor: str | None = Field(default=None, max_length=200)
+    reason: Reason | None = None
+    actor: Label | None = None
     scope: Literal["all", "org"] | None = Field(
         default=None,
         description="all: every organisation (platform admin only; the default for one); "
@@ -166,11 +179,11 @@ class EmergencyIn(Strict):
     )
 
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,99}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,99}")
 
 
 class TokenCreate(Strict):
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     role: Role
     org: str | None = Field(
         default=None,
@@ -182,7 +195,7 @@ class TokenCreate(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME.match(v):
+        if not NAME.fullmatch(v):
             raise ValueError(
                 "1-100 letters, digits, spaces or . _ : @ - (starting with a letter or digit)"
             )

@@ -1,6 +1,8 @@
 """The audit trail: every transition and administrative change, with who, from where.
 
 Events are added to the caller's transaction, so a change and its record commit together.
+Each is filed under the organisation whose object changed (a campaign's own, whoever or
+whatever acted: a platform admin, the monitor, the feeder), never the actor's by default.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.auth.roles import Who
-from shared.models import DEFAULT_ORG, AuditEvent, utcnow
+from shared.models import AuditEvent, utcnow
 
 
 def record(
@@ -19,15 +21,15 @@ def record(
     who: Who | None,
     kind: str,
     target: str | None,
-    org: str | None = None,
+    org: str,
     **details: Any,
 ) -> None:
     """Add one audit event to the caller's transaction (so it commits with the change).
-    ``org``: the organisation the change belongs to (default: the caller's)."""
+    ``org``: the organisation the changed object belongs to (its admins read the event)."""
     s.add(
         AuditEvent(
             at=utcnow(),
-            org=org or (who.org if who else DEFAULT_ORG),
+            org=org,
             actor=who.name if who else "system",
             role=who.role if who else None,
             source_ip=who.source_ip if who else None,

@@ -4,9 +4,11 @@ A *firing* alert with a ``campaign_id`` label pauses that campaign through the t
 service (``source: system``, ``actor: alertmanager:<alertname>``, the alert's name and
 summary as the reason); one with ``dialgate_scope="all"`` sets the emergency stop. A
 *resolved* alert never resumes anything: resume stays a human act. The whole payload is
-validated before anything is done (422 naming the field, nothing changed). Every alert
-gets a result; a campaign that is not running, or does not exist, is reported, not
-retried (Alertmanager re-sends on any non-2xx answer).
+validated before anything is done (422 naming the field, nothing changed): labels are
+one line of visible text, annotations may also span lines (folded to one line in the
+reason), neither may carry other control or format characters (:mod:`shared.text`).
+Every alert gets a result; a campaign that is not running, or does not exist, is
+reported, not retried (Alertmanager re-sends on any non-2xx answer).
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from control.campaigns import emergency
 from control.campaigns.service import Control
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.states import Action, Source
+from shared.text import Lines, Text, one_line
 
 
 class Alert(BaseModel):
     model_config = ConfigDict(extra="allow")  # startsAt, endsAt, fingerprint, …
 
     status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[Text, Text]
+    annotations: dict[Text, Lines] = Field(default_factory=dict)
 
     @field_validator("labels")
     @classmethod
@@ -44,7 +47,7 @@ class Alert(BaseModel):
     @property
     def reason(self) -> str:
         summary = self.annotations.get("summary") or self.annotations.get("description")
-        return f"{self.name}: {summary}" if summary else self.name
+        return one_line(f"{self.name}: {summary}" if summary else self.name)
 
 
 class AlertmanagerPayload(BaseModel):

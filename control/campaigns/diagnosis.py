@@ -1,7 +1,8 @@
 """ "Why isn't it dialing?": every reason a campaign is not placing calls, with evidence.
 
 The facts are gathered once (:func:`gather`: the campaign row, its counts, its last
-pause, what Redis holds, the broker, the outbox); then each check in :data:`CHECKS`
+pause, what Redis holds, the broker (probed once for every diagnosis of the last few
+seconds: :class:`shared.clients.BrokerProbe`), the outbox); then each check in :data:`CHECKS`
 looks at them and returns a :class:`Reason` (what, evidence, fix) or ``None``. A check
 is a small function of :class:`Facts`: add one to :data:`CHECKS` to diagnose more.
 """
@@ -19,7 +20,7 @@ import redis
 
 from control.campaigns.service import Control
 from control.loops.relay import backlog
-from shared.clients import amqp_unreachable
+from shared.clients import broker_probe
 from shared.gate import GateState
 from shared.states import TERMINAL, Action, ContactState, Status
 
@@ -84,7 +85,7 @@ def gather(control: Control, campaign_id: int) -> Facts:
                 facts.estop = {"reason": str(estop)}
     except redis.RedisError as exc:
         facts.redis_error = f"{type(exc).__name__}: {exc}"[:300]
-    facts.broker_error = amqp_unreachable(control.settings)
+    facts.broker_error = broker_probe(control.settings)()  # a few seconds old at most
     return facts
 
 

@@ -18,6 +18,15 @@ from shared.dnc import DncSet
 from shared.errors import Conflict, InvalidInput, NotFound, Unavailable
 from shared.models import DEFAULT_ORG, Campaign, Dnc, utcnow
 from shared.phones import normalise_phone
+from shared.text import problem
+
+
+def checked_phone(raw: Any) -> str:
+    """A number in E.164, or ``ValueError`` (control or format characters in the text
+    refused first: what a file shows must be the number that is listed)."""
+    if isinstance(raw, str) and (bad := problem(raw)):
+        raise ValueError(bad)
+    return normalise_phone(raw)
 
 
 def normalise_all(raw: list[Any]) -> list[str]:
@@ -25,7 +34,7 @@ def normalise_all(raw: list[Any]) -> list[str]:
     phones = []
     for i, p in enumerate(raw):
         try:
-            phones.append(normalise_phone(p))
+            phones.append(checked_phone(p))
         except ValueError as exc:
             raise InvalidInput(f"phones[{i}]", str(exc)) from None
     return list(dict.fromkeys(phones))
@@ -84,7 +93,7 @@ class DncList:
         """Unlist a number of the caller's organisation (audited in the same transaction)."""
         org = who.org if who else DEFAULT_ORG
         try:
-            phone = normalise_phone(raw)
+            phone = checked_phone(raw)
         except ValueError as exc:
             raise InvalidInput("phone", str(exc)) from None
         with self.sessions.begin() as s:

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 import structlog
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from control.auth.roles import Can, Who
 from control.auth.trail import record
@@ -25,7 +25,7 @@ from control.campaigns.service import Control
 from shared import metrics
 from shared.errors import IllegalTransition, Unavailable
 from shared.gate import Gate
-from shared.models import EmergencyStop
+from shared.models import DEFAULT_ORG, EmergencyStop
 from shared.states import Action, Source, Status
 
 log = structlog.get_logger("dialgate.estop")
@@ -170,9 +170,13 @@ def _record(
     drained: bool | None,
     who: Who | None,
 ) -> bool:
+    """Write the stop's (or lift's) record and audit event; False if the database did not
+    take them (the answer says so; a stop already set in Redis stays in force)."""
+    # A stop of every organisation is filed under the platform's own organisation.
+    org = who.org if who else DEFAULT_ORG
     try:
         with control.sessions.begin() as s:
-            record(s, who, f"emergency_stop.{action}", "all", reason=reason, drained=drained)
+            record(s, who, f"emergency_stop.{action}", "all", org, reason=reason, drained=drained)
             s.add(
                 EmergencyStop(
                     action=action,
@@ -185,6 +189,6 @@ def _record(
                 )
             )
         return True
-    except OperationalError as exc:
-        log.error("emergency_stop_not_recorded", action=action, error=str(exc.orig))
+    except SQLAlchemyError as exc:  # unreachable, or a value it refused: never a 500 here
+        log.error("emergency_stop_not_recorded", action=action, error=str(exc))
         return False

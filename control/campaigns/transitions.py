@@ -187,6 +187,7 @@ class Transitions(Reads):
                         who,
                         f"campaign.{action.value}",
                         f"campaign:{campaign_id}",
+                        c.org,
                         actor=actor,
                         source=source.value,
                         reason=reason,

@@ -16,7 +16,7 @@ from control.cli.output import (
     print_json,
     show,
     show_overview,
-    status,
+    status_cell,
     table,
     transitions,
     why,
@@ -33,7 +33,7 @@ def list_campaigns(args: argparse.Namespace) -> int:
             [
                 str(c["id"]),
                 c["name"],
-                status(c["status"]),
+                status_cell(c["status"]),
                 str(c["concurrency"]) + ("*" if c.get("cap") else ""),
                 *(str(c["counts"].get(s, 0)) for s in STATES),
             ]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from control.cli.args import Commands
 from control.cli.client import Client, make_client
-from control.cli.output import table
+from control.cli.output import esc, table
 
 
 def _phones_from_csv(path: str) -> list[str]:
@@ -54,7 +54,7 @@ def _import(client: Client, campaign_id: int, path: str) -> None:
             print(f"  {min(i + step, total)}/{total} items sent", file=sys.stderr)
     for r in rejected:
         place = f"line {r['line']}" if where == "line" else f"item {r['index']}"
-        print(f"  rejected {place}: {r['phone']!r}: {r['error']}")
+        print(f"  rejected {esc(place)}: {esc(repr(r['phone']))}: {esc(r['error'])}")
     print(f"accepted {accepted}, rejected {len(rejected)} of {total}")
 
 
@@ -72,11 +72,11 @@ def dnc(args: argparse.Namespace) -> int:
             ["PHONE", "BY", "ADDED"],
         )
     elif args.dnc_cmd == "remove":
-        print(f"removed {client.dnc_remove(args.phone)['removed']}")
+        print(f"removed {esc(client.dnc_remove(args.phone)['removed'])}")
     else:
         phones = args.phones if args.dnc_cmd == "add" else _phones_from_csv(args.file)
         res = client.dnc_add(phones)
-        print(f"added {res['added']}, already listed {res['already_listed']}")
+        print(f"added {esc(res['added'])}, already listed {esc(res['already_listed'])}")
     return 0
 
 

@@ -8,7 +8,7 @@ import time
 
 from control.cli.args import Commands, command
 from control.cli.client import make_client
-from control.cli.output import print_json, table
+from control.cli.output import esc, print_json, table
 
 
 def estop(args: argparse.Namespace) -> int:
@@ -17,17 +17,17 @@ def estop(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     if res.get("scope") == "org":  # an organisation admin's stop pauses each campaign
-        ids = ", ".join(str(c["id"]) for c in res["paused"]) or "none was running"
-        print(f"emergency stop of {res['org']}: paused campaigns {ids}; resume each one")
+        ids = esc(", ".join(str(c["id"]) for c in res["paused"])) or "none was running"
+        print(f"emergency stop of {esc(res['org'])}: paused campaigns {ids}; resume each one")
         return 0
     if args.lift:
         print("emergency stop lifted" if res["lifted"] else "no emergency stop was in force")
     else:
         g = res["gate"]
-        drained = "drained" if g["drained"] else f"NOT drained ({g['inflight']} in flight)"
+        drained = "drained" if g["drained"] else f"NOT drained ({esc(g['inflight'])} in flight)"
         print(
-            f"EMERGENCY STOP in force since {res['since']}: no campaign dials "
-            f"({drained} in {g['drain_ms']} ms)"
+            f"EMERGENCY STOP in force since {esc(res['since'])}: no campaign dials "
+            f"({drained} in {esc(g['drain_ms'])} ms)"
         )
         if not res.get("recorded"):
             print("warning: the database did not record it (see the control log)", file=sys.stderr)
@@ -78,17 +78,18 @@ def status(args: argparse.Namespace) -> int:
         )
         return 0
     for name, check in ready.get("checks", {}).items():
-        state = "ok" if check["ok"] else f"DOWN: {check.get('error')}"
-        print(f"{name:<10} {state}")
+        state = "ok" if check["ok"] else f"DOWN: {esc(check.get('error'))}"
+        print(f"{esc(name):<10} {state}")
     if stop.get("active"):
         print(
-            f"EMERGENCY STOP in force since {stop.get('since')} by {stop.get('by')}"
-            f": {stop.get('reason') or 'no reason given'}"
+            f"EMERGENCY STOP in force since {esc(stop.get('since'))} by {esc(stop.get('by'))}"
+            f": {esc(stop.get('reason') or 'no reason given')}"
         )
     else:
         print("emergency stop: not in force")
     print(f"live workers: {len(live)}")
-    print("campaigns: " + (", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"))
+    counts = ", ".join(f"{n} {esc(s)}" for s, n in sorted(by_status.items()))
+    print("campaigns: " + (counts or "none"))
     return 0
 
 

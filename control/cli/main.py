@@ -13,6 +13,7 @@ import sys
 
 from control.cli import campaigns, check, contacts, fleet, run, tokens
 from control.cli.client import ApiError
+from control.cli.output import esc
 
 GROUPS = (run, campaigns, contacts, fleet, tokens, check)
 
@@ -34,7 +35,7 @@ def dispatch(args: argparse.Namespace) -> int:
     try:
         code: int = args.run(args)
     except ApiError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {esc(exc.message)}", file=sys.stderr)
         return 2 if exc.status == 0 else 1
     return code
 

@@ -1,89 +1,131 @@
 """How the CLI prints: tables padded by visible width, status colours on a terminal,
-the campaign, its transitions and its diagnosis."""
+the campaign, its transitions and its diagnosis.
+
+Every value that came from the API is printed through :func:`esc`
+(:func:`shared.text.terminal`): a name, reason or actor holding ESC, C1 or bidi
+characters prints as escapes (``\\x1b``), never as terminal commands. Table cells are
+escaped by :func:`table` itself; a status colour is added after escaping
+(:class:`Painted`). ``--json`` output is escaped by ``json.dumps`` (ASCII only)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from shared.states import ContactState
+from shared.text import terminal
 
 STATES = [s.value for s in ContactState]
-ANSI = re.compile(r"\033\[[0-9;]*m")
 # ANSI colours of each status, used only when stdout is a terminal (and NO_COLOR is unset).
 COLOURS = {"running": "1;32", "paused": "1;33", "draft": "1", "cancelled": "2", "completed": "2"}
 
 
+def esc(value: Any) -> str:
+    """A value as text safe to print on a terminal (control and format characters
+    escaped)."""
+    return terminal(value)
+
+
 def paint(text: str, code: str | None) -> str:
+    """``text`` escaped, then coloured (on a terminal, unless NO_COLOR is set)."""
+    text = esc(text)
     if not code or not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
         return text
     return f"\033[{code}m{text}\033[0m"
+
+
+@dataclass(frozen=True)
+class Painted:
+    """A table cell with a colour: escaped like any cell, coloured after."""
+
+    text: str
+    code: str | None
+
+    def shown(self) -> str:
+        return paint(self.text, self.code)
+
+
+Cell = str | Painted
 
 
 def status(status: str) -> str:
     return paint(status, COLOURS.get(status))
 
 
+def status_cell(status: str) -> Painted:
+    return Painted(status, COLOURS.get(status))
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def table(rows: list[list[str]], header: list[str]) -> None:
-    """Columns padded by their visible width (colour codes take no room)."""
+def table(rows: list[list[Cell]], header: list[str]) -> None:
+    """Columns padded by their visible width; every cell escaped (:func:`esc`), colours
+    added after (they take no room)."""
 
-    def width(x: str) -> int:
-        return len(ANSI.sub("", x))
+    def text(x: Cell) -> str:
+        return esc(x.text if isinstance(x, Painted) else x)
 
-    widths = [max(width(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        cells = [str(x) + " " * (w - width(str(x))) for x, w in zip(row, widths, strict=False)]
+    def shown(x: Cell) -> str:
+        return x.shown() if isinstance(x, Painted) else esc(x)
+
+    lines: list[list[Cell]] = [list(header), *rows]
+    widths = [max(len(text(x)) for x in col) for col in zip(*lines, strict=False)]
+    for row in lines:
+        cells = [shown(x) + " " * (w - len(text(x))) for x, w in zip(row, widths, strict=False)]
         print("  ".join(cells).rstrip())
 
 
 def show(c: dict[str, Any]) -> None:
-    print(f"campaign {c['id']}  {c['name']}")
-    print(f"  status        {status(c['status'])} (version {c['version']})")
+    print(f"campaign {esc(c['id'])}  {esc(c['name'])}")
+    print(f"  status        {status(c['status'])} (version {esc(c['version'])})")
     if c.get("paused_at"):
-        src = f" by {c['pause_source']}" if c.get("pause_source") else ""
-        why = f": {c['pause_reason']}" if c.get("pause_reason") else ""
-        print(f"  paused        since {c['paused_at']}{src}{why}")
-    print(f"  concurrency   {c['max_concurrency']}   timezone {c['timezone']}")
+        src = f" by {esc(c['pause_source'])}" if c.get("pause_source") else ""
+        why = f": {esc(c['pause_reason'])}" if c.get("pause_reason") else ""
+        print(f"  paused        since {esc(c['paused_at'])}{src}{why}")
+    print(f"  concurrency   {esc(c['max_concurrency'])}   timezone {esc(c['timezone'])}")
     if c.get("cap"):
         print(
-            f"  temporary cap {c['cap']['max_concurrency']} until {c['cap']['until']} "
+            f"  temporary cap {esc(c['cap']['max_concurrency'])} until {esc(c['cap']['until'])} "
             "(lifts by itself)"
         )
-    print(f"  retries       {c['max_attempts']} calls at most, backoff {c['retry_backoff_s']} s")
+    print(
+        f"  retries       {esc(c['max_attempts'])} calls at most, "
+        f"backoff {esc(c['retry_backoff_s'])} s"
+    )
     w = c.get("calling_window")
     if w:
         local = ", and in each contact's local time" if w.get("contact_local_time") else ""
-        print(f"  window        {','.join(w['days'])} {w['start']}-{w['end']}{local}")
+        days = esc(",".join(w["days"]))
+        print(f"  window        {days} {esc(w['start'])}-{esc(w['end'])}{local}")
     auto = c.get("automatic_pauses_24h")
     if auto:
-        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(auto.items()))
+        rules = ", ".join(f"{esc(rule)} {esc(n)}" for rule, n in sorted(auto.items()))
         print(f"  auto pauses   {rules} (last 24 h)")
     if (c.get("dialing") or {}).get("blocked_by") == "calling_window":
-        print(f"  NOT DIALING   outside the calling window; opens at {c['dialing']['opens_at']}")
+        opens = esc(c["dialing"]["opens_at"])
+        print(f"  NOT DIALING   outside the calling window; opens at {opens}")
     counts = c.get("counts", {})
-    print("  contacts      " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
+    print("  contacts      " + "  ".join(f"{s} {esc(counts.get(s, 0))}" for s in STATES))
     if c.get("inflight") is not None:
-        print(f"  in flight     {c['inflight']}")
+        print(f"  in flight     {esc(c['inflight'])}")
     p = c.get("propagation")
     if p:
         print(
-            f"  propagation   version {p['version']} acknowledged by "
-            f"{p['workers_acked']} of {p['workers_live']} live workers"
+            f"  propagation   version {esc(p['version'])} acknowledged by "
+            f"{esc(p['workers_acked'])} of {esc(p['workers_live'])} live workers"
         )
     if c.get("emergency_stop"):
         print("  EMERGENCY STOP in force: nothing dials")
     gate = c.get("gate")
     if gate and "drained" in gate:
-        state = "drained" if gate["drained"] else f"NOT drained ({gate['inflight']} in flight)"
-        print(f"  gate          closed, {state} in {gate['drain_ms']} ms")
-    allowed = ", ".join(c.get("allowed_actions", [])) or "none"
+        state = "drained" if gate["drained"] else f"NOT drained ({esc(gate['inflight'])} in flight)"
+        print(f"  gate          closed, {state} in {esc(gate['drain_ms'])} ms")
+    allowed = esc(", ".join(c.get("allowed_actions", []))) or "none"
     print(f"  actions       {allowed}")
 
 
@@ -94,11 +136,12 @@ def show_overview(o: dict[str, Any]) -> None:
     if first:
         if first.get("started_at"):
             print(
-                f"  after resume  first dial {first['started_at']} (attempt {first['attempt_id']}"
-                f" on {first['worker_id']}, {first['after_s']} s after the resume)"
+                f"  after resume  first dial {esc(first['started_at'])} "
+                f"(attempt {esc(first['attempt_id'])} on {esc(first['worker_id'])}, "
+                f"{esc(first['after_s'])} s after the resume)"
             )
         else:
-            print(f"  after resume  no dial yet since {first['resumed_at']}")
+            print(f"  after resume  no dial yet since {esc(first['resumed_at'])}")
     print("recent transitions")
     transitions(o["transitions"])
     why(o["diagnosis"])
@@ -128,11 +171,12 @@ def transitions(rows: list[dict[str, Any]]) -> None:
 
 
 def why(d: dict[str, Any]) -> None:
+    head = f"campaign {esc(d['campaign_id'])} ({esc(d['status'])})"
     if not d["reasons"]:
-        print(f"campaign {d['campaign_id']} ({d['status']}): nothing stops it from dialing")
+        print(f"{head}: nothing stops it from dialing")
         return
-    print(f"campaign {d['campaign_id']} ({d['status']}): {len(d['reasons'])} reason(s)")
+    print(f"{head}: {len(d['reasons'])} reason(s)")
     for r in d["reasons"]:
-        print(f"- {r['title']} [{r['code']}]")
-        print(f"    evidence  {r['evidence']}")
-        print(f"    fix       {r['fix']}")
+        print(f"- {esc(r['title'])} [{esc(r['code'])}]")
+        print(f"    evidence  {esc(r['evidence'])}")
+        print(f"    fix       {esc(r['fix'])}")

@@ -9,7 +9,7 @@ from typing import Any
 from control.auth.roles import Role
 from control.cli.args import Commands
 from control.cli.client import make_client
-from control.cli.output import print_json, table
+from control.cli.output import esc, print_json, table
 
 
 def create(args: argparse.Namespace) -> int:
@@ -22,8 +22,8 @@ def create(args: argparse.Namespace) -> int:
     if args.json:
         print_json(t)
         return 0
-    print(f"token {t['id']} {t['name']!r}: {t['role']} of {t['org']}")
-    print(t["token"])
+    print(f"token {esc(t['id'])} {esc(repr(t['name']))}: {esc(t['role'])} of {esc(t['org'])}")
+    print(esc(t["token"]))
     print("(shown once: store it now; only its hash is kept)", file=sys.stderr)
     return 0
 
@@ -53,7 +53,7 @@ def list_tokens(args: argparse.Namespace) -> int:
 
 def revoke(args: argparse.Namespace) -> int:
     t = make_client().revoke_token(args.token_id)
-    print_json(t) if args.json else print(f"token {t['id']} {t['name']!r} revoked")
+    print_json(t) if args.json else print(f"token {esc(t['id'])} {esc(repr(t['name']))} revoked")
     return 0
 
 

@@ -6,29 +6,27 @@
   diagnosis, the controlled-resume form and the cancel confirmation dialog.
 
 The live parts are template fragments rendered by the same templates as the page:
-pushed by server-sent events (``/campaigns/{id}/events``, only when they changed) and
+pushed by server-sent events (``/campaigns/{id}/events``, only when they changed; capped
+per caller, rendered once for every stream of a campaign: :mod:`control.web.streams`) and
 fetched by the page's polling fallback and after each action, so what the page shows
 after an update is exactly what a reload would show.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.concurrency import run_in_threadpool
 
 from control.api.deps import current
 from control.auth.roles import Who, offered, scope
 from control.campaigns import diagnosis
 from control.campaigns.overview import overview
 from control.campaigns.service import Control
+from control.web.streams import Streams
 from shared.states import Action, ContactState
 
 STATES = tuple(s.value for s in ContactState)  # a counter (and a column) each
@@ -38,9 +36,6 @@ LABELS = {
     Action.RESUME: "Resume",
     Action.CANCEL: "Cancel…",
 }
-EVENT_TICK_S = 0.5  # how often a page's stream looks for a change
-DIAGNOSIS_EVERY = 6  # ticks between two diagnoses (each one connects to the broker)
-STREAM_FOR_S = 300.0  # a stream ends after this; the browser reconnects by itself
 
 
 def _ts(value: Any) -> str:
@@ -79,8 +74,22 @@ def render_live(control: Control, campaign_id: int, who: Who) -> str:
     return env.get_template("_live.html").render(_context(facts, who))
 
 
+def live_html(facts: dict[str, Any], seen: dict[str, Any]) -> str:
+    """The live fragment of a campaign as one set of callers sees it (``seen``: the
+    campaign with their offered actions); nothing of the caller besides (it is shared)."""
+    return env.get_template("_live.html").render(
+        who=None,  # shared by every caller who sees these actions: it names none of them
+        c=seen,
+        transitions=facts["transitions"],
+        first=facts["first_after_resume"],
+    )
+
+
 def render_diagnosis(control: Control, campaign_id: int, who: Who) -> str:
-    d = diagnosis.diagnose(control, campaign_id)
+    return diagnosis_html(diagnosis.diagnose(control, campaign_id))
+
+
+def diagnosis_html(d: dict[str, Any]) -> str:
     return env.get_template("_diagnosis.html").render(d=d)
 
 
@@ -115,36 +124,15 @@ def router(control: Control) -> APIRouter:
         request: Request, campaign_id: int, w: Who = Depends(current)
     ) -> StreamingResponse:
         control.campaign(campaign_id)  # 404 before the stream starts
-        return StreamingResponse(
-            _stream(request, control, campaign_id, w),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+        return streams_of(request, control).response(request, campaign_id, w)
 
     return r
 
 
-async def _stream(
-    request: Request, control: Control, campaign_id: int, who: Who
-) -> AsyncIterator[str]:
-    """Each fragment as an SSE event when it differs from the last one sent."""
-    sent: dict[str, str] = {}
-    loop = asyncio.get_running_loop()
-    end = loop.time() + STREAM_FOR_S
-    tick = 0
-    yield "retry: 1000\n\n"
-    while loop.time() < end and not await request.is_disconnected():
-        fragments = {"live": render_live}
-        if tick % DIAGNOSIS_EVERY == 0:
-            fragments["diagnosis"] = render_diagnosis
-        for name, render in fragments.items():
-            try:
-                html = await run_in_threadpool(render, control, campaign_id, who)
-            except Exception as exc:  # the page keeps its last view; say why in a comment
-                yield f": {name} not rendered: {type(exc).__name__}\n\n"
-                continue
-            if sent.get(name) != html:
-                sent[name] = html
-                yield f"event: {name}\ndata: {json.dumps(html)}\n\n"
-        tick += 1
-        await asyncio.sleep(EVENT_TICK_S)
+def streams_of(request: Request, control: Control) -> Streams:
+    """The app's event streams (made on the first one; the app's state keeps them)."""
+    found: Streams | None = getattr(request.app.state, "streams", None)
+    if found is None:
+        found = Streams(control, request.app.state.security, live_html, diagnosis_html)
+        request.app.state.streams = found
+    return found
