@@ -27,6 +27,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from shared.text import ACTOR_MAX
+
 # The platform admin token's organisation, and that of rows written without a caller.
 DEFAULT_ORG = "default"
 
@@ -117,7 +119,7 @@ class Transition(Base):
     from_status: Mapped[str] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(16))
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX))
     source: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -202,7 +204,7 @@ class EmergencyStop(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     action: Mapped[str] = mapped_column(String(8))  # stop | lift
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -220,7 +222,7 @@ class Dnc(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     org: Mapped[str] = mapped_column(String(64), default=DEFAULT_ORG, server_default=DEFAULT_ORG)
     phone: Mapped[str] = mapped_column(String(20))
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -279,7 +281,7 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     org: Mapped[str] = mapped_column(String(64))
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX))
     role: Mapped[str | None] = mapped_column(String(16), nullable=True)
     source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     peer_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)

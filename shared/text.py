@@ -70,6 +70,9 @@ def checked_lines(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(checked)]
+
+# The longest actor a record keeps (the token's name and a client's label beside it).
+ACTOR_MAX = 200
 """One line of visible text (names, reasons, actor labels, labels)."""
 
 Lines = Annotated[str, AfterValidator(checked_lines)]

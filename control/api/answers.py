@@ -206,7 +206,8 @@ class Imported(Answer):
 
 # -- safety --------------------------------------------------------------------------------
 class EmergencyState(Answer):
-    """Whether the emergency stop is in force, and its record (who, why, since when)."""
+    """Whether the emergency stop is in force and since when; who set it and why for a
+    platform admin only."""
 
     active: bool
     by: str | None = None

@@ -16,6 +16,7 @@ before any body is read.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -39,6 +40,10 @@ class App(FastAPI):
         return SecurityHeaders(super().build_middleware_stack())
 
 
+# A request id a client may give (correlation only; the audit records it as given).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,64}")
+
+
 def create_app(control: Control) -> FastAPI:
     tokens = Tokens(control.settings, control.sessions)
     security = Security(control, tokens)
@@ -57,7 +62,9 @@ def create_app(control: Control) -> FastAPI:
     async def request_id(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        rid = request.headers.get("x-request-id") or ""
+        if not REQUEST_ID.fullmatch(rid):  # the caller's id for correlation, if it is one
+            rid = uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid[:64])
         request.state.request_id = rid[:64]

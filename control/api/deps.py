@@ -17,6 +17,7 @@ from control.auth.tokens import Tokens
 from control.campaigns.service import Control
 from shared.errors import InvalidInput, Unauthenticated
 from shared.states import Source
+from shared.text import ACTOR_MAX
 
 ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -47,8 +48,15 @@ TokenService = Annotated[Tokens, Depends(tokens_of)]
 
 def actor(who: Who, label: str | None) -> str:
     """Who acted, as recorded: the token's name, and a client's label beside it, never
-    instead of it (``ops-bot (cli:alice)``)."""
-    return who.name if not label else f"{who.name} ({label})"
+    instead of it (``ops-bot (cli:alice)``); a label that would not fit is refused (422),
+    never cut."""
+    recorded = who.name if not label else f"{who.name} ({label})"
+    if len(recorded) > ACTOR_MAX:
+        room = max(0, ACTOR_MAX - len(who.name) - 3)
+        raise InvalidInput(
+            "actor", f"with this token's name the label may be at most {room} characters"
+        )
+    return recorded
 
 
 def source(who: Who, claimed: Source) -> Source:

@@ -23,7 +23,7 @@ from control.campaigns import emergency
 from control.campaigns.service import Control
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.states import Action, Source
-from shared.text import Lines, Text, one_line
+from shared.text import ACTOR_MAX, Lines, Text, one_line
 
 
 class Alert(BaseModel):
@@ -38,6 +38,11 @@ class Alert(BaseModel):
     def _named(cls, v: dict[str, str]) -> dict[str, str]:
         if not v.get("alertname"):
             raise ValueError("alertname is required")
+        if len(v["alertname"]) > ACTOR_MAX - len("alertmanager:"):
+            raise ValueError(
+                f"alertname must be at most {ACTOR_MAX - len('alertmanager:')} characters "
+                "(it names the pause's actor)"
+            )
         return v
 
     @property

@@ -126,8 +126,9 @@ def emergency_stop(f: Facts) -> Reason | None:
     return Reason(
         "emergency_stop",
         "An emergency stop is in force: no campaign dials",
-        f"since {e.get('since', '?')} by {e.get('by', '?')}: "
-        f"{e.get('reason') or 'no reason given'}",
+        # Who set it and why are a platform admin's to read (GET /api/v1/emergency-stop):
+        # every reader of a campaign reads its diagnosis.
+        f"since {e.get('since', '?')} (who and why: a platform admin's dialgate status)",
         "when it is safe: dialgate estop --lift",
     )
 

@@ -81,10 +81,10 @@ def status(args: argparse.Namespace) -> int:
         state = "ok" if check["ok"] else f"DOWN: {esc(check.get('error'))}"
         print(f"{esc(name):<10} {state}")
     if stop.get("active"):
-        print(
-            f"EMERGENCY STOP in force since {esc(stop.get('since'))} by {esc(stop.get('by'))}"
-            f": {esc(stop.get('reason') or 'no reason given')}"
-        )
+        who = ""  # who set it and why: shown to a platform admin only
+        if "by" in stop:
+            who = f" by {esc(stop['by'])}: {esc(stop.get('reason') or 'no reason given')}"
+        print(f"EMERGENCY STOP in force since {esc(stop.get('since'))}{who}")
     else:
         print("emergency stop: not in force")
     print(f"live workers: {len(live)}")

@@ -522,3 +522,25 @@ def test_only_automation_may_record_a_transition_as_system(
         ("resume", "supervisor", "api"),
         ("pause", "operator", "operator"),
     ]
+
+
+def test_an_actor_label_that_would_not_fit_and_a_strange_request_id_change_nothing(
+    org_stack: tuple[TestStack, dict[str, str], int],
+) -> None:
+    stack, tokens, cid = org_stack
+    admin, operator = bearer(tokens["admin"]), bearer(tokens["operator"])
+    stack.http.post(f"/api/v1/campaigns/{cid}/start", headers=admin)
+    long = stack.http.post(
+        f"/api/v1/campaigns/{cid}/pause", json={"actor": "x" * 199}, headers=operator
+    )
+    assert long.status_code == 422 and long.json()["error"]["message"].startswith("actor:")
+    assert stack.campaign(cid)["status"] == "running"  # the label is refused, never cut
+    labels = {"alertname": "a" * 190, "campaign_id": str(cid)}
+    alert = {"alerts": [{"status": "firing", "labels": labels}]}
+    monitor = bearer(tokens["monitor"])
+    named = stack.http.post("/api/v1/alerts/alertmanager", json=alert, headers=monitor)
+    assert named.status_code == 422 and "alertname" in named.text
+    assert stack.campaign(cid)["status"] == "running"
+    strange = "id with spaces <b>;" + "x" * 80
+    odd = stack.http.get("/api/v1/whoami", headers={**admin, "X-Request-ID": strange})
+    assert odd.headers["x-request-id"] != strange and len(odd.headers["x-request-id"]) == 32

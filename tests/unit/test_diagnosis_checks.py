@@ -113,18 +113,20 @@ def test_a_running_campaign_is_running():
 
 
 # -- emergency_stop -------------------------------------------------------------------------
-def test_an_emergency_stop_names_who_set_it_and_how_to_lift_it():
+def test_an_emergency_stop_says_since_when_not_who_or_why_and_how_to_lift_it():
     stop = {"since": "2026-05-04T11:00:00Z", "by": "alice", "reason": "carrier incident"}
-    r = emergency_stop(healthy(estop=stop))
+    r = emergency_stop(healthy(estop=stop))  # every reader of a campaign reads this
     assert r is not None and r.code == "emergency_stop"
-    assert r.evidence == "since 2026-05-04T11:00:00Z by alice: carrier incident"
+    assert (
+        r.evidence == "since 2026-05-04T11:00:00Z (who and why: a platform admin's dialgate status)"
+    )
     assert r.fix == "when it is safe: dialgate estop --lift"
 
 
 def test_an_emergency_stop_stored_as_plain_text_still_shows():
     # gather() turns a stop that is not JSON into {"reason": <the text>}.
     r = emergency_stop(healthy(estop={"reason": "stop"}))
-    assert r is not None and r.evidence == "since ? by ?: stop"
+    assert r is not None and r.evidence.startswith("since ? ") and "stop" not in r.evidence
 
 
 def test_no_emergency_stop_no_reason():
