@@ -97,7 +97,7 @@ def build(settings: Settings) -> Stack:
         relay=Relay(settings, sessions, keys, client),
         feeder=Feeder(settings, sessions, client, gate, keys, make_broker(settings), complete),
         reconciler=Reconciler(settings, sessions, client, gate, control.dnc),
-        recovery=Recovery(settings, sessions),
+        recovery=Recovery(settings, sessions, client),
         cap_lifter=CapLifter(control),
         monitor=Monitor(settings, control),
     )

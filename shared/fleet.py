@@ -34,9 +34,10 @@ class Record:
     pid: int | None
     started: float | None  # unix seconds
     threads: int | None
-    inflight: int  # provider calls in progress
+    inflight: int  # placements in progress (a claim's lease held)
     last: float | None  # the heartbeat that wrote this record (unix seconds)
     applied: dict[str, int]  # campaign id -> highest version this worker has heard of
+    calls: int = 0  # calls this worker placed that are up (ringing or answered)
 
     def to_redis(self) -> dict[str, str]:
         fields = {
@@ -45,6 +46,7 @@ class Record:
             "started": self.started,
             "threads": self.threads,
             "inflight": self.inflight,
+            "calls": self.calls,
             "last": self.last,
         }
         out = {k: str(v) for k, v in fields.items() if v is not None}
@@ -61,6 +63,7 @@ class Record:
             started=None if started is None else float(started),
             threads=None if threads is None else int(threads),
             inflight=int(fields.get("inflight") or 0),
+            calls=int(fields.get("calls") or 0),
             last=None if last is None else float(last),
             applied=json.loads(fields.get("applied") or "{}"),
         )

@@ -2,15 +2,30 @@
 
 Per campaign, in Redis (keys in :mod:`shared.keys`, one hash tag per campaign):
 
-- ``gate`` hash ``{status, version, max_concurrency, epoch}``, written only by
-  :data:`WRITE_LUA`, a compare-and-set on ``version``: a lower version never overwrites a
-  higher one of the same database. A gate left by another database (another ``epoch``:
-  the database was recreated) is overwritten, its versions mean nothing here.
-- ``leases`` sorted set ``lease -> expiry ms``: :data:`CLAIM_LUA` checks status, version
-  and concurrency and adds a lease in one step; the worker removes it once the provider
-  has accepted or refused the call; a crashed worker's lease expires by itself. A lease
-  is ``<attempt>:<worker>:<random>:v<version>``: who holds it, and the campaign version
-  it was granted under (a fencing token, also stored on the attempt row).
+- ``gate`` hash ``{status, version, max_concurrency, max_lines, max_cps, epoch}``, written
+  only by :data:`WRITE_LUA`, a compare-and-set on ``version``: a lower version never
+  overwrites a higher one of the same database. A gate left by another database (another
+  ``epoch``: the database was recreated) is overwritten, its versions mean nothing here.
+- ``leases`` sorted set ``lease -> expiry ms``: one per placement in progress (claim → the
+  provider has the call); what a pause drains. A lease is
+  ``<attempt>:<worker>:<random>:v<version>``: who holds it, and the campaign version it was
+  granted under (a fencing token, also stored on the attempt row).
+- ``lines`` sorted set ``attempt -> expiry ms``: one per live call (claim → the call
+  ended); what ``max_lines`` counts. Whoever applies a call's ``ended`` removes it; one whose
+  end never arrives expires ``max_call_seconds`` + :data:`LINE_MARGIN_S` after its claim,
+  and the claim that removes it says so (counted, logged: never silently).
+- ``cps`` sorted set ``lease -> claim ms``: the calls started in the last window, for
+  ``max_cps``; :data:`PROVIDER_CPS_LUA` keeps the same for the whole trunk or account.
+
+:data:`CLAIM_LUA` checks status, version, concurrency, lines and the campaign's calls per
+second, and takes a lease, a line and a token, in one step; a crashed worker's lease and
+line expire by themselves. The trunk's calls per second live under a hash tag of their own
+(a script may only touch one hash slot), taken right after a granted claim when
+``DIALGATE_PROVIDER_MAX_CPS`` is set; a refusal there gives the claim back.
+
+A calls-per-second limit ``r`` is a sliding window: at most ``max(1, ⌊r⌋)`` claims in any
+``max(1, ⌊r⌋) / r`` seconds, plus :data:`CPS_GUARD_MS` so that the few milliseconds between
+a claim and its INVITE never let the far end see more than ``r`` in a second.
 
 The services reach these keys only through :class:`Gate`, whose client is private; what
 else they keep in Redis (nudges, counters, the do-not-call set, the fleet) goes through
@@ -45,30 +60,81 @@ local cur = redis.call('HMGET', KEYS[1], 'version', 'epoch')
 local v = tonumber(ARGV[2])
 if cur[1] and tonumber(cur[1]) > v and cur[2] == ARGV[4] then return tonumber(cur[1]) end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', v, 'max_concurrency', ARGV[3],
-           'epoch', ARGV[4])
+           'epoch', ARGV[4], 'max_lines', ARGV[5], 'max_cps', ARGV[6])
 return v
 """
 
-CLAIM_LUA = """
-local g = redis.call('HMGET', KEYS[1], 'status', 'version', 'max_concurrency')
-if not g[1] then return {0, 'gate_missing', -1} end
+# A line whose end never arrives expires this long after the call's bound.
+LINE_MARGIN_S = 5.0
+# Added to every calls-per-second window (see the module docs).
+CPS_GUARD_MS = 50
+
+# A call-per-second window: (capacity, window ms) of a limit r (see the module docs).
+CPS_WINDOW_LUA = """
+local function window(r)
+  local cap = math.max(1, math.floor(r))
+  return cap, math.floor(cap * 1000 / r) + %d
+end
+"""
+
+CLAIM_LUA = (
+    CPS_WINDOW_LUA
+    + """
+local g = redis.call('HMGET', KEYS[1], 'status', 'version', 'max_concurrency', 'max_lines',
+                     'max_cps')
+if not g[1] then return {0, 'gate_missing', -1, 0, 0} end
 local v = tonumber(g[2])
-if v < tonumber(ARGV[2]) then return {0, 'gate_behind', v} end
-if g[1] ~= 'running' then return {0, g[1], v} end
+if v < tonumber(ARGV[2]) then return {0, 'gate_behind', v, 0, 0} end
+if g[1] ~= 'running' then return {0, g[1], v, 0, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(g[3]) then return {0, 'concurrency', v} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(g[3]) then return {0, 'concurrency', v, 0, 0} end
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(g[4] or g[3]) then
+  return {0, 'lines', v, 0, expired}
+end
+local r = tonumber(g[5] or '0')
 local lease = ARGV[1] .. ':v' .. v
+if r > 0 then
+  local cap, win = window(r)
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - win)
+  if redis.call('ZCARD', KEYS[4]) >= cap then
+    local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+    return {0, 'cps', v, tonumber(oldest[2]) + win - now + 1, expired}
+  end
+  redis.call('ZADD', KEYS[4], now, lease)
+  redis.call('PEXPIRE', KEYS[4], win * 2)
+end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), lease)
-return {1, lease, v}
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[4])
+return {1, lease, v, 0, expired}
 """
+)
+
+# The trunk's (or account's) calls per second: ARGV limit, member. {1, 0} or {0, wait ms}.
+PROVIDER_CPS_LUA = (
+    CPS_WINDOW_LUA
+    + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap, win = window(tonumber(ARGV[1]))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win)
+if redis.call('ZCARD', KEYS[1]) >= cap then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + win - now + 1}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], win * 2)
+return {1, 0}
+"""
+)
 
 INFLIGHT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-"""
+"""  # also counts live lines (KEYS[1]: a campaign's lines)
 
 ACK_LUA = """
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
@@ -82,10 +148,12 @@ return tonumber(ARGV[2])
 class Claim:
     ok: bool
     reason: str  # ok | running-state names (paused, cancelled, ...) | gate_missing |
-    #              gate_behind | concurrency | estop | redis_error
+    #              gate_behind | concurrency | lines | cps | estop | redis_error
     version: int
     lease_id: str | None = None  # the lease to release; the version is the fencing token
     members: tuple[bool, ...] | None = None  # answers to the claim's probes; None: not asked
+    retry_after_ms: int = 0  # cps: when a token is free again
+    lines_expired: int = 0  # lines whose end never arrived, removed by this claim
 
 
 @dataclass(frozen=True)
@@ -100,27 +168,48 @@ class GateState:
     status: str
     version: int
     max_concurrency: int
+    max_lines: int | None = None  # None: as max_concurrency
+    max_cps: float | None = None
 
 
-_FIELDS = ("status", "version", "max_concurrency")  # the gate hash's fields a claim reads
+# The gate hash's fields a claim reads.
+_FIELDS = ("status", "version", "max_concurrency", "max_lines", "max_cps")
 
 
-def _state(status: str | None, version: str | None, limit: str | None) -> GateState | None:
+def _state(
+    status: str | None,
+    version: str | None,
+    limit: str | None,
+    lines: str | None = None,
+    cps: str | None = None,
+) -> GateState | None:
     """The gate hash's :data:`_FIELDS` as a :class:`GateState` (None: no gate)."""
     if status is None or version is None or limit is None:
         return None
-    return GateState(str(status), int(version), int(limit))
+    rate = float(cps) if cps else 0.0
+    return GateState(
+        str(status), int(version), int(limit), int(lines or limit), rate if rate > 0 else None
+    )
 
 
 class Gate:
-    def __init__(self, client: redis.Redis, keys: Keys, epoch: str = "") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        epoch: str = "",
+        provider_cps: float | None = None,
+    ) -> None:
         self._r = client
         self.keys = keys
         self.epoch = epoch  # the database's epoch, stamped on every gate written
+        self.provider_cps = provider_cps  # DIALGATE_PROVIDER_MAX_CPS (None: no limit)
         self._write = client.register_script(WRITE_LUA)
-        self._claim = client.register_script(CLAIM_LUA)
+        self._claim = client.register_script(CLAIM_LUA % CPS_GUARD_MS)
+        self._provider_cps = client.register_script(PROVIDER_CPS_LUA % CPS_GUARD_MS)
         self._inflight = client.register_script(INFLIGHT_LUA)
         self._ack = client.register_script(ACK_LUA)
+        self._scripts = (self._write, self._claim, self._provider_cps, self._inflight, self._ack)
 
     def _pipelined(self, stage: Callable[[Pipeline], object]) -> list[Any]:
         """Run the commands ``stage`` puts in a pipeline, in one round trip. Scripts go by
@@ -135,7 +224,7 @@ class Gate:
             except redis.exceptions.NoScriptError:
                 if loaded:
                     raise
-                for script in (self._write, self._claim, self._inflight, self._ack):
+                for script in self._scripts:
                     script.sha = self._r.script_load(script.script)
         raise AssertionError("unreachable")
 
@@ -144,16 +233,26 @@ class Gate:
         pipe.evalsha(script.sha, len(keys), *keys, *args)
 
     # -- control side ----------------------------------------------------------------------
-    def write(self, campaign_id: int, status: str, version: int, max_concurrency: int) -> int:
-        """Versioned compare-and-set; returns the version the gate holds afterwards."""
+    def write(
+        self,
+        campaign_id: int,
+        status: str,
+        version: int,
+        max_concurrency: int,
+        max_lines: int | None = None,
+        max_cps: float | None = None,
+    ) -> int:
+        """Versioned compare-and-set; returns the version the gate holds afterwards.
+        ``max_lines`` defaults to ``max_concurrency``; ``max_cps`` None: no limit."""
         k = self.keys
+        lines = max_concurrency if max_lines is None else max_lines
         stored, _ = self._pipelined(
             lambda pipe: (
                 self._sha(
                     pipe,
                     self._write,
                     [k.gate(campaign_id)],
-                    [status, version, max_concurrency, self.epoch],
+                    [status, version, max_concurrency, self.epoch, lines, max_cps or 0],
                 ),
                 pipe.sadd(k.gates_index, campaign_id),
             )
@@ -273,9 +372,12 @@ class Gate:
         min_version: int,
         ttl_ms: int,
         probes: Sequence[tuple[str, str]] = (),
+        line_ttl_ms: int = 3_605_000,
     ) -> Claim:
-        """Check estop, status, version and concurrency, and take a lease: one round trip,
-        which also answers ``probes`` (set-membership lookups, e.g. the do-not-call list)."""
+        """Check estop, status, version, concurrency, lines and calls per second, and take
+        a lease, a line and a token: one round trip, which also answers ``probes``
+        (set-membership lookups, e.g. the do-not-call list); a second one for the trunk's
+        calls per second when it has a limit."""
         holder = f"{attempt_id}:{worker_id}:{secrets.token_hex(4)}"  # the script adds :v<n>
         k = self.keys
         started = time.perf_counter()
@@ -287,32 +389,68 @@ class Gate:
                 self._sha(
                     pipe,
                     self._claim,
-                    [k.gate(campaign_id), k.leases(campaign_id)],
-                    [holder, min_version, ttl_ms],
+                    [
+                        k.gate(campaign_id),
+                        k.leases(campaign_id),
+                        k.lines(campaign_id),
+                        k.cps(campaign_id),
+                    ],
+                    [holder, min_version, ttl_ms, attempt_id, line_ttl_ms],
                 )
                 pipe.get(k.estop)
 
-            *answers, (ok, reason, version), estop = self._pipelined(stage)
+            *answers, (ok, reason, version, wait, expired), estop = self._pipelined(stage)
+            members = tuple(bool(a) for a in answers)
+            if not ok:
+                return Claim(
+                    False, str(reason), int(version), None, members, int(wait), int(expired)
+                )
+            claim = Claim(True, "ok", int(version), str(reason), members, 0, int(expired))
+            if estop is not None:
+                self.give_back(campaign_id, attempt_id, claim)
+                return Claim(False, DenyReason.ESTOP, int(version), None, members)
+            if self.provider_cps is not None:
+                granted, wait = self._provider_cps(
+                    keys=[k.provider_cps], args=[self.provider_cps, str(claim.lease_id)]
+                )
+                if not granted:
+                    self.give_back(campaign_id, attempt_id, claim)
+                    return Claim(False, DenyReason.CPS, int(version), None, members, int(wait))
+            return claim
         except redis.RedisError:
             return Claim(False, DenyReason.REDIS_ERROR, -1)
         finally:
             metrics.GATE_CHECK_SECONDS.observe(time.perf_counter() - started)
-        members = tuple(bool(a) for a in answers)
-        if not ok:
-            return Claim(False, str(reason), int(version), members=members)
-        lease = str(reason)
-        if estop is not None:
-            self.release(campaign_id, lease)
-            return Claim(False, DenyReason.ESTOP, int(version), members=members)
-        return Claim(True, "ok", int(version), lease, members)
 
     def release(self, campaign_id: int, lease_id: str | None) -> None:
-        """Give a lease back (None: nothing to give); if Redis is away the lease expires on
-        its own."""
+        """Give a lease back once the provider has the call (None: nothing to give); if
+        Redis is away the lease expires on its own. The line stays until the call ends."""
         if lease_id is None:
             return
         with contextlib.suppress(redis.RedisError):
             self._r.zrem(self.keys.leases(campaign_id), lease_id)
+
+    def give_back(self, campaign_id: int, attempt_id: int, claim: Claim) -> None:
+        """A claim whose call was never placed (denied after the claim): its lease, line and
+        calls-per-second token go back, in one round trip."""
+        k, lease = self.keys, str(claim.lease_id)
+        with contextlib.suppress(redis.RedisError):
+            pipe = self._r.pipeline(transaction=False)
+            pipe.zrem(k.leases(campaign_id), lease)
+            pipe.zrem(k.lines(campaign_id), attempt_id)
+            pipe.zrem(k.cps(campaign_id), lease)
+            pipe.execute()
+
+    def end_lines(self, campaign_id: int, attempt_ids: Sequence[int]) -> None:
+        """The calls of these attempts ended: their lines are free (if Redis is away, they
+        expire on their own)."""
+        if attempt_ids:
+            with contextlib.suppress(redis.RedisError):
+                self._r.zrem(self.keys.lines(campaign_id), *attempt_ids)
+
+    def lines(self, campaign_id: int) -> int:
+        """The campaign's live lines (calls up), fleet-wide."""
+        return int(self._inflight(keys=[self.keys.lines(campaign_id)]))
 
     def ack(self, campaign_id: int, worker_id: str, version: int) -> None:
         """Record that ``worker_id`` applied ``version`` (only ever increases)."""

@@ -25,6 +25,14 @@ class Keys:
         """Sorted set: lease -> expiry (ms). A lease is ``attempt:worker:rand:v<version>``."""
         return f"{self.namespace}:{{c:{campaign_id}}}:leases"
 
+    def lines(self, campaign_id: int) -> str:
+        """Sorted set: attempt id -> expiry (ms); one member per live call (a line)."""
+        return f"{self.namespace}:{{c:{campaign_id}}}:lines"
+
+    def cps(self, campaign_id: int) -> str:
+        """Sorted set: the campaign's calls started in the last second (claim -> time ms)."""
+        return f"{self.namespace}:{{c:{campaign_id}}}:cps"
+
     def acks(self, campaign_id: int) -> str:
         """Hash: worker id -> highest transition version that worker has applied."""
         return f"{self.namespace}:{{c:{campaign_id}}}:acks"
@@ -48,6 +56,12 @@ class Keys:
     def estop(self) -> str:
         """String: present while an emergency stop is in force (its value says who/why)."""
         return f"{self.namespace}:estop"
+
+    @property
+    def provider_cps(self) -> str:
+        """Sorted set: calls started on the whole trunk/account in the last second (its own
+        hash slot: taken by a script of its own, right after the campaign's claim)."""
+        return f"{self.namespace}:{{provider}}:cps"
 
     @property
     def outbox_nudge(self) -> str:

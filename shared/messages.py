@@ -4,7 +4,8 @@ A :class:`ControlEvent` is what the outbox relay broadcasts on ``<namespace>.con
 after each committed transition (whose outbox row is written from this model). Workers
 validate it strictly; anything that does not parse is logged and dropped. An event can
 only make a worker *more* careful: it raises the minimum gate version the worker accepts,
-it never opens a gate.
+it never opens a gate. It may ask the workers to hang up live calls (``hangup``), as a
+:class:`HangupRequest` does for an emergency stop: hanging up is more careful too.
 
 A :class:`DialBatch` is a dial message: which queued attempts to dial, never a number (the
 worker dials the contact's number as stored, read by its own start of the attempt). Both
@@ -20,11 +21,11 @@ import hmac
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_serializer
 
-from shared.states import Action, Status
+from shared.states import Action, Hangup, Status
 
 
 class ControlEvent(BaseModel):
@@ -36,12 +37,34 @@ class ControlEvent(BaseModel):
     action: Action
     status: Status
     at: AwareDatetime  # with its offset: the subscriber measures the event's age
+    # Which live calls the workers hang up (pause: ``?hangup=``; cancel: ringing ones).
+    hangup: Hangup = Hangup.NONE
 
     @field_serializer("at", when_used="json")
     def _iso(self, at: datetime) -> str:
         """Python's ISO 8601 (``+00:00``, not pydantic's ``Z``), as the outbox always had."""
         return at.isoformat()
 
+
+class HangupRequest(BaseModel):
+    """ "Hang up these live calls": what an emergency stop broadcasts (a pause's or a cancel's
+    hang-up rides on its :class:`ControlEvent`). ``campaign_id`` None: every campaign."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["calls.hangup"] = "calls.hangup"
+    campaign_id: int | None = Field(default=None, ge=1)
+    hangup: Hangup
+    at: AwareDatetime
+
+    @field_serializer("at", when_used="json")
+    def _iso(self, at: datetime) -> str:
+        return at.isoformat()
+
+
+# What the control exchange carries, told apart by ``type``.
+ControlMessage = TypeAdapter(Annotated[ControlEvent | HangupRequest, Field(discriminator="type")])
+HANGUP_ROUTING_KEY = "calls.hangup"
 
 SIGNATURE_HEADER = "x-dialgate-sig"
 MAX_CONTROL_BYTES = 4096
@@ -85,11 +108,8 @@ class QueuedDial(BaseModel):
     # The database epoch the feeder wrote the attempt in: a worker drops a message of
     # another database (left in the queue after the database was recreated).
     epoch: str = Field(min_length=1, max_length=64)
-    # Which call of this contact this is, and its campaign's retry policy: a failure with
-    # calls left sends the contact to retry_wait instead of failed.
-    attempt_no: int = Field(default=1, ge=1)
-    max_attempts: int = Field(default=1, ge=1)
-    retry_backoff_s: float = Field(default=0.0, ge=0)
+    # Answering-machine detection asked of the back end (the campaign's setting).
+    machine_detection: bool = False
 
     def dialing(self, phone: str) -> DialArgs:
         """This attempt, started, with its contact's number as the start read it."""
@@ -113,7 +133,6 @@ class DialTarget(BaseModel):
 
     attempt_id: int = Field(ge=1)
     contact_id: int = Field(ge=1)
-    attempt_no: int = Field(default=1, ge=1)
 
 
 class DialBatch(BaseModel):
@@ -126,8 +145,7 @@ class DialBatch(BaseModel):
 
     campaign_id: int = Field(ge=1)
     epoch: str = Field(min_length=1, max_length=64)
-    max_attempts: int = Field(default=1, ge=1)
-    retry_backoff_s: float = Field(default=0.0, ge=0)
+    machine_detection: bool = False
     attempts: list[DialTarget] = Field(min_length=1, max_length=MAX_BATCH)
     # HMAC-SHA256 of the other arguments (:func:`dial_body`) with DIALGATE_CONTROL_KEY;
     # None when the feeder has no key.
@@ -138,8 +156,7 @@ class DialBatch(BaseModel):
             QueuedDial(
                 campaign_id=self.campaign_id,
                 epoch=self.epoch,
-                max_attempts=self.max_attempts,
-                retry_backoff_s=self.retry_backoff_s,
+                machine_detection=self.machine_detection,
                 **t.model_dump(),
             )
             for t in self.attempts
@@ -153,17 +170,11 @@ class DialBatch(BaseModel):
 
     @classmethod
     def of(cls, rows: list[QueuedDial]) -> DialBatch:
-        """The message of attempts of one campaign (the policy is the first row's), unsigned."""
+        """The message of attempts of one campaign (its settings the first row's), unsigned."""
         first = rows[0]
         return cls(
             campaign_id=first.campaign_id,
             epoch=first.epoch,
-            max_attempts=first.max_attempts,
-            retry_backoff_s=first.retry_backoff_s,
-            attempts=[
-                DialTarget(
-                    attempt_id=r.attempt_id, contact_id=r.contact_id, attempt_no=r.attempt_no
-                )
-                for r in rows
-            ],
+            machine_detection=first.machine_detection,
+            attempts=[DialTarget(attempt_id=r.attempt_id, contact_id=r.contact_id) for r in rows],
         )

@@ -52,6 +52,11 @@ _FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _SLOW = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # -- worker ------------------------------------------------------------------------------
+LINES_EXPIRED = Counter(
+    "dialgate_lines_expired",
+    "Lines whose call's end never arrived (a worker died, an event was lost), freed by expiry.",
+    registry=WORKER,
+)
 DIALS_PLACED = Counter(
     "dialgate_dials_placed",
     "Calls handed to the provider (after a granted claim).",

@@ -81,10 +81,17 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(16), default="draft")
     version: Mapped[int] = mapped_column(Integer, default=0)
     max_concurrency: Mapped[int] = mapped_column(Integer, default=1)
-    # Retry policy: a failed call is tried again, up to max_attempts calls per contact,
-    # retry_backoff_s × 2^(n-1) after the n-th failure (each retry passes the gate).
+    # Live calls at once (dialing + ringing + answered) across the fleet; calls started per
+    # second (None: no limit of its own).
+    max_lines: Mapped[int] = mapped_column(Integer, default=1)
+    max_cps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Retry policy: a call that ended with a disposition listed in ``retry`` (disposition ->
+    # seconds) is tried again after that delay, up to max_attempts calls per contact (each
+    # retry passes the gate, the window and do-not-call). Any other disposition is final.
     max_attempts: Mapped[int] = mapped_column(Integer, default=1)
-    retry_backoff_s: Mapped[float] = mapped_column(Float, default=60.0)
+    retry: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    # Answering-machine detection, where the back end offers it (Twilio).
+    machine_detection: Mapped[bool] = mapped_column(default=False)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     calling_window: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -174,10 +181,19 @@ class Attempt(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Which call of its contact this is (1: the first).
+    attempt_no: Mapped[int] = mapped_column(Integer, default=1)
+    # The call's life (shared.calls): what the provider answered at placement, when it
+    # rang and was answered (finished_at: when it ended), how it ended, the SIP code or
+    # provider error, ring and talk time.
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    # From a provider's webhook (POST /api/v1/provider/events), when it says them.
+    ringing_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    disposition: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    sip_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ring_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    talk_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     provider_call_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     deny_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 

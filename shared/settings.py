@@ -22,7 +22,7 @@ from shared.messages import MAX_BATCH
 
 MASK = "***"
 URLS = ("database_url", "redis_url", "amqp_url", "url")
-SecretName = Literal["admin_token", "token", "control_key"]
+SecretName = Literal["admin_token", "token", "control_key", "sip_password", "twilio_auth_token"]
 # scheme://user:password@rest; the last "@" ends the credentials (a password may hold one).
 _CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>.*)@(?P<rest>.*)$")
 _PASSWORD_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pass|pwd)=)[^&;#]*")
@@ -37,6 +37,27 @@ def mask_url(url: str) -> str:
         user = m["userinfo"].split(":", 1)[0]
         url = f"{m['scheme']}{user}:{MASK}@{m['rest']}"
     return _PASSWORD_PARAM.sub(rf"\g<1>{MASK}", url)
+
+
+def sim_weights(spec: str) -> dict[str, float]:
+    """``answered=0.7,busy=0.1`` as weights by disposition (the simulated provider's mix)."""
+    names = ("answered", "busy", "no_answer", "declined", "failed", "machine")
+    weights: dict[str, float] = {}
+    for entry in (e.strip() for e in spec.split(",")):
+        name, _, weight = entry.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if name.strip() not in names or value < 0:
+            raise ValueError(
+                f"{entry!r}: give disposition=weight pairs separated by commas, dispositions "
+                f"among {', '.join(names)}, weights ≥ 0"
+            )
+        weights[name.strip()] = value
+    if not sum(weights.values()) > 0:
+        raise ValueError("the weights must not all be 0")
+    return weights
 
 
 def _at_least(n: int) -> AfterValidator:
@@ -169,7 +190,50 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Seconds an attempt may go without an outcome."
     )
 
+    # Telephony (docs/telephony.md).
+    provider: Literal["simulated", "sip", "twilio"] = Field(
+        default="simulated", description="The back end that places calls."
+    )
+    max_call_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A call's whole life (ringing and talking) at most; the worker hangs up "
+        "at this bound, and a line whose end never arrives expires shortly after it.",
+    )
+    provider_max_cps: float | None = Field(
+        default=None, gt=0, description="Calls started per second on the whole trunk/account."
+    )
+    sip_target: str = Field(
+        default="sip:{phone}@127.0.0.1:5060",
+        description="The request URI of each INVITE; {phone} is the number dialed.",
+    )
+    sip_from: str = Field(default="sip:dialgate@127.0.0.1", description="The From URI.")
+    sip_bind: str = Field(
+        default="0.0.0.0:0", description="Local UDP address of each worker process (0: any port)."
+    )
+    sip_ring_timeout: float = Field(
+        default=30.0, gt=0, description="Ringing longer than this is cancelled: no_answer."
+    )
+    sip_username: str | None = Field(default=None, description="Digest user, if the trunk asks.")
+    sip_password: SecretStr | None = Field(default=None, description="Digest password.")
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = Field(default=None, description="The caller id (E.164).")
+    twilio_callback_url: str | None = Field(
+        default=None,
+        description="The control API's public base URL, where Twilio posts call status.",
+    )
+    twilio_api_url: str = Field(
+        default="https://api.twilio.com", description="Twilio's REST API (tests: a local one)."
+    )
+
     # Simulated telephony provider.
+    sim_ring_ms: float = Field(default=0.0, ge=0, description="Mean ring time of a call.")
+    sim_talk_ms: float = Field(default=0.0, ge=0, description="Mean talk time of an answered call.")
+    sim_dispositions: str = Field(
+        default="answered=1",
+        description="How calls end, as weights, e.g. answered=0.7,busy=0.1,no_answer=0.2.",
+    )
     sim_latency_ms: float = Field(default=200.0, ge=0)
     sim_failure_rate: float = Field(default=0.0, ge=0, le=1)
     sim_call_log: str | None = None
@@ -183,6 +247,21 @@ class Settings(BaseSettings):
         description="While this file exists the simulated provider fails every call: with "
         "'auth' in it as an authentication error, otherwise as a provider error.",
     )
+
+    @field_validator("sip_target")
+    @classmethod
+    def _target_has_phone(cls, value: str) -> str:
+        if "{phone}" not in value or not value.startswith(("sip:", "sips:")):
+            raise ValueError(
+                "give a SIP URI template holding {phone}, e.g. sip:{phone}@trunk.example.com"
+            )
+        return value
+
+    @field_validator("sim_dispositions")
+    @classmethod
+    def _dispositions_parse(cls, value: str) -> str:
+        sim_weights(value)
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -98,14 +98,59 @@ class ContactState(StrEnum):
 
 
 class AttemptState(StrEnum):
+    """One dial attempt: ``queued → dialing → ringing → answered → ended``, or it ends early
+    (any live state → ``ended``), or it is never dialed (``parked``, ``cancelled``,
+    ``blocked_dnc``). How it ended is its :class:`Disposition`."""
+
     QUEUED = "queued"  # a dial message is (or should be) in the queue
-    DIALING = "dialing"  # passed the gate and the conditional update; provider being called
-    DONE = "done"  # provider accepted the call
-    FAILED = "failed"  # provider refused the call
+    DIALING = "dialing"  # passed the gate and the conditional update; the call is being placed
+    RINGING = "ringing"  # the far end rings
+    ANSWERED = "answered"  # the far end answered; the call is up
+    ENDED = "ended"  # the call is over: see its disposition
     PARKED = "parked"  # gate denied (pause etc.): contact went back to pending
     CANCELLED = "cancelled"  # campaign cancelled before it was dialed
-    UNKNOWN = "unknown"  # dialing when its worker vanished; never re-dialed automatically
+    UNKNOWN = "unknown"  # live when its worker vanished; never re-dialed automatically
     BLOCKED_DNC = "blocked_dnc"  # the number was on the do-not-call list at dial time
+
+
+# A call is up in these states: what ``live`` counts and a line covers.
+LIVE = frozenset({AttemptState.DIALING, AttemptState.RINGING, AttemptState.ANSWERED})
+# States of an attempt that was dialed (a call may have reached the person).
+DIALED = LIVE | {AttemptState.ENDED, AttemptState.UNKNOWN}
+
+
+class Disposition(StrEnum):
+    """How a call ended (``attempts.disposition``)."""
+
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    DECLINED = "declined"
+    FAILED = "failed"  # refused by the provider or the network (SIP 4xx/5xx, an API error)
+    CANCELED = "canceled"  # we hung it up before it was answered
+    MACHINE = "machine"  # an answering machine answered (where the back end detects it)
+
+
+# Dispositions that reached the person (or their machine): the contact is done.
+REACHED = frozenset({Disposition.ANSWERED, Disposition.MACHINE})
+
+
+class CallEventKind(StrEnum):
+    """What a back end (or a provider's webhook) reports of a call, in the order of its life.
+    ``placed``: the provider has the call (what it answered at placement: ``outcome``)."""
+
+    PLACED = "placed"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+class Hangup(StrEnum):
+    """Which live calls a pause, cancel or emergency stop hangs up."""
+
+    NONE = "none"  # calls already up continue (a pause's default)
+    RINGING = "ringing"  # calls not yet answered are cancelled (cancel's and estop's default)
+    ALL = "all"  # answered calls are ended too (force stop)
 
 
 class CallOutcome(StrEnum):
@@ -114,18 +159,6 @@ class CallOutcome(StrEnum):
     ACCEPTED = "accepted"
     PROVIDER_ERROR = "provider_error"
     AUTH_ERROR = "auth_error"  # the provider refused our credentials
-
-
-class ReportedOutcome(StrEnum):
-    """What a provider reports of an attempt after the call, by its webhook
-    (``POST /api/v1/provider/events``); it overwrites ``attempts.outcome``."""
-
-    ANSWERED = "answered"
-    NO_ANSWER = "no_answer"
-    BUSY = "busy"
-    FAILED = "failed"
-    PROVIDER_ERROR = CallOutcome.PROVIDER_ERROR.value
-    AUTH_ERROR = CallOutcome.AUTH_ERROR.value
 
 
 class DenyReason(StrEnum):
@@ -142,6 +175,8 @@ class DenyReason(StrEnum):
     GATE_MISSING = "gate_missing"
     GATE_BEHIND = "gate_behind"
     CONCURRENCY = "concurrency"
+    LINES = "lines"  # every line (live call) of the campaign is taken
+    CPS = "cps"  # the campaign's or the provider's calls-per-second limit is reached
     ESTOP = "estop"
     REDIS_ERROR = "redis_error"
     # The checks beside the claim (worker.checks): outside the calling window, on the

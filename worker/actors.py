@@ -23,8 +23,8 @@ from shared.keys import DIAL_ACTOR, Keys
 from shared.logging import configure
 from shared.queue import make_broker
 from shared.settings import Settings
+from worker import backends
 from worker.heartbeat import Heartbeat
-from worker.provider import SimulatedProvider
 from worker.runtime import Runtime
 from worker.subscriber import Subscriber
 
@@ -49,6 +49,7 @@ class ControlPlane(Middleware):
             self.subscriber.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        self.runtime.close()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         metrics.process_exited(os.getpid())
@@ -61,14 +62,8 @@ def build(settings: Settings) -> tuple[dramatiq.Broker, Runtime]:
         settings,
         make_engine(settings),
         client,
-        Gate(client, keys),
-        SimulatedProvider(
-            settings.sim_latency_ms,
-            settings.sim_failure_rate,
-            settings.sim_call_log,
-            settings.sim_hold_file,
-            settings.sim_fault_file,
-        ),
+        Gate(client, keys, provider_cps=settings.provider_max_cps),
+        lambda report: backends.build(settings, report),
     )
     broker = make_broker(settings)
     broker.add_middleware(ControlPlane(runtime, keys))

@@ -8,9 +8,12 @@ acknowledged only after its outcomes are written, exactly as if each thread comm
 own transaction. What changes is the cost: a commit and a handful of statements per group
 instead of per dial.
 
-Three kinds of writes (:class:`Start`, :class:`Outcome`, :class:`Park`), all conditional
-updates. A start also reads the number to dial: its contact's phone as stored, returned by
-the start's own contact update (no extra statement), never a number a message carries.
+Three kinds of writes (:class:`Start`, :class:`Event`, :class:`Park`), all conditional
+updates; an event is what a back end reported of a call, applied by
+:func:`shared.calls.apply_events` like every webhook's, and the lines of the calls it ended
+are released after the commit. A start also reads the number to dial: its contact's phone
+as stored, returned by the start's own contact update (no extra statement), never a number
+a message carries.
 Within a transaction every attempt row is written before any contact row: the order a
 cancel locks them in, so the two never deadlock.
 """
@@ -19,28 +22,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, bindparam, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, tuple_, update
 from sqlalchemy.exc import OperationalError
 
-from shared.messages import DialArgs, QueuedDial
-from shared.models import Attempt, Campaign, Contact, utcnow
-from shared.states import AttemptState, CallOutcome, ContactState, Status
+from shared.calls import Applied, CallEvent, apply_events
+from shared.messages import QueuedDial
+from shared.models import Attempt, Contact, utcnow
+from shared.states import AttemptState, ContactState
 
 log = structlog.get_logger("dialgate.worker")
 
 # Tries of a group when the database connection drops (0.1 s, doubling). Every write is a
 # conditional update, so running a group again is harmless.
 WRITE_TRIES = 5
-# States an outcome may overwrite: an outcome that arrives after the recovery sweep marked
-# the attempt unknown (a provider slower than the lease) still wins: it is what happened.
-# (spelled without IN: statements run with executemany cannot expand a list)
-LATE = [AttemptState.DIALING.value, AttemptState.UNKNOWN.value]
 
 # Statements built once: building a statement per dial cost more CPU than running it.
 START_ATTEMPTS = (
@@ -61,25 +62,6 @@ START_CONTACTS = (
     .where(Contact.id.in_(bindparam("ids", expanding=True)))
     .values(state=ContactState.DIALING.value, updated_at=bindparam("t"))
     .returning(Contact.id, Contact.phone)
-)
-FINISH_ATTEMPT = (
-    update(Attempt)
-    .where(Attempt.id == bindparam("a_id"), or_(*(Attempt.state == x for x in LATE)))
-    .values(
-        state=bindparam("st"),
-        outcome=bindparam("o"),
-        provider_call_id=bindparam("call"),
-        finished_at=bindparam("t"),
-        gate_version=bindparam("v"),
-    )
-)
-FINISH_CONTACT = (
-    update(Contact)
-    .where(Contact.id == bindparam("k_id"), or_(*(Contact.state == x for x in LATE)))
-    .values(state=bindparam("st"), retry_at=bindparam("r"), updated_at=bindparam("t"))
-)
-CAMPAIGN_STATUS_SHARED = (
-    select(Campaign.status).where(Campaign.id == bindparam("c_id")).with_for_update(read=True)
 )
 PARK_ATTEMPT = (
     update(Attempt)
@@ -120,51 +102,11 @@ class Start:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What became of a placed call: ``dialing → done | failed``, the contact to
-    ``retry_wait`` when it has calls left (``cancelled`` if its campaign was cancelled)."""
+class Event:
+    """A call event of an attempt this process placed (its result: the
+    :class:`~shared.calls.Applied`, None if the attempt was not one dialed)."""
 
-    args: DialArgs
-    version: int
-    accepted: bool
-    outcome: CallOutcome
-    call_id: str | None
-    at: datetime = field(default_factory=utcnow)
-
-    @property
-    def retries(self) -> bool:
-        """A failed call with calls left: the contact waits, then the feeder queues it."""
-        return not self.accepted and self.args.attempt_no < self.args.max_attempts
-
-    @property
-    def state(self) -> str:
-        return (AttemptState.DONE if self.accepted else AttemptState.FAILED).value
-
-    def cancelled(self, s: Connection) -> bool:
-        """Before a retry: read the campaign row (the order a cancel locks in). A cancel
-        committed before this is seen, one after it finds the contact in retry_wait."""
-        status = s.scalar(CAMPAIGN_STATUS_SHARED, {"c_id": self.args.campaign_id})
-        return status == Status.CANCELLED.value
-
-    def attempt_row(self) -> dict[str, Any]:
-        return {
-            "a_id": self.args.attempt_id,
-            "st": self.state,
-            "o": self.outcome,
-            "call": self.call_id,
-            "t": self.at,
-            "v": self.version,
-        }
-
-    def contact_row(self, cancelled: bool) -> dict[str, Any]:
-        a = self.args
-        state, retry_at = self.state, None
-        if self.retries and cancelled:
-            state = ContactState.CANCELLED.value
-        elif self.retries:
-            state = ContactState.RETRY_WAIT.value
-            retry_at = self.at + timedelta(seconds=a.retry_backoff_s * 2 ** (a.attempt_no - 1))
-        return {"k_id": a.contact_id, "st": state, "r": retry_at, "t": self.at}
+    event: CallEvent
 
 
 @dataclass(frozen=True)
@@ -181,15 +123,22 @@ class Park:
     rest: tuple[int, ...] = ()
 
 
-Write = Start | Outcome | Park
+Write = Start | Event | Park
 
 
 class Ledger:
-    def __init__(self, engine: Engine, worker_id: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        worker_id: str,
+        ended: Callable[[int, list[int]], None] = lambda campaign_id, attempts: None,
+    ) -> None:
         self.engine = engine
         self.worker_id = worker_id
+        self.ended = ended  # after a commit: (campaign, attempts) whose calls it ended
         self._queue: list[tuple[Write, Future[Any]]] = []
         self._ready = threading.Condition()
+        self._committing = False
         self._thread: threading.Thread | None = None
 
     def submit(self, *writes: Write) -> list[Future[Any]]:
@@ -209,13 +158,30 @@ class Ledger:
         """:meth:`submit` and wait: the writes' results, in order."""
         return [f.result() for f in self.submit(*writes)]
 
+    def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every write handed over is committed."""
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            while self._queue or self._committing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._ready.wait(min(left, 0.05))
+        return True
+
     def _run(self) -> None:
         while True:
             with self._ready:
                 while not self._queue:
                     self._ready.wait()
                 group, self._queue = self._queue, []
-            self._commit(group)
+                self._committing = True
+            try:
+                self._commit(group)
+            finally:
+                with self._ready:
+                    self._committing = False
+                    self._ready.notify_all()
 
     def _commit(self, group: list[tuple[Write, Future[Any]]]) -> None:
         writes = [w for w, _ in group]
@@ -235,19 +201,22 @@ class Ledger:
                 for _, f in group:
                     f.set_exception(exc)
                 return
+            lines: dict[int, list[int]] = {}
             for (_, f), result in zip(group, results, strict=True):
+                if isinstance(result, Applied) and result.ended:
+                    lines.setdefault(result.campaign_id, []).append(result.attempt_id)
                 f.set_result(result)
+            for campaign_id, attempts in lines.items():
+                self.ended(campaign_id, attempts)
             return
 
     def _apply(self, s: Connection, writes: list[Write]) -> list[Any]:
         now = utcnow()
-        outcomes = [w for w in writes if isinstance(w, Outcome)]
+        events = [w.event for w in writes if isinstance(w, Event)]
         starts = [w for w in writes if isinstance(w, Start)]
         parks = [w for w in writes if isinstance(w, Park)]
-        cancelled = {id(o): o.retries and o.cancelled(s) for o in outcomes}
-        # attempts ...
-        if outcomes:
-            s.execute(FINISH_ATTEMPT, [o.attempt_row() for o in outcomes])
+        # attempts (the events lock campaign, attempts, contacts in that order) ...
+        applied = iter(apply_events(s, events, strict=False))
         moved: dict[int, int] = {}
         if starts:
             keys = [(w.args.attempt_id, w.args.campaign_id, w.args.contact_id) for w in starts]
@@ -263,8 +232,6 @@ class Ledger:
                 contacts += s.scalars(PARK_QUEUED, {**how, "ids": list(p.rest)}).all()
             parked.append((p, contacts))
         # ... then contacts
-        if outcomes:
-            s.execute(FINISH_CONTACT, [o.contact_row(cancelled[id(o)]) for o in outcomes])
         phones: dict[int, str] = {}
         if moved:
             phones = dict(s.execute(START_CONTACTS, {"ids": list(moved.values()), "t": now}).all())
@@ -276,6 +243,12 @@ class Ledger:
                 )
         results: list[Any] = []
         for w in writes:
+            if isinstance(w, Event):
+                result = next(applied)
+                if result is None:
+                    log.warning("call_event_refused", attempt_id=w.event.attempt_id)
+                results.append(result)
+                continue
             # One start per attempt wins, even when one group holds two (the same attempt
             # in two messages, e.g. re-enqueued as lost, reaching two threads at once).
             contact = moved.pop(w.args.attempt_id, None) if isinstance(w, Start) else None

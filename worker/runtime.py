@@ -14,13 +14,16 @@ attempts one after the other, each through the whole path:
    use it;
 2. the calling window (:mod:`worker.checks`, cached: no I/O per dial);
 3. the gate claim, one Redis round trip: status, version ≥ the highest this worker has
-   heard of, concurrency, emergency stop, a lease; the do-not-call lookups ride along;
+   heard of, concurrency, lines, calls per second, emergency stop; a lease, a line and a
+   token (:mod:`shared.gate`); the do-not-call lookups ride along;
 4. denied → the attempt is parked (contact back to ``pending``, or ``cancelled`` /
    ``blocked_dnc``); a gate denial parks the rest of the message with it, in the same
    transaction; all before the message is acknowledged;
-5. the provider places the call; the lease is released once it accepted or refused;
-6. the outcome (``dialing → done | failed``) is committed while the next call is placed;
-   the message is acknowledged once every outcome is written.
+5. the back end places the call (:mod:`worker.provider`); the lease is released once the
+   provider has the call or refused it; the call's life goes on without this thread, its
+   events written through the ledger as they come, its line released when it ended;
+6. what the provider answered at placement is committed while the next call is placed;
+   the message is acknowledged once every placement is written.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
@@ -41,17 +45,25 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from shared import metrics
+from shared.calls import CallEvent
 from shared.db import database_epoch
 from shared.dnc import DncSet
 from shared.fleet import Record
-from shared.gate import Claim, Gate
+from shared.gate import LINE_MARGIN_S, Claim, Gate
 from shared.messages import SIG, DialArgs, DialBatch, QueuedDial, dial_body, signed_by
 from shared.settings import Settings
-from shared.states import AttemptState, ContactState, DenyReason
+from shared.states import (
+    AttemptState,
+    CallEventKind,
+    ContactState,
+    DenyReason,
+    Disposition,
+    Hangup,
+)
 from shared.windows import system_clock
 from worker.checks import Denial, DialChecks
-from worker.ledger import Ledger, Outcome, Park, Start
-from worker.provider import CallRequest, Provider
+from worker.ledger import Event, Ledger, Park, Start
+from worker.provider import CallRequest, Provider, Report
 
 log = structlog.get_logger("dialgate.worker")
 
@@ -64,8 +76,11 @@ ENDS: dict[str, tuple[AttemptState, ContactState]] = {
 # Denials of one contact; any other (the gate's) holds for the whole campaign.
 PER_CONTACT = frozenset({DenyReason.DNC, DenyReason.DNC_UNKNOWN, DenyReason.CALLING_WINDOW})
 
-# How long a dial waits for a free concurrency slot before it parks its contact.
+# How long a dial waits for a free concurrency slot, line or calls-per-second token before
+# it parks its contact.
 CONCURRENCY_WAIT_S = 2.0
+# Claim denials a dial waits out (up to CONCURRENCY_WAIT_S) instead of parking at once.
+WAITS = frozenset({DenyReason.CONCURRENCY, DenyReason.LINES, DenyReason.CPS})
 
 
 def _started(start: Future[Any]) -> bool:
@@ -84,16 +99,17 @@ class Runtime:
         engine: Engine,
         redis_client: redis.Redis,
         gate: Gate,
-        provider: Provider,
+        provider: Callable[[Report], Provider],
     ) -> None:
         self.settings = settings
         self.engine = engine  # Core connections: the dial path is hot, no ORM session
         self.redis = redis_client  # for all but the gate: do-not-call set, heartbeat
         self.gate = gate
-        self.provider = provider
         self.checks = DialChecks(engine, DncSet(redis_client, gate.keys), system_clock)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-        self.ledger = Ledger(engine, self.worker_id)
+        self.ledger = Ledger(engine, self.worker_id, gate.end_lines)
+        self.provider = provider(self.report)
+        self.line_ttl_ms = round((settings.max_call_seconds + LINE_MARGIN_S) * 1000)
         self.started = time.time()
         # campaign id -> highest transition version this worker has heard of (broadcast or
         # gate read). Claims demand at least this version: broadcasts only add caution.
@@ -180,7 +196,7 @@ class Runtime:
                 elif claim is not None:
                     denial = self.checks.dnc_verdict(claim.members)
                     if denial is not None:
-                        self.gate.release(args.campaign_id, claim.lease_id)
+                        self.gate.give_back(args.campaign_id, args.attempt_id, claim)
                 if denial is not None:
                     # A gate denial holds for the whole campaign: the rest of the message is
                     # parked with this attempt instead of meeting the same gate one by one.
@@ -194,9 +210,9 @@ class Runtime:
                     continue
                 assert claim is not None
                 ahead = self._start_next(todo)
-                done = self._call(args, claim)
-                written += self.ledger.submit(done)
-                results.append(done.outcome)
+                placed = self._call(batch, args, claim)
+                written += self.ledger.submit(Event(placed))
+                results.append(placed.outcome or "")
         finally:
             if ahead is not None and todo and _started(ahead):
                 # Leaving early (an error): the attempt started ahead was never dialed.
@@ -205,18 +221,38 @@ class Runtime:
                 f.result()
         return results
 
+    def report(self, event: CallEvent) -> None:
+        """What a back end reports of a call (from any thread): written by the ledger with
+        the other threads' writes; the call's line is released once its end is committed."""
+        self.ledger.submit(Event(event))
+
+    def hang_up(self, campaign_id: int | None, scope: Hangup) -> int:
+        """End this process's live calls of a campaign (None: of every campaign) that
+        ``scope`` targets."""
+        if scope == Hangup.NONE:
+            return 0
+        n = self.provider.hang_up(campaign_id, scope)
+        log.info("calls_hung_up", campaign_id=campaign_id, scope=scope.value, calls=n)
+        return n
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Shutting down: calls still up are hung up, and their ends written (bounded)."""
+        self.provider.close()
+        self.ledger.flush(timeout)
+
     def _start_next(self, todo: list[QueuedDial]) -> Future[Any] | None:
         """Hand the next attempt's start to the ledger (None: the message is done); its
         result is the number to dial, or None when the attempt was not started."""
         return self.ledger.submit(Start(todo[0]))[0] if todo else None
 
-    def _call(self, args: DialArgs, claim: Claim) -> Outcome:
+    def _call(self, batch: DialBatch, args: DialArgs, claim: Claim) -> CallEvent:
+        """Place the call; the event that says what the provider answered."""
         assert claim.lease_id is not None
         metrics.DIALS_PLACED.inc()
         with self._lock:
             self.inflight += 1
         try:
-            result = self.provider.place(
+            placed = self.provider.place(
                 CallRequest(
                     campaign_id=args.campaign_id,
                     contact_id=args.contact_id,
@@ -224,15 +260,32 @@ class Runtime:
                     phone=args.phone,
                     worker_id=self.worker_id,
                     gate_version=claim.version,
+                    max_seconds=self.settings.max_call_seconds,
+                    machine_detection=batch.machine_detection,
                 )
             )
         finally:
-            # The provider accepted or refused (or raised): the lease goes back.
+            # The provider has the call, refused it, or raised (the call may be out: its
+            # line stays until it expires): the lease goes back.
             self.gate.release(args.campaign_id, claim.lease_id)
             with self._lock:
                 self.inflight -= 1
-        return Outcome(
-            args, claim.version, result.accepted, result.outcome, result.provider_call_id
+        if placed.accepted:
+            return CallEvent(
+                args.attempt_id,
+                CallEventKind.PLACED,
+                outcome=placed.outcome,
+                provider_call_id=placed.provider_call_id,
+                gate_version=claim.version,
+            )
+        return CallEvent(
+            args.attempt_id,
+            CallEventKind.ENDED,
+            disposition=Disposition.FAILED,
+            outcome=placed.outcome,
+            sip_code=placed.sip_code,
+            error=placed.error,
+            gate_version=claim.version,
         )
 
     def _claim(self, args: DialArgs) -> Claim:
@@ -247,10 +300,18 @@ class Runtime:
                 self.observed.get(args.campaign_id, 0),
                 self.settings.lease_ttl_ms,
                 probes,
+                self.line_ttl_ms,
             )
-            if claim.reason != DenyReason.CONCURRENCY or time.monotonic() >= deadline:
+            if claim.lines_expired:
+                # Calls whose end never arrived (a worker died, an event was lost): the
+                # recovery sweep marks their attempts unknown.
+                log.warning("lines_expired", lines=claim.lines_expired)
+                metrics.LINES_EXPIRED.inc(claim.lines_expired)
+            now = time.monotonic()
+            if claim.reason not in WAITS or now >= deadline:
                 return claim
-            time.sleep(pause)
+            wait = claim.retry_after_ms / 1000 if claim.reason == DenyReason.CPS else pause
+            time.sleep(max(0.001, min(wait, deadline - now)))
             pause = min(pause * 2, 0.05)
 
     def park(
@@ -279,6 +340,7 @@ class Runtime:
             started=self.started,
             threads=self.settings.worker_threads,
             inflight=self.inflight,
+            calls=self.provider.live(),
             last=now,
             applied={str(c): v for c, v in self.applied().items()},
         )

@@ -24,7 +24,14 @@ from pydantic import ValidationError
 from shared import metrics
 from shared.clients import amqp_parameters
 from shared.keys import Keys
-from shared.messages import MAX_CONTROL_BYTES, SIGNATURE_HEADER, ControlEvent, signed_by
+from shared.messages import (
+    HANGUP_ROUTING_KEY,
+    MAX_CONTROL_BYTES,
+    SIGNATURE_HEADER,
+    ControlMessage,
+    HangupRequest,
+    signed_by,
+)
 from worker.runtime import Runtime
 
 log = structlog.get_logger("dialgate.subscriber")
@@ -76,6 +83,7 @@ class Subscriber:
             queue = self.keys.control_queue(self.runtime.worker_id)
             ch.queue_declare(queue, exclusive=True, auto_delete=True)
             ch.queue_bind(queue, self.keys.control_exchange, routing_key="campaign.#")
+            ch.queue_bind(queue, self.keys.control_exchange, routing_key=HANGUP_ROUTING_KEY)
             # Bound first, then read the gates: anything after this read arrives as an event.
             self.sync_from_gates()
             ch.basic_qos(prefetch_count=100)
@@ -113,13 +121,21 @@ class Subscriber:
                 raise _Dropped("oversized", f"{len(body)} bytes")
             if key and not signed_by(body, (props.headers or {}).get(SIGNATURE_HEADER), key):
                 raise _Dropped("bad_signature", "missing or wrong signature")
-            event = ControlEvent.model_validate_json(body)
+            event = ControlMessage.validate_json(body)
         except ValidationError as exc:
             log.warning("control_message_dropped", reason="invalid", error=str(exc)[:300])
         except _Dropped as exc:
             log.warning("control_message_dropped", reason=exc.reason, error=exc.detail)
         else:
-            if self._apply(event.campaign_id, event.version):
+            if isinstance(event, HangupRequest):
+                self._hang_up(event)
+                ch.basic_ack(method.delivery_tag)
+                return
+            fresh = self._apply(event.campaign_id, event.version)
+            if event.version >= self.runtime.observed.get(event.campaign_id, 0):
+                # Not an old event's: a pause since resumed must not end today's calls.
+                self.runtime.hang_up(event.campaign_id, event.hangup)
+            if fresh:
                 lag = datetime.now(UTC) - event.at
                 metrics.PROPAGATION_SECONDS.observe(max(0.0, lag.total_seconds()))
             log.debug(
@@ -129,6 +145,10 @@ class Subscriber:
                 action=event.action.value,
             )
         ch.basic_ack(method.delivery_tag)
+
+    def _hang_up(self, request: HangupRequest) -> None:
+        """An emergency stop's hang-up: the campaign's calls, or every campaign's."""
+        self.runtime.hang_up(request.campaign_id, request.hangup)
 
 
 class _Dropped(Exception):

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 
 from control.api.schemas import CallingWindow, MonitorRules
 from control.auth.roles import Role
-from shared.states import Action, DenyReason, ReportedOutcome, Source, Status
+from shared.states import Action, DenyReason, Disposition, Source, Status
 
 
 def _iso(value: datetime) -> str:
@@ -76,8 +76,11 @@ class CampaignRow(Answer):
     max_concurrency: int
     concurrency: int = Field(description="What the gate enforces: the temporary cap if any.")
     cap: CapView | None
+    max_lines: int = Field(description="Live calls at once (dialing, ringing, answered).")
+    max_cps: float | None = Field(description="Calls started per second; null: no limit.")
     max_attempts: int
-    retry_backoff_s: float
+    retry: dict[str, float] = Field(description="Seconds before calling again, by disposition.")
+    machine_detection: bool
     timezone: str
     calling_window: CallingWindow | None
     paused_at: Instant | None
@@ -86,6 +89,8 @@ class CampaignRow(Answer):
     created_at: Instant
     updated_at: Instant
     counts: dict[str, int] = Field(description="Contacts per contact state (every state).")
+    dispositions: dict[str, int] = Field(description="Calls ended, per disposition.")
+    live: dict[str, int] = Field(description="Calls up right now: ringing, answered.")
     allowed_actions: list[Action] = Field(description="The actions your role may take now.")
     dialing: Dialing
     monitor: MonitorRules | None
@@ -119,6 +124,11 @@ class GateWrite(Answer):
     drained: bool | None = None
     inflight: int | None = None
     drain_ms: float | None = None
+    live_calls: int | None = Field(default=None, description="Calls still up (pause/cancel).")
+    hung_up: int | None = Field(default=None, description="Calls the hang-up ended.")
+    hangup_complete: bool | None = Field(
+        default=None, description="Every call the hang-up targeted ended within the drain."
+    )
 
 
 class GateAnswer(GateWrite):
@@ -220,6 +230,8 @@ class Drained(Answer):
     drained: bool
     inflight: int
     drain_ms: float
+    hung_up: int | None = None
+    hangup_complete: bool | None = None
 
 
 class EmergencyStopped(EmergencyState):
@@ -281,10 +293,38 @@ class AlertResults(Answer):
     results: list[AlertResult]
 
 
-class OutcomeRecorded(Answer):
+class AttemptRow(Answer):
+    id: int
+    contact_id: int
+    phone: str
+    attempt_no: int
+    state: str
+    disposition: Disposition | None
+    sip_code: int | None
+    error: str | None
+    outcome: str | None = Field(description="What the provider answered at placement.")
+    started_at: Instant | None
+    ringing_at: Instant | None
+    answered_at: Instant | None
+    ended_at: Instant | None
+    ring_ms: int | None
+    talk_ms: int | None
+    worker_id: str | None
+
+
+class Attempts(Answer):
+    attempts: list[AttemptRow]
+
+
+class EventApplied(Answer):
     attempt_id: int
     campaign_id: int
-    outcome: ReportedOutcome
+    applied: bool  # False: a duplicate, or older than what the attempt knows
+    state: str
+
+
+class EventsApplied(Answer):
+    applied: list[EventApplied]
 
 
 # -- callers and the fleet -----------------------------------------------------------------
@@ -305,6 +345,7 @@ class WorkerView(Answer):
     started: float | None
     last_heartbeat: float | None
     inflight: int
+    calls: int = Field(description="Calls it placed that are up.")
     applied: dict[str, int] = Field(description="Campaign id → the version it applied.")
 
 

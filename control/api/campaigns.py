@@ -19,7 +19,7 @@ from control.campaigns import contacts, diagnosis
 from control.campaigns.overview import overview
 from control.campaigns.service import Cap
 from shared.errors import InvalidInput
-from shared.states import OPERATOR_ACTIONS, Action
+from shared.states import OPERATOR_ACTIONS, Action, Disposition, Hangup
 
 r = APIRouter(prefix="/api/v1/campaigns")
 ACTIONS = ", ".join(a.value for a in OPERATOR_ACTIONS)
@@ -52,6 +52,17 @@ def transitions(
     campaign_id: ObjectId, control: Service, limit: int = Query(100, ge=1, le=1000)
 ) -> dict[str, Any]:
     return {"transitions": control.transitions(campaign_id, limit)}
+
+
+@r.get("/{campaign_id}/attempts", response_model=answers.Attempts)
+def attempts(
+    campaign_id: ObjectId,
+    control: Service,
+    limit: int = Query(100, ge=1, le=1000),
+    disposition: Disposition | None = Query(None, description="only calls that ended so"),
+) -> dict[str, Any]:
+    """The campaign's dialed attempts, newest first."""
+    return {"attempts": control.attempts(campaign_id, limit, disposition)}
 
 
 @r.get("/{campaign_id}/diagnosis", response_model=answers.Diagnosis)
@@ -109,6 +120,11 @@ def act(
     control: Service,
     body: TransitionIn | None = Body(default=None),
     drain_timeout: float | None = Query(None, ge=0, le=60),
+    hangup: Hangup | None = Query(
+        None,
+        description="pause and cancel: which live calls to end (none, ringing, all); "
+        "default: none for a pause, ringing for a cancel",
+    ),
 ) -> dict[str, Any]:
     if action not in OPERATOR_ACTIONS:
         raise InvalidInput("action", f"must be one of {ACTIONS}")
@@ -128,6 +144,7 @@ def act(
         if body.max_concurrency is None or body.for_minutes is None
         else Cap(body.max_concurrency, body.for_minutes),
         who=w,
+        hangup=hangup,
     )
     view = offered(w, result.campaign)
     return {**view, "gate": {**(view.get("gate") or {}), **result.gate}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
@@ -22,8 +23,7 @@ def alertmanager(body: alerts.AlertmanagerPayload, w: Caller, control: Service) 
     return alerts.receive(control, body, w)
 
 
-@r.post("/provider/events", response_model=answers.OutcomeRecorded)
+@r.post("/provider/events", response_model=answers.EventsApplied)
 def provider_event(body: ProviderEvent, w: Caller, control: Service) -> dict[str, Any]:
-    return control.record_outcome(
-        body.attempt_id, body.outcome, body.error_code, body.duration_ms, scope(w)
-    )
+    applied = control.record_events([body.call_event()], scope(w))
+    return {"applied": [asdict(a) for a in applied]}

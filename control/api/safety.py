@@ -12,6 +12,7 @@ from control.api.schemas import DncIn, EmergencyIn
 from control.auth.roles import Can, Who
 from control.campaigns import emergency
 from shared.errors import Forbidden, InvalidInput
+from shared.states import Hangup
 
 r = APIRouter(prefix="/api/v1")
 
@@ -32,12 +33,17 @@ def estop_set(
     control: Service,
     body: EmergencyIn | None = Body(default=None),
     drain_timeout: float | None = Query(None, ge=0, le=60),
+    hangup: Hangup = Query(
+        Hangup.RINGING, description="which live calls to end: none, ringing (default), all"
+    ),
 ) -> dict[str, Any]:
     body = body or EmergencyIn()
     if _estop_scope(w, body) == "org":
-        return emergency.stop_org(control, w, body.reason, drain_timeout)
+        return emergency.stop_org(control, w, body.reason, drain_timeout, hangup)
     who = actor(w, body.actor)
-    return emergency.stop(control, who, body.reason, request.state.request_id, drain_timeout, w)
+    return emergency.stop(
+        control, who, body.reason, request.state.request_id, drain_timeout, w, hangup
+    )
 
 
 @r.delete("/emergency-stop", response_model=answers.EmergencyLifted)

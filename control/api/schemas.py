@@ -5,11 +5,13 @@ characters)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,7 +20,8 @@ from pydantic import (
 )
 
 from control.auth.roles import Role
-from shared.states import ReportedOutcome, Source
+from shared.calls import CallEvent
+from shared.states import CallEventKind, Disposition, Source
 from shared.text import Text, checked
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -73,13 +76,35 @@ class MonitorRules(Strict):
         return self.model_dump(exclude_none=True) or None
 
 
-class CampaignCreate(Strict):
+# Dispositions a campaign may retry (a call that reached the person is never retried).
+RetryDisposition = Literal["busy", "no_answer", "declined", "failed", "canceled"]
+# disposition -> seconds to wait before the next call (at most a week)
+RetryPolicy = dict[RetryDisposition, Annotated[float, Field(ge=0, le=604_800)]]
+
+
+class CallLimits(Strict):
+    """Lines, calls per second and retries: the fields create and PATCH share."""
+
+    max_lines: int | None = Field(
+        default=None, ge=1, le=100_000, description="live calls at once (default: max_concurrency)"
+    )
+    max_cps: float | None = Field(
+        default=None, gt=0, le=10_000, description="calls started per second (default: no limit)"
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description='seconds before calling again, by disposition, e.g. {"busy": 600}; '
+        "a disposition not listed is final",
+    )
+    machine_detection: bool | None = Field(
+        default=None, description="answering-machine detection, where the back end has it"
+    )
+
+
+class CampaignCreate(CallLimits):
     name: Text = Field(min_length=1, max_length=200)
     max_concurrency: int = Field(default=1, ge=1, le=10_000)
     max_attempts: int = Field(default=1, ge=1, le=10, description="calls per contact at most")
-    retry_backoff_s: float = Field(
-        default=60.0, ge=0, le=86_400, description="wait after the first failure, doubling"
-    )
     timezone: str = "UTC"
     calling_window: CallingWindow | None = None
     monitor: MonitorRules | None = None
@@ -98,9 +123,10 @@ class CampaignCreate(Strict):
         return _known_timezone(v)
 
 
-class CampaignUpdate(Strict):
-    """What may change on an existing campaign (at any status): its calling window and
-    its monitor overrides (``null`` removes either)."""
+class CampaignUpdate(CallLimits):
+    """What may change on an existing campaign (at any status): its calling window, its
+    monitor overrides, lines, calls per second and retries (``null`` removes a calling
+    window, monitor overrides, a calls-per-second limit or the retry policy)."""
 
     timezone: str | None = None
     calling_window: CallingWindow | None = None
@@ -112,6 +138,13 @@ class CampaignUpdate(Strict):
         if v is None:
             raise ValueError("must be an IANA timezone (it cannot be removed)")
         return _known_timezone(v)
+
+    @field_validator("max_lines", "machine_detection")
+    @classmethod
+    def _kept(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("cannot be removed; give a value")
+        return v
 
 
 def _known_timezone(v: str) -> str:
@@ -161,12 +194,30 @@ class DncIn(Strict):
 
 
 class ProviderEvent(Strict):
-    """A real provider's outcome of one attempt (its webhook)."""
+    """What a provider's webhook reports of one attempt's call (:mod:`shared.calls`)."""
 
     attempt_id: int = Field(ge=1, le=2**63 - 1)
-    outcome: ReportedOutcome
-    error_code: Code | None = None
-    duration_ms: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    event: CallEventKind
+    disposition: Disposition | None = Field(default=None, description="required for ended")
+    sip_code: int | None = Field(default=None, ge=100, le=699)
+    error: Code | None = None
+    at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _ended_has_disposition(self) -> ProviderEvent:
+        if (self.event == CallEventKind.ENDED) != (self.disposition is not None):
+            raise ValueError("disposition: required for an ended event, and only for one")
+        return self
+
+    def call_event(self) -> CallEvent:
+        return CallEvent(
+            self.attempt_id,
+            self.event,
+            at=self.at or datetime.now(UTC),
+            disposition=self.disposition,
+            sip_code=self.sip_code,
+            error=self.error,
+        )
 
 
 class EmergencyIn(Strict):

@@ -78,6 +78,7 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("POST", "/api/v1/campaigns"): Can.ADMIN,
     ("GET", CAMPAIGN): Can.READ,
     ("GET", f"{CAMPAIGN}/transitions"): Can.READ,
+    ("GET", f"{CAMPAIGN}/attempts"): Can.READ,
     ("POST", f"{CAMPAIGN}/contacts"): Can.ADMIN,
     ("POST", f"{CAMPAIGN}/start"): Can.ADMIN,
     ("POST", f"{CAMPAIGN}/pause"): Can.PAUSE,

@@ -11,7 +11,9 @@ Every caller may see that the global stop is in force and since when; who set it
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,12 +23,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from control.auth.roles import Can, Who
 from control.auth.trail import record
+from control.campaigns.hangups import hang_up
 from control.campaigns.service import Control
 from shared import metrics
 from shared.errors import IllegalTransition, Unavailable
 from shared.gate import Gate
-from shared.models import DEFAULT_ORG, EmergencyStop
-from shared.states import Action, Source, Status
+from shared.messages import HANGUP_ROUTING_KEY, HangupRequest
+from shared.models import DEFAULT_ORG, EmergencyStop, Outbox
+from shared.states import Action, Hangup, Source, Status
 
 log = structlog.get_logger("dialgate.estop")
 
@@ -61,8 +65,12 @@ def stop(
     request_id: str | None,
     drain_timeout: float | None,
     who: Who | None = None,
+    hangup: Hangup = Hangup.RINGING,
 ) -> dict[str, Any]:
+    """Close every gate, wait for the placements in flight, record it; then the calls not
+    yet answered (``hangup``) are hung up by their workers, told over the broadcast."""
     now = datetime.now(UTC)
+    started = time.monotonic()
     record = {"by": actor, "reason": reason, "since": now.isoformat()}
     try:
         if control.gate.estop() is None:
@@ -75,7 +83,11 @@ def stop(
             "claim without Redis, so nothing dials while it is away; retry when it is back."
         ) from exc
     metrics.observe_drain("estop", d.drain_ms, d.drained)
-    recorded = _record(control, "stop", actor, reason, request_id, now, d.drained, who)
+    recorded = _record(control, "stop", actor, reason, request_id, now, d.drained, who, hangup)
+    with contextlib.suppress(redis.RedisError):
+        control.redis.publish(control.keys.outbox_nudge, 0)  # the hang-up goes out at once
+    left = max(0.0, timeout - (time.monotonic() - started))
+    hung = hang_up(control.sessions, None, hangup, left) if recorded else {}
     log.warning("emergency_stop", by=actor, reason=reason, drained=d.drained, inflight=d.inflight)
     return {  # for a platform admin (or their Alertmanager): the whole record
         **_current(control),
@@ -84,6 +96,7 @@ def stop(
             "drained": d.drained,
             "inflight": d.inflight,
             "drain_ms": d.drain_ms,
+            **hung,
         },
         "recorded": recorded,
     }
@@ -135,7 +148,11 @@ def restore(gate: Gate, latest: EmergencyStop | None) -> bool:
 
 
 def stop_org(
-    control: Control, who: Who, reason: str | None, drain_timeout: float | None
+    control: Control,
+    who: Who,
+    reason: str | None,
+    drain_timeout: float | None,
+    hangup: Hangup = Hangup.RINGING,
 ) -> dict[str, Any]:
     """An organisation admin's emergency stop: pause every running campaign of the
     organisation, each through the transition service (resume stays deliberate)."""
@@ -152,6 +169,7 @@ def stop_org(
                 request_id=who.request_id,
                 drain_timeout=drain_timeout,
                 who=who,
+                hangup=hangup,
             )
         except IllegalTransition:  # paused by someone else meanwhile
             continue
@@ -169,6 +187,7 @@ def _record(
     at: datetime,
     drained: bool | None,
     who: Who | None,
+    hangup: Hangup = Hangup.NONE,
 ) -> bool:
     """Write the stop's (or lift's) record and audit event; False if the database did not
     take them (the answer says so; a stop already set in Redis stays in force)."""
@@ -188,6 +207,11 @@ def _record(
                     drained=drained,
                 )
             )
+            if hangup is not Hangup.NONE:
+                request = HangupRequest(hangup=hangup, at=at)
+                s.add(
+                    Outbox(routing_key=HANGUP_ROUTING_KEY, payload=request.model_dump(mode="json"))
+                )
         return True
     except SQLAlchemyError as exc:  # unreachable, or a value it refused: never a 500 here
         log.error("emergency_stop_not_recorded", action=action, error=str(exc))

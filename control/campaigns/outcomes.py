@@ -1,43 +1,42 @@
-"""Outcomes that providers report after the call (``POST /api/v1/provider/events``)."""
+"""What providers report of calls after placement (``POST /api/v1/provider/events``,
+Twilio's status callback): applied by :func:`shared.calls.apply_events`, like the worker's."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import select
 
 from control.campaigns.reads import Reads
-from shared.errors import Conflict, NotFound
-from shared.models import Attempt, utcnow
-from shared.states import AttemptState, ReportedOutcome
+from shared.calls import Applied, CallEvent, apply_events
+from shared.errors import NotFound
+from shared.models import Attempt, Campaign
 
 
 class Outcomes(Reads):
-    """A provider's (late) outcome of an attempt, read by the monitor like the worker's."""
-
-    def record_outcome(
-        self,
-        attempt_id: int,
-        outcome: ReportedOutcome,
-        error_code: str | None = None,
-        duration_ms: int | None = None,
-        org: str | None = None,
-    ) -> dict[str, Any]:
-        """A provider's (late) outcome of an attempt: the monitor reads it like the
-        worker's own. Only an attempt that was dialed can have one; with ``org``, only
-        an attempt of that organisation's campaigns."""
-        dialed = [
-            AttemptState.DIALING.value,
-            AttemptState.DONE.value,
-            AttemptState.FAILED.value,
-            AttemptState.UNKNOWN.value,
-        ]
+    def record_events(self, events: Sequence[CallEvent], org: str | None = None) -> list[Applied]:
+        """Apply a provider's events (with ``org``: only of that organisation's campaigns;
+        another's attempt is answered as not existing), then release the lines of the calls
+        they ended."""
         with self.sessions.begin() as s:
-            a = s.get(Attempt, attempt_id)
-            if a is None or (org is not None and self.get(s, a.campaign_id).org != org):
-                raise NotFound(f"attempt {attempt_id} does not exist")
-            if a.state not in dialed:
-                raise Conflict(f"attempt {attempt_id} was never dialed (it is {a.state})")
-            a.outcome = outcome
-            a.error_code = error_code
-            a.duration_ms = duration_ms
-            a.finished_at = a.finished_at or utcnow()
-            return {"attempt_id": attempt_id, "campaign_id": a.campaign_id, "outcome": outcome}
+            if org is not None:
+                ids = sorted({e.attempt_id for e in events})
+                theirs = set(
+                    s.scalars(
+                        select(Attempt.id)
+                        .join(Campaign, Campaign.id == Attempt.campaign_id)
+                        .where(Attempt.id.in_(ids), Campaign.org == org)
+                    )
+                )
+                for i in ids:
+                    if i not in theirs:
+                        raise NotFound(f"attempt {i} does not exist")
+            applied = [a for a in apply_events(s.connection(), events) if a is not None]
+        ended: dict[int, list[int]] = defaultdict(list)
+        for a in applied:
+            if a.ended:
+                ended[a.campaign_id].append(a.attempt_id)
+        for campaign_id, attempt_ids in ended.items():
+            self.gate.end_lines(campaign_id, attempt_ids)
+        return applied

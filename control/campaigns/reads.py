@@ -14,6 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from control.campaigns.views import (
     COUNTED_STATES,
+    DISPOSITIONS,
+    LIVE_SHOWN,
+    attempt_view,
     campaign_view,
     transition_view,
     worker_view,
@@ -24,7 +27,7 @@ from shared.gate import Gate
 from shared.keys import Keys
 from shared.models import Attempt, Campaign, Contact, Transition, utcnow
 from shared.settings import Settings
-from shared.states import Action, Source, Status
+from shared.states import DIALED, LIVE, Action, AttemptState, Source, Status
 
 log = structlog.get_logger("dialgate.control")
 
@@ -56,6 +59,39 @@ class Reads:
         for cid, state, n in rows:
             counts[cid][state] = n
         return counts
+
+    @staticmethod
+    def _calls(s: Session, ids: list[int]) -> dict[int, dict[str, dict[str, int]]]:
+        """Per campaign: its attempts' final dispositions, and its calls up right now."""
+        calls = {
+            i: {
+                "dispositions": dict.fromkeys(DISPOSITIONS, 0),
+                "live": dict.fromkeys(LIVE_SHOWN, 0),
+            }
+            for i in ids
+        }
+        if not ids:
+            return calls
+        ended = s.execute(
+            select(Attempt.campaign_id, Attempt.disposition, func.count())
+            .where(
+                Attempt.campaign_id.in_(ids),
+                Attempt.state == AttemptState.ENDED.value,
+                Attempt.disposition.is_not(None),
+            )
+            .group_by(Attempt.campaign_id, Attempt.disposition)
+        )
+        for cid, disposition, n in ended:
+            calls[cid]["dispositions"][str(disposition)] = n
+        up = s.execute(
+            select(Attempt.campaign_id, Attempt.state, func.count())
+            .where(Attempt.campaign_id.in_(ids), Attempt.state.in_([x.value for x in LIVE]))
+            .group_by(Attempt.campaign_id, Attempt.state)
+        )
+        for cid, state, n in up:
+            shown = AttemptState.RINGING.value if state == AttemptState.DIALING.value else state
+            calls[cid]["live"][shown] += n
+        return calls
 
     def ping_database(self) -> None:
         with self.sessions() as s:
@@ -138,7 +174,7 @@ class Reads:
 
     def _stored_view(self, s: Session, c: Campaign) -> dict[str, Any]:
         """The campaign as the database has it (row, counts, automatic pauses)."""
-        view = campaign_view(c, self._counts(s, [c.id])[c.id])
+        view = campaign_view(c, self._counts(s, [c.id])[c.id], self._calls(s, [c.id])[c.id])
         view["automatic_pauses_24h"] = self._automatic_pauses(s, c.id)
         return view
 
@@ -154,8 +190,9 @@ class Reads:
             if org is not None:
                 q = q.where(Campaign.org == org)
             rows = list(s.scalars(q))
-            counts = self._counts(s, [c.id for c in rows])
-            return [campaign_view(c, counts[c.id]) for c in rows]
+            ids = [c.id for c in rows]
+            counts, calls = self._counts(s, ids), self._calls(s, ids)
+            return [campaign_view(c, counts[c.id], calls[c.id]) for c in rows]
 
     def transitions(self, campaign_id: int, limit: int = 100) -> list[dict[str, Any]]:
         with self.sessions() as s:
@@ -167,6 +204,27 @@ class Reads:
                 .limit(limit)
             )
             return [transition_view(t) for t in rows]
+
+    def attempts(
+        self, campaign_id: int, limit: int = 100, disposition: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The campaign's dialed attempts, newest first (with ``disposition``: only those
+        that ended so)."""
+        with self.sessions() as s:
+            self.get(s, campaign_id)
+            q = (
+                select(Attempt, Contact.phone)
+                .join(Contact, Contact.id == Attempt.contact_id)
+                .where(
+                    Attempt.campaign_id == campaign_id,
+                    Attempt.state.in_([x.value for x in DIALED]),
+                )
+                .order_by(Attempt.id.desc())
+                .limit(limit)
+            )
+            if disposition is not None:
+                q = q.where(Attempt.disposition == disposition)
+            return [attempt_view(a, phone) for a, phone in s.execute(q)]
 
     def first_dial_after_resume(self, campaign_id: int) -> dict[str, Any] | None:
         """The latest resume and the first dial that started after it (None: no resume)."""

@@ -8,7 +8,8 @@ and lists, for the campaigns in the log or the database:
   was committed, or while an emergency stop was in force (after it answered drained, until
   it was lifted);
 - **double dials**: an attempt with more than one call, or a contact called again after a
-  call that did not fail (a retry follows a failed attempt, as the campaign's policy says);
+  call that did not fail (a retry follows a call that did not reach the person, as the
+  campaign's ``retry`` says);
 - **wrong numbers**: a call whose number is not its contact's number as stored (or whose
   contact is not one of its campaign's);
 - **lost contacts**: a contact neither dialed, nor pending, nor cancelled (nor ended
@@ -30,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import Attempt, Contact, EmergencyStop, Transition
-from shared.states import Action, AttemptState, ContactState
+from shared.states import REACHED, Action, AttemptState, ContactState
 
 Interval = tuple[float, float]
 # Its own reading of the states (not the transition service's CLOSING): the closings that
@@ -120,7 +121,9 @@ def check_calls(
         failed = set(
             s.scalars(
                 select(Attempt.id).where(
-                    Attempt.campaign_id.in_(ids), Attempt.state == AttemptState.FAILED.value
+                    Attempt.campaign_id.in_(ids),
+                    Attempt.state == AttemptState.ENDED.value,
+                    Attempt.disposition.not_in([d.value for d in REACHED]),
                 )
             )
         )

@@ -29,8 +29,11 @@ class Setup(Reads):
                 status=Status.DRAFT.value,
                 version=0,
                 max_concurrency=data.max_concurrency,
+                max_lines=data.max_lines or data.max_concurrency,
+                max_cps=data.max_cps,
                 max_attempts=data.max_attempts,
-                retry_backoff_s=data.retry_backoff_s,
+                retry=data.retry,
+                machine_detection=bool(data.machine_detection),
                 timezone=data.timezone,
                 calling_window=data.calling_window.model_dump() if data.calling_window else None,
                 monitor=data.monitor.stored() if data.monitor else None,
@@ -40,7 +43,15 @@ class Setup(Reads):
             cid = c.id
             record(s, who, "campaign.created", f"campaign:{cid}", c.org, name=data.name)
         try:
-            self.gate.write(cid, Status.DRAFT.value, 0, data.max_concurrency)  # no cap yet
+            # no cap yet
+            self.gate.write(
+                cid,
+                Status.DRAFT.value,
+                0,
+                data.max_concurrency,
+                data.max_lines or data.max_concurrency,
+                data.max_cps,
+            )
         except redis.RedisError as exc:  # the reconciler writes it later; draft never dials
             log.warning("gate_write_failed", campaign_id=cid, error=str(exc))
         log.info("campaign_created", campaign_id=cid)
@@ -49,8 +60,9 @@ class Setup(Reads):
     def update_campaign(
         self, campaign_id: int, data: CampaignUpdate, who: Who | None = None
     ) -> dict[str, Any]:
-        """Change the timezone and/or calling window. Contacts waiting for the old window
-        to open are fed again at once (the workers judge them against the new one)."""
+        """Change the timezone, calling window, monitor overrides, lines, calls per second,
+        retries. Contacts waiting for the old window to open are fed again at once (the
+        workers judge them against the new one); new limits reach the gate at once."""
         fields = data.model_fields_set
         with self.sessions.begin() as s:
             c = self.get(s, campaign_id)
@@ -61,7 +73,11 @@ class Setup(Reads):
                 c.calling_window = w.model_dump() if w is not None else None
             if "monitor" in fields:
                 c.monitor = data.monitor.stored() if data.monitor is not None else None
+            for name in ("max_lines", "max_cps", "retry", "machine_detection"):
+                if name in fields:
+                    setattr(c, name, getattr(data, name))
             c.updated_at = utcnow()
+            gate = (c.id, c.status, c.version, c.concurrency, c.max_lines, c.max_cps)
             s.execute(
                 update(Contact)
                 .where(
@@ -73,6 +89,11 @@ class Setup(Reads):
             )
             changed = {f: getattr(data, f) for f in sorted(fields)}
             record(s, who, "campaign.updated", f"campaign:{campaign_id}", c.org, **_plain(changed))
+        if fields & {"max_lines", "max_cps"}:
+            try:  # the same version, new limits (the reconciler also repairs a missed one)
+                self.gate.write(*gate)
+            except redis.RedisError as exc:
+                log.warning("gate_write_failed", campaign_id=campaign_id, error=str(exc))
         log.info("campaign_updated", campaign_id=campaign_id, fields=sorted(fields))
         return self.campaign(campaign_id)
 

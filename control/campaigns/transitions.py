@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from control.auth.roles import Who
 from control.auth.trail import record
+from control.campaigns.hangups import hang_up
 from control.campaigns.reads import Reads
 from shared import metrics
 from shared.errors import ConfirmationRequired, Conflict, InvalidInput, Unavailable
@@ -37,6 +39,7 @@ from shared.states import (
     Action,
     AttemptState,
     ContactState,
+    Hangup,
     Source,
     Status,
     next_status,
@@ -84,7 +87,12 @@ class Transitions(Reads):
         drain_timeout: float | None = None,
         cap: Cap | None = None,
         who: Who | None = None,
+        hangup: Hangup | None = None,
     ) -> TransitionResult:
+        if hangup is not None and hangup is not Hangup.NONE and action not in CLOSING:
+            raise InvalidInput("hangup", "only pause and cancel hang up calls")
+        # Calls already up continue after a pause; a cancel ends those not yet answered.
+        scope = hangup or (Hangup.RINGING if action is Action.CANCEL else Hangup.NONE)
         if cap is not None and action is not Action.RESUME:
             raise InvalidInput(
                 "max_concurrency", "a temporary cap (with for_minutes) is only allowed on resume"
@@ -97,12 +105,12 @@ class Transitions(Reads):
             raise InvalidInput("reason", "a system pause must say why (reason is required)")
         started = time.perf_counter()
         c = self._commit_transition(
-            campaign_id, action, actor, source, reason, request_id, cap, who
+            campaign_id, action, actor, source, reason, request_id, cap, who, scope
         )
         # The answer's database part is read while the gate drains: the pause waits for
         # calls in flight, not for a recount of the campaign's contacts.
         stored = self._answers.submit(self._committed_view, c)
-        gate, recorded = self._apply_gate(c, action, drain_timeout)
+        gate, recorded = self._apply_gate(c, action, drain_timeout, scope)
         metrics.observe_transition(
             action.value, time.perf_counter() - started, gate.get("drain_ms"), gate.get("drained")
         )
@@ -137,6 +145,7 @@ class Transitions(Reads):
         request_id: str | None,
         cap: Cap | None = None,
         who: Who | None = None,
+        scope: Hangup = Hangup.NONE,
     ) -> Campaign:
         for _ in range(5):
             try:
@@ -202,6 +211,7 @@ class Transitions(Reads):
                                 action=action,
                                 status=target,
                                 at=now,
+                                hangup=scope,
                             ).model_dump(mode="json"),
                             created_at=now,
                         )
@@ -246,14 +256,19 @@ class Transitions(Reads):
         )
 
     def _apply_gate(
-        self, c: Campaign, action: Action, drain_timeout: float | None
+        self, c: Campaign, action: Action, drain_timeout: float | None, scope: Hangup
     ) -> tuple[dict[str, Any], Future[None]]:
-        """Gate CAS (and drain for pause/cancel); never raises: the commit is done. The
-        answer's record is written meanwhile (the future); wait for it before answering."""
+        """Gate CAS (and, for pause/cancel, drain, then the hang-up's wait); never raises:
+        the commit is done. The answer's record is written meanwhile (the future); wait for
+        it before answering."""
         closing = action in CLOSING
         gate: dict[str, Any] = {"version": c.version, "written": False}
+        timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        started = time.monotonic()
         try:
-            stored = self.gate.write(c.id, c.status, c.version, c.concurrency)
+            stored = self.gate.write(
+                c.id, c.status, c.version, c.concurrency, c.max_lines, c.max_cps
+            )
             gate["written"] = stored == c.version
             # The relay wakes at once; on an opening, the feeder too.
             nudge = self.redis.pipeline(transaction=False)
@@ -261,11 +276,7 @@ class Transitions(Reads):
             if not closing:
                 nudge.publish(self.keys.feed_nudge, c.id)
             nudge.execute()
-            if closing:
-                timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
-                d = self.gate.drain(c.id, timeout)
-            else:
-                d = None
+            d = self.gate.drain(c.id, timeout) if closing else None
         except redis.RedisError as exc:
             # Workers cannot claim without Redis either, so a closing gate is still closed;
             # an opening one opens when the reconciler next writes it.
@@ -274,6 +285,11 @@ class Transitions(Reads):
             d = Drain(False, -1, 0.0) if closing else None
         if closing and d is not None:
             gate.update(closed=True, drained=d.drained, inflight=d.inflight, drain_ms=d.drain_ms)
+        if closing:
+            left = max(0.0, timeout - (time.monotonic() - started))
+            gate.update(hang_up(self.sessions, c.id, scope, left))
+            with contextlib.suppress(redis.RedisError):
+                gate["live_calls"] = self.gate.lines(c.id)
         at = datetime.now(UTC)
         recorded = self._answers.submit(
             self._record_answer, c.id, c.version, at, d.drained if d else None

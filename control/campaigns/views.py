@@ -10,14 +10,21 @@ from typing import Any
 
 from shared import windows
 from shared.fleet import Record
-from shared.models import Campaign, Transition, utcnow
-from shared.states import ContactState, Status, allowed_actions
+from shared.models import Attempt, Campaign, Transition, utcnow
+from shared.states import AttemptState, ContactState, Disposition, Status, allowed_actions
 
 COUNTED_STATES = [s.value for s in ContactState]
+DISPOSITIONS = [d.value for d in Disposition]
+# The live states a campaign's ``live`` shows (``dialing`` is counted with ``ringing``:
+# both are calls not answered yet).
+LIVE_SHOWN = [AttemptState.RINGING.value, AttemptState.ANSWERED.value]
 
 
-def campaign_view(c: Campaign, counts: dict[str, int]) -> dict[str, Any]:
-    """The campaign as the database has it, with its contacts counted by state."""
+def campaign_view(
+    c: Campaign, counts: dict[str, int], calls: dict[str, dict[str, int]]
+) -> dict[str, Any]:
+    """The campaign as the database has it, with its contacts counted by state and its
+    calls by disposition (``dispositions``) and by live state (``live``)."""
     return {
         "id": c.id,
         "name": c.name,
@@ -26,8 +33,11 @@ def campaign_view(c: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         "max_concurrency": c.max_concurrency,
         "concurrency": c.concurrency,
         "cap": cap_view(c.cap_concurrency, c.cap_until),
+        "max_lines": c.max_lines,
+        "max_cps": c.max_cps,
         "max_attempts": c.max_attempts,
-        "retry_backoff_s": c.retry_backoff_s,
+        "retry": c.retry or {},
+        "machine_detection": c.machine_detection,
         "timezone": c.timezone,
         "calling_window": c.calling_window,
         "paused_at": c.paused_at,
@@ -36,9 +46,33 @@ def campaign_view(c: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         "created_at": c.created_at,
         "updated_at": c.updated_at,
         "counts": counts,
+        "dispositions": calls["dispositions"],
+        "live": calls["live"],
         "allowed_actions": [a.value for a in allowed_actions(Status(c.status))],
         "dialing": dialing_view(c),
         "monitor": c.monitor,
+    }
+
+
+def attempt_view(a: Attempt, phone: str) -> dict[str, Any]:
+    """One dialed attempt: who, how it went (the SIP code or provider error), when."""
+    return {
+        "id": a.id,
+        "contact_id": a.contact_id,
+        "phone": phone,
+        "attempt_no": a.attempt_no,
+        "state": a.state,
+        "disposition": a.disposition,
+        "sip_code": a.sip_code,
+        "error": a.error_code,
+        "outcome": a.outcome,
+        "started_at": a.started_at,
+        "ringing_at": a.ringing_at,
+        "answered_at": a.answered_at,
+        "ended_at": a.finished_at,
+        "ring_ms": a.ring_ms,
+        "talk_ms": a.talk_ms,
+        "worker_id": a.worker_id,
     }
 
 
@@ -86,5 +120,6 @@ def worker_view(record: Record, worker_id: str) -> dict[str, Any]:
         "started": record.started,
         "last_heartbeat": record.last,
         "inflight": record.inflight,
+        "calls": record.calls,
         "applied": record.applied,
     }

@@ -165,6 +165,23 @@ class Feeder(Loop):
                     .execution_options(synchronize_session=False)
                 )
             )
+            # Which call of its contact each attempt is: its calls so far + 1.
+            called = (
+                dict(
+                    s.execute(
+                        select(Attempt.contact_id, func.count())
+                        .where(
+                            Attempt.contact_id.in_(queued),
+                            Attempt.state.in_(
+                                [AttemptState.ENDED.value, AttemptState.UNKNOWN.value]
+                            ),
+                        )
+                        .group_by(Attempt.contact_id)
+                    ).all()
+                )
+                if queued
+                else {}
+            )
             attempts = (
                 list(
                     s.scalars(
@@ -175,6 +192,7 @@ class Feeder(Loop):
                                 "contact_id": c,
                                 "state": AttemptState.QUEUED.value,
                                 "queued_at": now,
+                                "attempt_no": called.get(c, 0) + 1,
                             }
                             for c in queued
                         ],
@@ -190,42 +208,23 @@ class Feeder(Loop):
         return len(attempts)
 
     def _dial_args(self, s: Session, attempt_ids: list[int]) -> list[QueuedDial]:
-        """The dial messages of these attempts: contact, which call of the contact this is
-        (its failed attempts + 1) and its campaign's retry policy (no number: the worker
+        """The dial messages of these attempts: contact and campaign, no number (the worker
         reads the contact's own)."""
         if not attempt_ids:
             return []
         rows = s.execute(
-            select(
-                Attempt.id,
-                Attempt.campaign_id,
-                Attempt.contact_id,
-                Campaign.max_attempts,
-                Campaign.retry_backoff_s,
-            )
+            select(Attempt.id, Attempt.campaign_id, Attempt.contact_id, Campaign.machine_detection)
             .join(Campaign, Campaign.id == Attempt.campaign_id)
             .where(Attempt.id.in_(attempt_ids))
             .order_by(Attempt.campaign_id, Attempt.id)
         ).all()
-        failed = dict(
-            s.execute(
-                select(Attempt.contact_id, func.count())
-                .where(
-                    Attempt.contact_id.in_([r.contact_id for r in rows]),
-                    Attempt.state == AttemptState.FAILED.value,
-                )
-                .group_by(Attempt.contact_id)
-            ).all()
-        )
         return [
             QueuedDial(
                 attempt_id=r.id,
                 campaign_id=r.campaign_id,
                 contact_id=r.contact_id,
                 epoch=self.gate.epoch,
-                attempt_no=failed.get(r.contact_id, 0) + 1,
-                max_attempts=r.max_attempts,
-                retry_backoff_s=r.retry_backoff_s,
+                machine_detection=r.machine_detection,
             )
             for r in rows
         ]

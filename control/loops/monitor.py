@@ -2,8 +2,9 @@
 
 Every ``monitor_interval`` seconds, for each running campaign, it reads the outcomes of
 the attempts finished since the campaign last started or resumed (the attempts table is
-the outcome stream: the worker writes each outcome, a real provider's webhook
-``POST /api/v1/provider/events`` rewrites it later) and applies the rules, in order:
+the outcome stream: the worker writes what the provider answered at placement, and each
+call's disposition once it ended, from the back end or a provider's webhook) and applies
+the rules, in order:
 
 - ``auth_error``: any provider authentication/authorisation error → pause at once;
 - ``consecutive_errors``: the last N outcomes are all provider errors;
@@ -35,10 +36,12 @@ from shared import metrics
 from shared.errors import Conflict
 from shared.models import Attempt, Campaign, Transition, utcnow
 from shared.settings import Settings
-from shared.states import Action, AttemptState, CallOutcome, ReportedOutcome, Source, Status
+from shared.states import Action, AttemptState, CallOutcome, Disposition, Source, Status
 
 PROVIDER_ERRORS = (CallOutcome.PROVIDER_ERROR, CallOutcome.AUTH_ERROR)
-FAILED = (*PROVIDER_ERRORS, ReportedOutcome.FAILED)
+# A call the provider took that ended ``failed`` (a SIP 4xx/5xx, a carrier error) counts
+# as a failure too; busy and no answer are the callee's, not a fault.
+FAILED = (*PROVIDER_ERRORS, Disposition.FAILED)
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,8 @@ class Monitor(Loop):
         now = utcnow()
         since = since or now
         outcomes = list(
-            s.scalars(
-                select(Attempt.outcome)
+            s.execute(
+                select(Attempt.outcome, Attempt.disposition)
                 .where(
                     Attempt.campaign_id == cid,
                     Attempt.started_at >= since,
@@ -154,7 +157,14 @@ class Monitor(Loop):
             )
         ).one()
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
-        return [str(o) for o in outcomes], int(unrecorded), age
+        # what placing said, unless the provider took the call and it failed later
+        labels = [
+            Disposition.FAILED.value
+            if o == CallOutcome.ACCEPTED and d == Disposition.FAILED
+            else str(o)
+            for o, d in outcomes
+        ]
+        return labels, int(unrecorded), age
 
     def _pause(self, cid: int, firing: Firing) -> bool:
         try:

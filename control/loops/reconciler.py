@@ -68,25 +68,38 @@ class Reconciler(Loop):
                         Campaign.version,
                         Campaign.max_concurrency,
                         Campaign.cap_concurrency,
+                        Campaign.max_lines,
+                        Campaign.max_cps,
                     )
                 )
             )
-        rows = [(cid, st, v, effective_concurrency(m, cap)) for cid, st, v, m, cap in found]
+        rows = [
+            GateState(st, v, effective_concurrency(m, cap), lines, cps)
+            for st, v, m, cap, lines, cps in ((r[1], r[2], r[3], r[4], r[5], r[6]) for r in found)
+        ]
+        ids = [r[0] for r in found]
         repaired = 0
         for i in range(0, len(rows), BATCH):
-            batch = rows[i : i + BATCH]
-            current = self.gate.states([cid for cid, *_ in batch])
-            for cid, status, version, conc in batch:
+            batch = list(zip(ids[i : i + BATCH], rows[i : i + BATCH], strict=True))
+            current = self.gate.states([cid for cid, _ in batch])
+            for cid, want in batch:
                 held = current[cid]
-                if held == GateState(status, version, conc):
+                if held == want:
                     continue
-                stored = self.gate.write(cid, status, version, conc)
+                stored = self.gate.write(
+                    cid,
+                    want.status,
+                    want.version,
+                    want.max_concurrency,
+                    want.max_lines,
+                    want.max_cps,
+                )
                 repaired += 1
                 self.log.warning(
                     "gate_repaired",
                     campaign_id=cid,
-                    status=status,
-                    version=version,
+                    status=want.status,
+                    version=want.version,
                     found=None if held is None else f"{held.status}@{held.version}",
                     stored=stored,
                 )

@@ -1,24 +1,35 @@
-"""Recovery sweep: attempts left ``dialing`` by a worker that vanished become ``unknown``.
+"""Recovery sweep: attempts whose call's end will never be heard of become ``unknown``.
 
-A worker releases its lease as soon as the provider accepted or refused the call and then
-writes the outcome, so an attempt still ``dialing`` well after its lease would have
-expired (``lease_ttl_ms`` plus a margin) belongs to a worker that crashed, or whose
-outcome write failed. The person may have been called: the attempt and its contact are
-marked ``unknown`` (counted in the campaign's ``counts``) and never dialed again
-automatically. A late outcome from a slow provider still overwrites ``unknown``.
+A live attempt (``dialing``, ``ringing``, ``answered``) is swept when
+
+- its placement was never written (``dialing``, no outcome) well after its lease would
+  have expired (``lease_ttl_ms`` plus a margin): its worker crashed while placing;
+- its worker's heartbeat is gone (``worker_ttl``) and it started more than a lease ago:
+  the worker died with the call up (its line expires by itself, ``max_call_seconds``
+  after the claim: the far end may still hold the call until then);
+- it started longer ago than any call may last (``max_call_seconds`` plus the line's
+  margin): an end that was lost.
+
+The person may have been called: the attempt and its contact are marked ``unknown``
+(counted in the campaign's ``counts``, logged) and never dialed again automatically. A late
+``ended`` from the provider still overwrites ``unknown`` (:mod:`shared.calls`).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import update
+import redis
+from sqlalchemy import and_, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.loops.base import Loop
+from shared import fleet
+from shared.gate import LINE_MARGIN_S
+from shared.keys import Keys
 from shared.models import Attempt, Contact, utcnow
 from shared.settings import Settings
-from shared.states import AttemptState, ContactState
+from shared.states import LIVE, AttemptState, ContactState
 
 MARGIN_S = 2.0
 
@@ -26,22 +37,45 @@ MARGIN_S = 2.0
 class Recovery(Loop):
     name = "recovery"
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], client: redis.Redis
+    ) -> None:
         super().__init__(max(0.5, settings.lease_ttl_ms / 2000))
         self.settings = settings
         self.sessions = sessions
+        self.redis = client
+        self.keys = Keys(settings.namespace)
 
     def step(self) -> int:
         self.sweep()
         return 0
 
     def sweep(self) -> int:
-        cutoff = utcnow() - timedelta(seconds=self.settings.lease_ttl_ms / 1000 + MARGIN_S)
+        now = utcnow()
+        placing = now - timedelta(seconds=self.settings.lease_ttl_ms / 1000 + MARGIN_S)
+        bound = now - timedelta(seconds=self.settings.max_call_seconds + LINE_MARGIN_S + MARGIN_S)
+        live = [s.value for s in LIVE]
+        vanished = [
+            and_(Attempt.state == AttemptState.DIALING.value, Attempt.outcome.is_(None)),
+            Attempt.started_at < bound,
+        ]
+        try:
+            alive = fleet.live(self.redis, self.keys, self.settings.worker_ttl)
+        except redis.RedisError:
+            alive = None  # who is alive is not known: only the bounds above apply
+        if alive is not None:
+            vanished.append(Attempt.worker_id.not_in(alive) if alive else Attempt.id.is_not(None))
         with self.sessions.begin() as s:
             stale = list(
                 s.execute(
                     update(Attempt)
-                    .where(Attempt.state == AttemptState.DIALING.value, Attempt.started_at < cutoff)
+                    .where(
+                        Attempt.state.in_(live),
+                        or_(
+                            vanished[1],
+                            and_(Attempt.started_at < placing, or_(vanished[0], *vanished[2:])),
+                        ),
+                    )
                     .values(
                         state=AttemptState.UNKNOWN.value, outcome="unknown", finished_at=utcnow()
                     )

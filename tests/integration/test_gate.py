@@ -65,6 +65,9 @@ def test_a_claim_is_denied_when_the_gate_is_missing_closed_behind_or_full(gate):
     assert gate.inflight(1) == 1
     gate.release(1, first.lease_id)
     assert gate.inflight(1) == 0
+    # The placement is over, the call is not: its line is still taken.
+    assert gate.claim(1, 11, "w", 4, 30_000).reason == "lines"
+    gate.end_lines(1, [10])
     assert gate.claim(1, 11, "w", 4, 30_000).ok
 
 
@@ -86,6 +89,48 @@ def test_a_crashed_workers_lease_expires_and_a_drain_waits_for_live_leases(gate)
     time.sleep(0.35)  # the lease's 300 ms are over: its worker is presumed dead
     d = gate.drain(3, timeout=1)
     assert d.drained and d.inflight == 0
+
+
+def test_lines_count_live_calls_beyond_placement_and_expire_when_their_end_never_comes(gate):
+    gate.write(5, "running", 1, 10, max_lines=2)
+    first = gate.claim(5, 1, "w", 0, 30_000, line_ttl_ms=200)
+    second = gate.claim(5, 2, "w", 0, 30_000, line_ttl_ms=60_000)
+    gate.release(5, first.lease_id)
+    gate.release(5, second.lease_id)
+    assert (gate.inflight(5), gate.lines(5)) == (0, 2)
+    assert gate.claim(5, 3, "w", 0, 30_000).reason == "lines"
+    time.sleep(0.25)  # the first call's end never came: its line expires, and says so
+    third = gate.claim(5, 3, "w", 0, 30_000)
+    assert third.ok and third.lines_expired == 1
+    assert gate.lines(5) == 2
+
+
+def test_a_claim_denied_after_it_was_granted_gives_back_lease_line_and_token(gate):
+    gate.write(6, "running", 1, 10, max_lines=1, max_cps=1)
+    c = gate.claim(6, 1, "w", 0, 30_000)
+    assert c.ok
+    gate.give_back(6, 1, c)
+    assert (gate.inflight(6), gate.lines(6)) == (0, 0)
+    assert gate.claim(6, 2, "w", 0, 30_000).ok  # the token came back too
+
+
+def test_calls_per_second_are_limited_per_campaign_with_the_wait_until_the_next_token(gate):
+    gate.write(7, "running", 1, 100, max_lines=100, max_cps=3)
+    granted = [gate.claim(7, n, "w", 0, 30_000) for n in range(1, 5)]
+    assert [c.ok for c in granted] == [True, True, True, False]
+    assert granted[3].reason == "cps" and 0 < granted[3].retry_after_ms <= 1050 + 1
+    time.sleep(granted[3].retry_after_ms / 1000)
+    assert gate.claim(7, 5, "w", 0, 30_000).ok
+
+
+def test_the_trunks_calls_per_second_hold_across_campaigns(client, gate):
+    trunk = Gate(client, gate.keys, provider_cps=2)
+    for cid in (8, 9):
+        trunk.write(cid, "running", 1, 100, max_lines=100)
+    results = [trunk.claim(cid, n, "w", 0, 30_000) for n, cid in enumerate((8, 9, 8, 9), 1)]
+    assert [c.reason for c in results] == ["ok", "ok", "cps", "cps"]
+    # a refusal by the trunk gave the campaign's claim back
+    assert (trunk.inflight(8), trunk.lines(8), trunk.inflight(9), trunk.lines(9)) == (1, 1, 1, 1)
 
 
 def test_a_redis_that_cannot_be_reached_denies_the_claim(services):

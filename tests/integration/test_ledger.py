@@ -1,5 +1,5 @@
 """The worker's ledger: the dial threads' writes, group-committed, with the guarantees of a
-transaction per write (one start per attempt wins, outcomes and parks land, attempts
+transaction per write (one start per attempt wins, call events and parks land, attempts
 before contacts)."""
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy import event, insert, select
 
+from shared.calls import CallEvent
 from shared.messages import DialArgs
-from shared.models import Attempt, Contact, utcnow
+from shared.models import Attempt, Campaign, Contact, utcnow
+from shared.states import CallEventKind, Disposition
 from tests.support.stack import phones
-from worker.ledger import Ledger, Outcome, Park, Start
+from worker.ledger import Event, Ledger, Park, Start
 
 
 def _queued(stack: Any, n: int) -> list[DialArgs]:
@@ -95,12 +97,27 @@ def test_threads_writes_are_grouped_and_each_lands_as_asked(make_stack, db):
     assert sorted(started) == sorted(phones(40)[:32])  # each attempt's own contact's number
     assert len(commits) < 32, "32 concurrent writes were not grouped at all"
 
-    # An outcome committed with the next start; a failure with calls left → retry_wait.
-    ok = Outcome(args[0], 1, True, "accepted", "sim-1")
-    retry = Outcome(
-        args[1].model_copy(update={"max_attempts": 3}), 1, False, "provider_error", None
-    )
-    assert ledger.write(ok, retry, Start(args[32])) == [None, None, phones(40)[32]]
+    # Call events committed with the next start (the campaign retries busy numbers); the
+    # ended calls' lines are released after the commit.
+    ended: list[tuple[int, list[int]]] = []
+    ledger.ended = lambda cid, attempts: ended.append((cid, attempts))
+    with stack.stack.control.sessions.begin() as s:
+        s.execute(
+            Campaign.__table__.update()
+            .where(Campaign.id == args[0].campaign_id)
+            .values(max_attempts=3, retry={"busy": 60})
+        )
+    answered = CallEvent(args[0].attempt_id, CallEventKind.ENDED, disposition=Disposition.ANSWERED)
+    busy = CallEvent(args[1].attempt_id, CallEventKind.ENDED, disposition=Disposition.BUSY)
+    ringing = CallEvent(args[2].attempt_id, CallEventKind.RINGING)
+    done = ledger.write(Event(answered), Event(busy), Event(ringing), Start(args[32]))
+    assert [(a.state, a.ended) for a in done[:3]] == [
+        ("ended", True),
+        ("ended", True),
+        ("ringing", False),
+    ]
+    assert done[3] == phones(40)[32]
+    assert ended == [(args[0].campaign_id, [args[0].attempt_id, args[1].attempt_id])]
     # A gate denial parks the dialing attempt and the rest of its message (still queued).
     ledger.write(Park(args[32], "paused", "parked", "pending", rest=(args[33].attempt_id,)))
     # A do-not-call denial ends the attempt and its contact.
@@ -108,9 +125,10 @@ def test_threads_writes_are_grouped_and_each_lands_as_asked(make_stack, db):
     ledger.write(Park(args[34], "dnc", "blocked_dnc", "blocked_dnc"))
 
     states = _states(stack, args[:35])
-    assert states[0] == ("done", "done")
-    assert states[1] == ("failed", "retry_wait")
+    assert states[0] == ("ended", "done")
+    assert states[1] == ("ended", "retry_wait")
+    assert states[2] == ("ringing", "dialing")
     assert states[32] == ("parked", "pending")
     assert states[33] == ("parked", "pending")
     assert states[34] == ("blocked_dnc", "blocked_dnc")
-    assert states[2:32] == [("dialing", "dialing")] * 30
+    assert states[3:32] == [("dialing", "dialing")] * 29

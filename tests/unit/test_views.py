@@ -34,8 +34,11 @@ def make_campaign(**over: Any) -> Campaign:
         "status": "running",
         "version": 3,
         "max_concurrency": 5,
+        "max_lines": 7,
+        "max_cps": None,
         "max_attempts": 2,
-        "retry_backoff_s": 60.0,
+        "retry": {"busy": 600},
+        "machine_detection": False,
         "timezone": "Europe/Paris",
         "calling_window": None,
         "paused_at": None,
@@ -50,6 +53,9 @@ def make_campaign(**over: Any) -> Campaign:
     return Campaign(**{**fields, **over})
 
 
+CALLS = {"dispositions": {"answered": 3, "busy": 1}, "live": {"ringing": 2, "answered": 1}}
+
+
 def counts(**n: int) -> dict[str, int]:
     return dict.fromkeys(COUNTED_STATES, 0) | n
 
@@ -60,7 +66,7 @@ def test_every_contact_state_is_counted():
 
 def test_a_campaign_is_shown_with_its_settings_counts_and_allowed_actions():
     c = make_campaign(monitor={"consecutive_errors": 3})
-    view = campaign_view(c, counts(pending=4, done=1))
+    view = campaign_view(c, counts(pending=4, done=1), CALLS)
     assert view == {
         "id": 12,
         "name": "Spring",
@@ -69,8 +75,11 @@ def test_a_campaign_is_shown_with_its_settings_counts_and_allowed_actions():
         "max_concurrency": 5,
         "concurrency": 5,
         "cap": None,
+        "max_lines": 7,
+        "max_cps": None,
         "max_attempts": 2,
-        "retry_backoff_s": 60.0,
+        "retry": {"busy": 600},
+        "machine_detection": False,
         "timezone": "Europe/Paris",
         "calling_window": None,
         "paused_at": None,
@@ -79,6 +88,8 @@ def test_a_campaign_is_shown_with_its_settings_counts_and_allowed_actions():
         "created_at": CREATED,
         "updated_at": CREATED,
         "counts": counts(pending=4, done=1),
+        "dispositions": {"answered": 3, "busy": 1},
+        "live": {"ringing": 2, "answered": 1},
         "allowed_actions": ["pause", "cancel"],
         "dialing": {"blocked_by": None},
         "monitor": {"consecutive_errors": 3},
@@ -86,7 +97,7 @@ def test_a_campaign_is_shown_with_its_settings_counts_and_allowed_actions():
 
 
 def test_a_campaigns_organisation_is_not_part_of_its_view():
-    assert "org" not in campaign_view(make_campaign(), counts())
+    assert "org" not in campaign_view(make_campaign(), counts(), CALLS)
 
 
 @pytest.mark.parametrize(
@@ -100,24 +111,24 @@ def test_a_campaigns_organisation_is_not_part_of_its_view():
     ],
 )
 def test_the_allowed_actions_follow_the_state_machine(status: str, allowed: list[str]):
-    assert campaign_view(make_campaign(status=status), counts())["allowed_actions"] == allowed
+    assert campaign_view(make_campaign(status=status), counts(), CALLS)["allowed_actions"] == allowed
 
 
 def test_a_temporary_cap_lowers_the_concurrency_shown_until_it_ends():
-    view = campaign_view(make_campaign(cap_concurrency=2, cap_until=UNTIL), counts())
+    view = campaign_view(make_campaign(cap_concurrency=2, cap_until=UNTIL), counts(), CALLS)
     assert view["max_concurrency"] == 5
     assert view["concurrency"] == 2
     assert view["cap"] == {"max_concurrency": 2, "until": UNTIL}
 
 
 def test_a_cap_above_the_maximum_never_raises_the_concurrency():
-    assert campaign_view(make_campaign(cap_concurrency=9), counts())["concurrency"] == 5
+    assert campaign_view(make_campaign(cap_concurrency=9), counts(), CALLS)["concurrency"] == 5
 
 
 def test_a_paused_campaign_shows_when_why_and_by_whom():
     at = datetime(2026, 5, 4, 11, 30, tzinfo=UTC)
     c = make_campaign(status="paused", paused_at=at, pause_reason="calls fail", pause_source="api")
-    view = campaign_view(c, counts())
+    view = campaign_view(c, counts(), CALLS)
     assert (view["paused_at"], view["pause_reason"], view["pause_source"]) == (
         at,
         "calls fail",
@@ -159,7 +170,7 @@ def test_a_window_that_never_opens_blocks_without_an_opening_time():
     c = make_campaign(calling_window={"days": [], "start": "09:00", "end": "18:00"})
     assert dialing_view(c, MONDAY_TEN) == {"blocked_by": "calling_window", "opens_at": None}
     # campaign_view reads the clock itself: a window with no day is closed at any time.
-    assert campaign_view(c, counts())["dialing"] == {
+    assert campaign_view(c, counts(), CALLS)["dialing"] == {
         "blocked_by": "calling_window",
         "opens_at": None,
     }
@@ -227,6 +238,7 @@ def test_a_worker_is_shown_with_its_heartbeat_fields_typed():
         "started": "1777881600.5",
         "last": "1777881660.25",
         "inflight": "3",
+        "calls": "5",
         "applied": '{"12": 3}',
     }
     assert worker_view(Record.from_redis(info), "node-1-4242-ab12") == {
@@ -237,6 +249,7 @@ def test_a_worker_is_shown_with_its_heartbeat_fields_typed():
         "started": 1777881600.5,
         "last_heartbeat": 1777881660.25,
         "inflight": 3,
+        "calls": 5,
         "applied": {"12": 3},
     }
 
@@ -250,5 +263,6 @@ def test_a_worker_that_reported_nothing_yet_shows_empty_fields():
         "started": None,
         "last_heartbeat": None,
         "inflight": 0,
+        "calls": 0,
         "applied": {},
     }
