@@ -27,24 +27,17 @@ from sqlalchemy.sql.elements import (
 from shared.messages import DialArgs
 from worker import ledger
 from worker.ledger import (
-    CAMPAIGN_STATUS_SHARED,
-    FINISH_ATTEMPT,
-    FINISH_CONTACT,
     PARK_ATTEMPT,
     PARK_CONTACTS,
     PARK_QUEUED,
     START_ATTEMPTS,
     START_CONTACTS,
-    Outcome,
 )
 
 T = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 STATEMENTS = [
     "START_ATTEMPTS",
     "START_CONTACTS",
-    "FINISH_ATTEMPT",
-    "FINISH_CONTACT",
-    "CAMPAIGN_STATUS_SHARED",
     "PARK_ATTEMPT",
     "PARK_QUEUED",
     "PARK_CONTACTS",
@@ -177,62 +170,6 @@ def test_the_contacts_of_started_attempts_go_dialing():
 def test_the_start_needs_exactly_what_the_ledger_passes(dialect: Any):
     assert needed(START_ATTEMPTS, dialect) == {"keys", "w", "t"}
     assert needed(START_CONTACTS, dialect) == {"ids", "t"}
-
-
-# -- dialing → done | failed ----------------------------------------------------------------
-def accepted() -> Outcome:
-    return Outcome(args(), version=5, accepted=True, outcome="accepted", call_id="sim-1", at=T)
-
-
-def test_an_outcome_finishes_a_dialing_attempt_with_what_the_provider_said():
-    after = effect(FINISH_ATTEMPT, attempt("dialing"), accepted().attempt_row())
-    assert after == attempt(
-        "done", outcome="accepted", provider_call_id="sim-1", finished_at=T, gate_version=5
-    )
-
-
-def test_a_late_outcome_still_wins_over_the_recovery_sweeps_unknown():
-    assert effect(FINISH_ATTEMPT, attempt("unknown"), accepted().attempt_row()) is not None
-    assert effect(FINISH_CONTACT, contact("unknown"), accepted().contact_row(False)) is not None
-
-
-@pytest.mark.parametrize("state", ["queued", "done", "failed", "parked", "cancelled"])
-def test_an_outcome_never_overwrites_an_attempt_that_was_not_dialing(state: str):
-    assert effect(FINISH_ATTEMPT, attempt(state), accepted().attempt_row()) is None
-
-
-@pytest.mark.parametrize("state", ["pending", "queued", "done", "retry_wait", "cancelled"])
-def test_an_outcome_never_overwrites_a_contact_that_was_not_dialing(state: str):
-    assert effect(FINISH_CONTACT, contact(state), accepted().contact_row(False)) is None
-
-
-def test_a_failure_with_calls_left_sends_the_contact_to_retry_wait():
-    o = Outcome(args(max_attempts=2, retry_backoff_s=30), 5, False, "provider_error", None, T)
-    after = effect(FINISH_CONTACT, contact("dialing"), o.contact_row(cancelled=False))
-    assert after == contact("retry_wait", retry_at=T + timedelta(seconds=30), updated_at=T)
-
-
-def test_the_outcome_statements_fit_executemany_one_row_per_outcome():
-    # executemany cannot expand a list: no IN over a parameter in these two.
-    for stmt in (FINISH_ATTEMPT, FINISH_CONTACT):
-        for dialect in DIALECTS:
-            binds = stmt.compile(dialect=dialect).binds.values()
-            assert not any(b.expanding for b in binds)
-
-
-@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
-def test_the_outcome_rows_fill_exactly_the_statements_parameters(dialect: Any):
-    o = accepted()
-    assert needed(FINISH_ATTEMPT, dialect) == set(o.attempt_row())
-    assert needed(FINISH_CONTACT, dialect) == set(o.contact_row(False))
-
-
-def test_the_campaign_is_read_under_a_shared_lock_on_postgresql():
-    pg = CAMPAIGN_STATUS_SHARED.compile(dialect=postgresql.dialect()).string
-    assert pg.rstrip().endswith("FOR SHARE")
-    assert CAMPAIGN_STATUS_SHARED.whereclause is not None
-    assert value(CAMPAIGN_STATUS_SHARED.whereclause, {"id": 3}, {"c_id": 3})
-    assert not value(CAMPAIGN_STATUS_SHARED.whereclause, {"id": 4}, {"c_id": 3})
 
 
 # -- parking a denied dial ------------------------------------------------------------------

@@ -16,7 +16,6 @@ from shared.messages import (
     ControlEvent,
     DialArgs,
     DialBatch,
-    DialTarget,
     QueuedDial,
     dial_body,
     sign,

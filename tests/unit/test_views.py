@@ -111,7 +111,9 @@ def test_a_campaigns_organisation_is_not_part_of_its_view():
     ],
 )
 def test_the_allowed_actions_follow_the_state_machine(status: str, allowed: list[str]):
-    assert campaign_view(make_campaign(status=status), counts(), CALLS)["allowed_actions"] == allowed
+    assert (
+        campaign_view(make_campaign(status=status), counts(), CALLS)["allowed_actions"] == allowed
+    )
 
 
 def test_a_temporary_cap_lowers_the_concurrency_shown_until_it_ends():
