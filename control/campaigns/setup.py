@@ -73,9 +73,16 @@ class Setup(Reads):
                 c.calling_window = w.model_dump() if w is not None else None
             if "monitor" in fields:
                 c.monitor = data.monitor.stored() if data.monitor is not None else None
-            for name in ("max_lines", "max_cps", "retry", "machine_detection"):
-                if name in fields:
-                    setattr(c, name, getattr(data, name))
+            # null takes a field back to its default (lines: max_concurrency; no rate limit;
+            # no retries; no machine detection)
+            if "max_lines" in fields:
+                c.max_lines = data.max_lines or c.max_concurrency
+            if "max_cps" in fields:
+                c.max_cps = data.max_cps
+            if "retry" in fields:
+                c.retry = data.retry
+            if "machine_detection" in fields:
+                c.machine_detection = bool(data.machine_detection)
             c.updated_at = utcnow()
             gate = (c.id, c.status, c.version, c.concurrency, c.max_lines, c.max_cps)
             s.execute(

@@ -1,5 +1,5 @@
-"""Campaign commands: list, show, watch, why, history, create, start, pause, resume,
-cancel, window."""
+"""Campaign commands: list, show, watch, why, history, calls, create, limits, start, pause,
+resume, cancel, window."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import sys
 import time
 from typing import Any
 
-from control.cli.args import Commands, command, positive
+from control.cli.args import Commands, add_call_limits, add_hangup, call_limits, command, positive
 from control.cli.client import make_client
 from control.cli.output import (
     STATES,
+    attempts,
     print_json,
     show,
     show_overview,
@@ -91,10 +92,30 @@ def create(args: argparse.Namespace) -> int:
         name=args.name,
         max_concurrency=args.max_concurrency,
         max_attempts=args.max_attempts,
-        retry_backoff_s=args.retry_backoff,
         timezone=args.timezone,
+        **call_limits(args),
     )
     print_json(c) if args.json else show(c)
+    return 0
+
+
+def limits(args: argparse.Namespace) -> int:
+    change = call_limits(args)
+    if args.no_max_cps:
+        change["max_cps"] = None
+    if args.no_retry:
+        change["retry"] = None
+    if not change:
+        print("nothing to change: give --max-lines, --max-cps, --retry, ...", file=sys.stderr)
+        return 2
+    c = make_client().update(args.id, change)
+    print_json(c) if args.json else show(c)
+    return 0
+
+
+def calls(args: argparse.Namespace) -> int:
+    rows = make_client().attempts(args.id, args.limit, args.disposition)
+    print_json(rows) if args.json else attempts(rows)
     return 0
 
 
@@ -111,7 +132,7 @@ def act(args: argparse.Namespace) -> int:
             print("cancel is irreversible: add --yes to confirm", file=sys.stderr)
             return 1
         body["confirm"] = True
-    c = make_client().act(args.id, args.cmd, **body)
+    c = make_client().act(args.id, args.cmd, getattr(args, "hangup", None), **body)
     print_json(c) if args.json else show(c)
     return 0
 
@@ -149,12 +170,19 @@ def add(sub: Commands) -> None:
     cr.add_argument("name")
     cr.add_argument("--max-concurrency", type=int, default=1)
     cr.add_argument("--max-attempts", type=int, default=1, help="calls per contact at most")
-    cr.add_argument("--retry-backoff", type=float, default=60.0, help="s, doubling")
     cr.add_argument("--timezone", default="UTC")
+    add_call_limits(cr)
+    li = command(sub, "limits", "change lines, calls per second, retries", limits)
+    add_call_limits(li)
+    li.add_argument("--no-max-cps", action="store_true", help="remove the rate limit")
+    li.add_argument("--no-retry", action="store_true", help="no retries: every end is final")
+    ca = command(sub, "calls", "a campaign's calls, newest first: disposition, SIP code", calls)
+    ca.add_argument("--limit", type=int, default=50)
+    ca.add_argument("--disposition", help="only calls that ended so: answered, busy, ...")
     command(sub, "start", "start a draft campaign", act)
-    command(sub, "pause", "pause a running campaign (waits for in-flight dials)", act).add_argument(
-        "--reason"
-    )
+    pa = command(sub, "pause", "pause a running campaign (waits for in-flight dials)", act)
+    pa.add_argument("--reason")
+    add_hangup(pa, "none")
     rs = command(
         sub, "resume", "resume a paused campaign, optionally with a temporary concurrency cap", act
     )
@@ -163,9 +191,9 @@ def add(sub: Commands) -> None:
         "--max-concurrency", type=int, help="temporary cap (with --for-minutes), lifts by itself"
     )
     rs.add_argument("--for-minutes", type=float, help="how long the temporary cap lasts")
-    command(sub, "cancel", "cancel a campaign (irreversible)", act).add_argument(
-        "--yes", action="store_true", help="confirm"
-    )
+    cn = command(sub, "cancel", "cancel a campaign (irreversible)", act)
+    cn.add_argument("--yes", action="store_true", help="confirm")
+    add_hangup(cn, "ringing")
     wi = command(sub, "window", "set (or --clear) a campaign's calling window and timezone", window)
     wi.add_argument("--days", help="comma-separated: mon,tue,wed,thu,fri,sat,sun (default all)")
     wi.add_argument("--start", help="HH:MM local time (default 09:00)")

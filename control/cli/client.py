@@ -58,10 +58,23 @@ class Client:
     def create(self, **body: Any) -> dict[str, Any]:
         return dict(self.request("POST", "/api/v1/campaigns", json=body))
 
-    def act(self, campaign_id: int, action: str, **body: Any) -> dict[str, Any]:
+    def act(
+        self, campaign_id: int, action: str, hangup: str | None = None, **body: Any
+    ) -> dict[str, Any]:
         body.setdefault("actor", self.actor)
         body.setdefault("source", "operator")
-        return dict(self.request("POST", f"/api/v1/campaigns/{campaign_id}/{action}", json=body))
+        params = {"hangup": hangup} if hangup else None
+        path = f"/api/v1/campaigns/{campaign_id}/{action}"
+        return dict(self.request("POST", path, json=body, params=params))
+
+    def attempts(
+        self, campaign_id: int, limit: int, disposition: str | None = None
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if disposition:
+            params["disposition"] = disposition
+        answer = self.request("GET", f"/api/v1/campaigns/{campaign_id}/attempts", params=params)
+        return list(answer["attempts"])
 
     def import_csv(self, campaign_id: int, chunks: Iterable[bytes]) -> dict[str, Any]:
         """A CSV file in one request, sent as it is read (all or nothing on a server error)."""
@@ -95,9 +108,11 @@ class Client:
     def dnc_remove(self, phone: str) -> dict[str, Any]:
         return dict(self.request("DELETE", f"/api/v1/dnc/{quote(phone)}"))
 
-    def estop(self, lift: bool, reason: str | None) -> dict[str, Any]:
+    def estop(self, lift: bool, reason: str | None, hangup: str | None = None) -> dict[str, Any]:
         body = {"actor": self.actor, "reason": reason}
-        return dict(self.request("DELETE" if lift else "POST", "/api/v1/emergency-stop", json=body))
+        params = {"hangup": hangup} if hangup and not lift else None
+        method = "DELETE" if lift else "POST"
+        return dict(self.request(method, "/api/v1/emergency-stop", json=body, params=params))
 
     def estop_state(self) -> dict[str, Any]:
         return dict(self.request("GET", "/api/v1/emergency-stop"))

@@ -6,13 +6,13 @@ import argparse
 import sys
 import time
 
-from control.cli.args import Commands, command
+from control.cli.args import Commands, add_hangup, command
 from control.cli.client import make_client
-from control.cli.output import esc, print_json, table
+from control.cli.output import esc, hangups, print_json, table
 
 
 def estop(args: argparse.Namespace) -> int:
-    res = make_client().estop(args.lift, args.reason)
+    res = make_client().estop(args.lift, args.reason, args.hangup)
     if args.json:
         print_json(res)
         return 0
@@ -29,6 +29,8 @@ def estop(args: argparse.Namespace) -> int:
             f"EMERGENCY STOP in force since {esc(res['since'])}: no campaign dials "
             f"({drained} in {esc(g['drain_ms'])} ms)"
         )
+        if g.get("hung_up") is not None:
+            print(hangups(g))
         if not res.get("recorded"):
             print("warning: the database did not record it (see the control log)", file=sys.stderr)
     return 0
@@ -99,5 +101,6 @@ def add(sub: Commands) -> None:
     )
     es.add_argument("--lift", action="store_true", help="lift the emergency stop")
     es.add_argument("--reason")
+    add_hangup(es, "ringing")
     command(sub, "workers", "live workers", workers, with_id=False)
     command(sub, "status", "services, emergency stop, workers, campaigns", status, with_id=False)

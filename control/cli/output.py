@@ -93,9 +93,12 @@ def show(c: dict[str, Any]) -> None:
             f"  temporary cap {esc(c['cap']['max_concurrency'])} until {esc(c['cap']['until'])} "
             "(lifts by itself)"
         )
+    cps = f"{esc(c['max_cps'])}/s" if c.get("max_cps") else "no limit"
+    print(f"  lines         {esc(c['max_lines'])}   calls per second {cps}")
+    retry = ", ".join(f"{esc(d)} after {esc(s)} s" for d, s in sorted(c["retry"].items()))
     print(
-        f"  retries       {esc(c['max_attempts'])} calls at most, "
-        f"backoff {esc(c['retry_backoff_s'])} s"
+        f"  retries       {esc(c['max_attempts'])} calls at most"
+        + (f"; {retry}" if retry else "; every end is final")
     )
     w = c.get("calling_window")
     if w:
@@ -111,6 +114,16 @@ def show(c: dict[str, Any]) -> None:
         print(f"  NOT DIALING   outside the calling window; opens at {opens}")
     counts = c.get("counts", {})
     print("  contacts      " + "  ".join(f"{s} {esc(counts.get(s, 0))}" for s in STATES))
+    live = c.get("live") or {}
+    print(
+        f"  calls up      ringing {esc(live.get('ringing', 0))}  "
+        f"answered {esc(live.get('answered', 0))}"
+    )
+    ended = c.get("dispositions") or {}
+    print(
+        "  dispositions  "
+        + ("  ".join(f"{esc(d)} {esc(n)}" for d, n in sorted(ended.items())) or "none yet")
+    )
     if c.get("inflight") is not None:
         print(f"  in flight     {esc(c['inflight'])}")
     p = c.get("propagation")
@@ -125,6 +138,8 @@ def show(c: dict[str, Any]) -> None:
     if gate and "drained" in gate:
         state = "drained" if gate["drained"] else f"NOT drained ({esc(gate['inflight'])} in flight)"
         print(f"  gate          closed, {state} in {esc(gate['drain_ms'])} ms")
+        if gate.get("live_calls") is not None or gate.get("hung_up") is not None:
+            print(f"  calls         {hangups(gate)}")
     allowed = esc(", ".join(c.get("allowed_actions", []))) or "none"
     print(f"  actions       {allowed}")
 
@@ -180,3 +195,33 @@ def why(d: dict[str, Any]) -> None:
         print(f"- {esc(r['title'])} [{esc(r['code'])}]")
         print(f"    evidence  {esc(r['evidence'])}")
         print(f"    fix       {esc(r['fix'])}")
+
+
+def hangups(gate: dict[str, Any]) -> str:
+    """What a closing answer says of the calls up: how many are left, how many hung up."""
+    parts = []
+    if gate.get("hung_up") is not None:
+        done = "all ended" if gate.get("hangup_complete") else "NOT all ended in time"
+        parts.append(f"hung up {esc(gate['hung_up'])} ({done})")
+    if gate.get("live_calls") is not None:
+        parts.append(f"{esc(gate['live_calls'])} still up")
+    return ", ".join(parts)
+
+
+def attempts(rows: list[dict[str, Any]]) -> None:
+    table(
+        [
+            [
+                str(a["id"]),
+                a["phone"],
+                str(a["attempt_no"]),
+                a["disposition"] or a["state"],
+                str(a["sip_code"] or a["error"] or ""),
+                str(a["started_at"] or "")[:23],
+                "" if a["ring_ms"] is None else f"{a['ring_ms'] / 1000:.1f}",
+                "" if a["talk_ms"] is None else f"{a['talk_ms'] / 1000:.1f}",
+            ]
+            for a in rows
+        ],
+        ["ATTEMPT", "PHONE", "NO", "DISPOSITION", "CODE", "STARTED", "RING S", "TALK S"],
+    )

@@ -112,12 +112,20 @@ def admin_token(settings: Settings, url: str) -> tuple[str, str]:
     )
 
 
-DEMO_LATENCY_MS = "1000"
+# The demo's simulated calls: slow enough to watch, pause and resume by hand, each with a
+# whole life (rings ~3 s; most are answered and talk ~8 s, some busy, unanswered, ...).
+DEMO_PROVIDER = {
+    "DIALGATE_SIM_LATENCY_MS": "300",
+    "DIALGATE_SIM_RING_MS": "3000",
+    "DIALGATE_SIM_TALK_MS": "8000",
+    "DIALGATE_SIM_DISPOSITIONS": "answered=0.55,busy=0.15,no_answer=0.2,declined=0.05,failed=0.05",
+}
 
 
 def up(args: argparse.Namespace) -> int:
-    if args.demo:  # slow enough to watch, pause and resume by hand
-        os.environ.setdefault("DIALGATE_SIM_LATENCY_MS", DEMO_LATENCY_MS)
+    if args.demo:
+        for name, value in DEMO_PROVIDER.items():
+            os.environ.setdefault(name, value)
     settings = Settings()
     if args.port:
         settings.http_port = args.port
@@ -175,13 +183,23 @@ def up(args: argparse.Namespace) -> int:
         demo = ""
         if args.demo:
             client = Client(url, token=token)
-            c = client.create(name="Demo campaign", max_concurrency=2, timezone="UTC")
+            c = client.create(
+                name="Demo campaign",
+                max_concurrency=2,
+                max_lines=10,
+                max_cps=2,
+                max_attempts=2,
+                retry={"busy": 30, "no_answer": 60},
+                timezone="UTC",
+            )
             client.add_contacts(c["id"], demo_contacts(1000))
             client.act(c["id"], "start", actor="dialgate up --demo")
             demo = (
                 f"\n  demo campaign {c['id']} is dialing 1000 fictional numbers "
-                f"(simulated provider, {settings.sim_latency_ms:.0f} ms per call, 2 at a time; "
-                "DIALGATE_SIM_LATENCY_MS changes it)\n"
+                "(simulated calls that ring and talk: up to 10 lines, 2 calls started per "
+                "second; busy and unanswered numbers are called again once; "
+                "DIALGATE_SIM_* change the calls)\n"
+                f"    its calls:  .venv/bin/dialgate calls {c['id']}\n"
                 f"    watch it:   .venv/bin/dialgate show {c['id']}\n"
                 f"    pause it:   .venv/bin/dialgate pause {c['id']}\n"
                 f"    resume it:  .venv/bin/dialgate resume {c['id']}\n"

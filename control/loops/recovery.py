@@ -2,11 +2,11 @@
 
 A live attempt (``dialing``, ``ringing``, ``answered``) is swept when
 
-- its placement was never written (``dialing``, no outcome) well after its lease would
-  have expired (``lease_ttl_ms`` plus a margin): its worker crashed while placing;
 - its worker's heartbeat is gone (``worker_ttl``) and it started more than a lease ago:
-  the worker died with the call up (its line expires by itself, ``max_call_seconds``
-  after the claim: the far end may still hold the call until then);
+  the worker died while placing it or with the call up (its line expires by itself,
+  ``max_call_seconds`` after the claim: the far end may still hold the call until then).
+  An attempt of a live worker is left alone, however long its placement takes: the
+  worker still writes what became of it (a call, a park);
 - it started longer ago than any call may last (``max_call_seconds`` plus the line's
   margin): an end that was lost.
 
@@ -55,27 +55,19 @@ class Recovery(Loop):
         placing = now - timedelta(seconds=self.settings.lease_ttl_ms / 1000 + MARGIN_S)
         bound = now - timedelta(seconds=self.settings.max_call_seconds + LINE_MARGIN_S + MARGIN_S)
         live = [s.value for s in LIVE]
-        vanished = [
-            and_(Attempt.state == AttemptState.DIALING.value, Attempt.outcome.is_(None)),
-            Attempt.started_at < bound,
-        ]
         try:
             alive = fleet.live(self.redis, self.keys, self.settings.worker_ttl)
         except redis.RedisError:
-            alive = None  # who is alive is not known: only the bounds above apply
+            alive = None  # who is alive is not known: only the call's own bound applies
+        stale_when = [Attempt.started_at < bound]
         if alive is not None:
-            vanished.append(Attempt.worker_id.not_in(alive) if alive else Attempt.id.is_not(None))
+            gone = Attempt.worker_id.not_in(alive) if alive else Attempt.id.is_not(None)
+            stale_when.append(and_(Attempt.started_at < placing, gone))
         with self.sessions.begin() as s:
             stale = list(
                 s.execute(
                     update(Attempt)
-                    .where(
-                        Attempt.state.in_(live),
-                        or_(
-                            vanished[1],
-                            and_(Attempt.started_at < placing, or_(vanished[0], *vanished[2:])),
-                        ),
-                    )
+                    .where(Attempt.state.in_(live), or_(*stale_when))
                     .values(
                         state=AttemptState.UNKNOWN.value, outcome="unknown", finished_at=utcnow()
                     )

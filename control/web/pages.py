@@ -27,9 +27,10 @@ from control.campaigns import diagnosis
 from control.campaigns.overview import overview
 from control.campaigns.service import Control
 from control.web.streams import Streams
-from shared.states import Action, ContactState
+from shared.states import Action, ContactState, Disposition
 
 STATES = tuple(s.value for s in ContactState)  # a counter (and a column) each
+DISPOSITIONS = tuple(d.value for d in Disposition)  # a counter each: how calls ended
 LABELS = {
     Action.START: "Start",
     Action.PAUSE: "Pause",
@@ -56,7 +57,7 @@ env = Environment(
 )
 env.filters["ts"] = _ts
 env.filters["iso"] = _iso
-env.globals.update(states=STATES, labels=LABELS)
+env.globals.update(states=STATES, dispositions=DISPOSITIONS, labels=LABELS)
 
 
 def _context(facts: dict[str, Any], who: Who) -> dict[str, Any]:

@@ -16,7 +16,7 @@ ANSI = re.compile(r"\033\[[0-9;]*m")
 
 
 def system_paused(stack: TestStack) -> int:
-    cid = stack.make_campaign(contacts=2)
+    cid = stack.make_campaign(contacts=2, max_lines=6, max_cps=2.5, retry={"busy": 600})
     assert stack.stack is not None
     stack.stack.control.transition(
         cid, Action.PAUSE, actor="monitor", source=Source.SYSTEM, reason="carrier errors 40%"
@@ -35,6 +35,9 @@ def test_show_prints_the_pages_facts_transitions_and_diagnosis_without_colour_in
     assert "status        paused (version 2)" in text
     assert "by system: carrier errors 40%" in text
     assert "propagation   version 2 acknowledged by 0 of 0 live workers" in text
+    assert "lines         6   calls per second 2.5/s" in text
+    assert "retries       1 calls at most; busy after 600.0 s" in text
+    assert "calls up      ringing 0  answered 0" in text and "dispositions  none yet" in text
     assert "recent transitions" in text and "running→paused  monitor" in text
     assert "- The campaign is paused [paused]" in text and "fix       " in text
     assert "\033[" not in text

@@ -248,11 +248,17 @@ def test_names_and_reasons_are_escaped_and_the_pages_fit_a_phone(make_stack, pag
 
 
 def test_a_resume_highlights_the_first_dial_after_it_and_workers_acknowledge(make_stack, page):
-    stack = make_stack(sim_latency_ms=300).start()
+    # Calls that ring 0.75-2.25 s and end answered or busy: the page shows them up and ended.
+    stack = make_stack(
+        sim_latency_ms=300, sim_ring_ms=1500, sim_dispositions="answered=1,busy=1"
+    ).start()
     stack.start_worker(threads=1)
     stack.wait_workers(1)
-    cid = stack.make_campaign(contacts=30, max_concurrency=1)
+    cid = stack.make_campaign(contacts=30, max_concurrency=1, max_lines=3)
     open_campaign(page, stack, cid)
+    expect(page.locator("#max-lines")).to_have_text("3")
+    expect(page.locator("#live-ringing")).not_to_have_text("0")
+    expect(page.locator("#disp-busy")).not_to_have_text("0")
     expect(page.locator("#count-done")).not_to_have_text("0")
     page.click("#act-pause")
     expect(page.locator("#badge")).to_have_text("paused")

@@ -315,13 +315,13 @@ class TestStack:
     def act(self, cid: int, action: str, expect: int = 200, **body: Any) -> dict[str, Any]:
         return dict(self.api("POST", f"/campaigns/{cid}/{action}", expect=expect, json=body))
 
-    def make_campaign(self, contacts: int, max_concurrency: int = 4, start: bool = True) -> int:
-        c = self.api(
-            "POST",
-            "/campaigns",
-            expect=201,
-            json={"name": "test campaign", "max_concurrency": max_concurrency},
-        )
+    def make_campaign(
+        self, contacts: int, max_concurrency: int = 4, start: bool = True, **fields: Any
+    ) -> int:
+        """A campaign of ``contacts`` fictional numbers; ``fields`` go into its creation
+        (``max_lines``, ``retry``, ...)."""
+        body = {"name": "test campaign", "max_concurrency": max_concurrency, **fields}
+        c = self.api("POST", "/campaigns", expect=201, json=body)
         cid = int(c["id"])
         rows = [{"phone": p} for p in phones(contacts)]
         res = self.api("POST", f"/campaigns/{cid}/contacts", json={"contacts": rows})
