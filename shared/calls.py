@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 
 from shared.errors import Conflict, NotFound
 from shared.models import Attempt, Campaign, Contact, utcnow
@@ -146,7 +146,10 @@ SET_CONTACT = (
     update(Contact)
     .where(
         Contact.id == bindparam("k_id"),
-        Contact.state.in_([ContactState.DIALING.value, ContactState.UNKNOWN.value]),
+        # no IN: executemany cannot expand a list
+        or_(
+            Contact.state == ContactState.DIALING.value, Contact.state == ContactState.UNKNOWN.value
+        ),
     )
     .values(state=bindparam("st"), retry_at=bindparam("r"), updated_at=bindparam("t"))
 )

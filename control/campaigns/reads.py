@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.campaigns.views import (
@@ -27,7 +27,7 @@ from shared.gate import Gate
 from shared.keys import Keys
 from shared.models import Attempt, Campaign, Contact, Transition, utcnow
 from shared.settings import Settings
-from shared.states import DIALED, LIVE, Action, AttemptState, Source, Status
+from shared.states import DIALED, Action, AttemptState, Source, Status
 
 log = structlog.get_logger("dialgate.control")
 
@@ -85,7 +85,16 @@ class Reads:
             calls[cid]["dispositions"][str(disposition)] = n
         up = s.execute(
             select(Attempt.campaign_id, Attempt.state, func.count())
-            .where(Attempt.campaign_id.in_(ids), Attempt.state.in_([x.value for x in LIVE]))
+            .where(
+                Attempt.campaign_id.in_(ids),
+                or_(
+                    Attempt.state.in_([AttemptState.RINGING.value, AttemptState.ANSWERED.value]),
+                    # placed, not ringing yet: shown as ringing (not yet answered)
+                    and_(
+                        Attempt.state == AttemptState.DIALING.value, Attempt.outcome.is_not(None)
+                    ),
+                ),
+            )
             .group_by(Attempt.campaign_id, Attempt.state)
         )
         for cid, state, n in up:

@@ -5,8 +5,9 @@ A live attempt (``dialing``, ``ringing``, ``answered``) is swept when
 - its worker's heartbeat is gone (``worker_ttl``) and it started more than a lease ago:
   the worker died while placing it or with the call up (its line expires by itself,
   ``max_call_seconds`` after the claim: the far end may still hold the call until then).
-  An attempt of a live worker is left alone, however long its placement takes: the
-  worker still writes what became of it (a call, a park);
+- it was never placed (``dialing``, no outcome) three leases after it started (the
+  placement of the call before it in its message, its claim's wait and its own placement
+  each fit in a lease): the worker lost its write;
 - it started longer ago than any call may last (``max_call_seconds`` plus the line's
   margin): an end that was lost.
 
@@ -59,7 +60,17 @@ class Recovery(Loop):
             alive = fleet.live(self.redis, self.keys, self.settings.worker_ttl)
         except redis.RedisError:
             alive = None  # who is alive is not known: only the call's own bound applies
-        stale_when = [Attempt.started_at < bound]
+        # Never placed, long after a placement ahead of it, its own claim's wait and its own
+        # placement could have taken (each within a lease): its write was lost.
+        unplaced = now - timedelta(seconds=3 * self.settings.lease_ttl_ms / 1000 + 2 * MARGIN_S)
+        stale_when = [
+            Attempt.started_at < bound,
+            and_(
+                Attempt.state == AttemptState.DIALING.value,
+                Attempt.outcome.is_(None),
+                Attempt.started_at < unplaced,
+            ),
+        ]
         if alive is not None:
             gone = Attempt.worker_id.not_in(alive) if alive else Attempt.id.is_not(None)
             stale_when.append(and_(Attempt.started_at < placing, gone))

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, create_engine, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
-from shared.calls import CallEvent, apply_events
+from shared.calls import SET_ATTEMPT, SET_CONTACT, CallEvent, apply_events
 from shared.errors import Conflict, NotFound
 from shared.models import Attempt, Base, Campaign, Contact
 from shared.states import CallEventKind, CallOutcome, Disposition
@@ -209,3 +210,14 @@ def test_an_ended_event_needs_a_disposition_and_only_it_has_one():
         CallEvent(1, ENDED)
     with pytest.raises(ValueError, match="disposition"):
         CallEvent(1, RINGING, disposition=Disposition.BUSY)
+
+
+def test_many_calls_end_in_one_write_on_both_dialects(db: Connection):
+    # One statement per kind of change, executemany: nothing in them may expand a list.
+    ids = [dialing(db, retry={"busy": 60}) for _ in range(3)]
+    done = apply_events(db, [ev(i, ENDED, 1, disposition=Disposition.BUSY) for i in ids])
+    assert all(a is not None and a.ended for a in done)
+    assert {contact(db, i)["state"] for i in ids} == {"retry_wait"}
+    for stmt in (SET_ATTEMPT, SET_CONTACT):
+        for dialect in (postgresql.dialect(), sqlite.dialect()):
+            assert not any(b.expanding for b in stmt.compile(dialect=dialect).binds.values())
