@@ -229,7 +229,7 @@ def param(value: str, name: str) -> str | None:
 def address(uri: str) -> tuple[str, int]:
     """The host and port a SIP URI's requests go to (port 5060 when none is given; no DNS
     SRV lookup). ValueError when it is not a ``sip:`` URI with a host."""
-    m = re.match(r"^sips?:(?:[^@]*@)?(\[[0-9A-Fa-f:.]+\]|[^:;?>]+)(?::([0-9]+))?", uri.strip())
+    m = re.match(r"^sips?:(?:[^@]*@)?(\[[0-9A-Fa-f:.]+\]|[^:;?>@]+)(?::([0-9]+))?", uri.strip())
     if not m or not m.group(1):
         raise ValueError(f"not a SIP URI with a host: {uri!r}")
     port = int(m.group(2)) if m.group(2) else 5060
