@@ -1,14 +1,16 @@
 """The ``sip`` back end: a small RFC 3261 user agent client over UDP that places calls on a
 SIP trunk (``DIALGATE_PROVIDER=sip``).
 
-Why not a library: the Python SIP stacks looked at (PyPI, their docs) are either
-unmaintained (aiosip/asyncsip: last release 2017, "API very unstable"), bind a C stack and
-its media engine (pjsua2, python-sipsimple: a build of PJSIP, threads of their own), are
-synchronous with a thread per call (pyVoIP), or are young and, as the issue reports for
-aiosipua 0.7.1, miss a piece a dialer cannot do without (no ACK for the 487 after its own
-CANCEL: the far end retransmits it, and the trunk holds the call). What dialgate needs is
-small (INVITE, CANCEL, BYE, ACK, digest auth, no media), so it is written here against
-the RFC and tested against a real far end (SIPp, ``tests/sipp/uas.xml``).
+Why not a library (looked for on PyPI and in the projects' docs): aiosip / asyncsip
+(asyncio, last release 2017, "the public API is currently very unstable", no tests); the
+wrappers of C stacks, pjsua2 (PJSIP), python-sipsimple, python-sip-client (baresip), bring
+a media engine and threads of their own; pyVoIP, simplesip, uSIP are softphone libraries
+built around RTP audio and threads. aiosipua is the closest fit
+(asyncio, typed, UAC with CANCEL and digest auth), but the issue found that 0.7.1 did not
+ACK the 487 that follows its own CANCEL (the far end retransmits it and the trunk holds
+the call); that was not re-checked here. What dialgate needs is small (INVITE, CANCEL,
+BYE, ACK, digest auth, no media), so it is written here against RFC 3261 and tested
+against a real far end (SIPp, ``tests/sipp/uas.xml``).
 
 One engine per process: one asyncio event loop in one daemon thread, one UDP socket
 bound to ``DIALGATE_SIP_BIND``. A live call is a :class:`_Call` and a few timers on that
@@ -74,7 +76,8 @@ class _Call:
     call_id: str
     uri: str  # the Request-URI
     dest: tuple[str, int]  # where the INVITE (and CANCEL) go
-    local: str  # our "ip:port" in Via and Contact
+    local: str  # our "ip:port" in Via and Contact ("[v6]:port")
+    local_ip: str
     from_tag: str
     cseq: int = 1
     branch: str = ""
@@ -263,8 +266,9 @@ class SipProvider:
         self, req: CallRequest, uri: str, dest: tuple[str, int], placed_at: float
     ) -> str:
         """Send the first INVITE (OSError when it cannot be), set the call's timers."""
-        local = f"{self._local_ip(dest[0])}:{self.bound[1]}"
-        call = _Call(req, sm.call_id(local.rsplit(":", 1)[0]), uri, dest, local, sm.tag())
+        ip = self._local_ip(dest[0])
+        local = f"[{ip}]:{self.bound[1]}" if ":" in ip else f"{ip}:{self.bound[1]}"
+        call = _Call(req, sm.call_id(ip), uri, dest, local, ip, sm.tag())
         self._send_invite(call)
         self.calls[call.call_id] = self.open[call.call_id] = call
         timeout = placed_at + self.settings.sip_ring_timeout
@@ -275,7 +279,6 @@ class SipProvider:
 
     def _send_invite(self, call: _Call, auth: tuple[str, str] | None = None) -> None:
         call.branch = sm.branch()
-        host, port = call.local.rsplit(":", 1)
         headers = self._common(call, "INVITE", call.branch)
         headers += [
             ("Contact", f"<sip:dialgate@{call.local}>"),
@@ -286,7 +289,9 @@ class SipProvider:
         ]
         if auth:
             headers.append(auth)
-        body = sm.sdp_offer(host, int(port) + 2, call.req.attempt_id)
+        # dialgate sends no media: the offer names a port next to ours, where nothing listens
+        media = self.bound[1] + 2 if self.bound[1] < 65534 else 9
+        body = sm.sdp_offer(call.local_ip, media, call.req.attempt_id)
         data = sm.request("INVITE", call.uri, headers, body)
         call.invite = _Retransmit(self, data, call.dest, float("inf"), lambda: self._timeout(call))
 
@@ -329,7 +334,9 @@ class SipProvider:
     def _invite_response(self, call: _Call, msg: sm.SipMessage, number: int) -> None:
         code = msg.code or 0
         if number in call.acks:  # a retransmitted final response: the same ACK again
-            self._resend(call.acks[number], call, msg, code)
+            if code >= 200:
+                hop = self._next_hop(call) if code < 300 else call.dest
+                self._send_quietly(call.acks[number], hop)
             return
         if number != call.cseq:
             return  # a provisional of an INVITE we already answered a challenge of
@@ -403,11 +410,12 @@ class SipProvider:
         return name, sm.authorization(params, "INVITE", call.uri, user, password)
 
     def _ack_final(self, call: _Call, msg: sm.SipMessage) -> bytes:
-        """The ACK of a 3xx-6xx (RFC 3261 §17.1.1.3): the INVITE's branch (the response's
-        Via), its Request-URI, the response's To."""
+        """The ACK of a 3xx-6xx (RFC 3261 §17.1.1.3): the Via (and branch) of the INVITE
+        answered, its Request-URI, the response's To."""
         number, _ = msg.cseq
+        branch = sm.param(msg.get("Via") or "", "branch") or call.branch
         headers = [
-            ("Via", msg.get("Via") or ""),
+            ("Via", f"SIP/2.0/UDP {call.local};branch={branch};rport"),
             ("Max-Forwards", "70"),
             ("From", msg.get("From") or ""),
             ("To", msg.get("To") or ""),
@@ -416,12 +424,6 @@ class SipProvider:
             ("User-Agent", "dialgate"),
         ]
         return sm.request("ACK", call.uri, headers)
-
-    def _resend(self, ack: bytes, call: _Call, msg: sm.SipMessage, code: int) -> None:
-        if 200 <= code < 300:
-            self._send_quietly(ack, self._next_hop(call))
-        elif code >= 300:
-            self._send_quietly(ack, call.dest)
 
     # -- ending --------------------------------------------------------------------------------
     def _hang_up(self, campaign_id: int | None, scope: Hangup) -> int:

@@ -349,3 +349,139 @@ def _dead_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class Peer:
+    """A scripted far end on a plain UDP socket, for what SIPp's scenario does not do:
+    challenge twice, retransmit its final responses, send requests inside the dialog."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2)
+        self.port = int(self.sock.getsockname()[1])
+        self.target = f"sip:{{phone}}@127.0.0.1:{self.port}"
+        self.uac: tuple[str, int] = ("", 0)
+
+    def recv(self, method: str) -> sm.SipMessage:
+        """The next request of ``method`` (anything else, e.g. a retransmission, skipped)."""
+        while True:
+            data, self.uac = self.sock.recvfrom(65535)
+            msg = sm.parse(data)
+            if msg.method == method:
+                return msg
+
+    def answer(self, data: bytes) -> sm.SipMessage:
+        """Send a request to the UAC and read its response."""
+        self.sock.sendto(data, self.uac)
+        while True:
+            msg = sm.parse(self.sock.recv(65535))
+            if not msg.is_request:
+                return msg
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendto(data, self.uac)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_second_challenge_fails_and_a_retransmitted_refusal_is_acked_again(
+    events: Events,
+) -> None:
+    peer = Peer()
+    provider = SipProvider(
+        settings(None, sip_target=peer.target, sip_username="u", sip_password="p"), events, t1=0.1
+    )
+    challenge = [("Proxy-Authenticate", 'Digest realm="trunk", nonce="n1"')]
+    try:
+        provider.place(call(9101, "+4930555000001"))
+        first = peer.recv("INVITE")
+        refusal = sm.response(first, 407, "Proxy Authentication Required", "pt", challenge)
+        peer.send(refusal)
+        ack = peer.recv("ACK")
+        second = peer.recv("INVITE")
+        peer.send(sm.response(second, 407, "Proxy Authentication Required", "pt", challenge))
+        peer.recv("ACK")
+        ended = events.wait(9101, CallEventKind.ENDED)
+        peer.send(refusal)  # the first 407 again, as if our ACK was lost
+        again = peer.recv("ACK")
+    finally:
+        provider.close()
+        peer.close()
+    assert (ended.disposition, ended.sip_code) == (Disposition.FAILED, 407)
+    assert ack.cseq == (1, "ACK") and ack.uri == first.uri
+    assert sm.param(ack.get("Via") or "", "branch") == sm.param(first.get("Via") or "", "branch")
+    assert sm.param(ack.get("To") or "", "tag") == "pt"
+    assert second.cseq == (2, "INVITE") and second.call_id == first.call_id
+    assert second.get("From") == first.get("From") and second.get("Authorization") is None
+    proof = second.get("Proxy-Authorization") or ""
+    assert 'realm="trunk"' in proof and 'username="u"' in proof and "qop" not in proof
+    assert again.cseq == (1, "ACK")
+
+
+def test_the_dialog_acks_every_2xx_and_answers_the_far_ends_requests(events: Events) -> None:
+    peer = Peer()
+    provider = SipProvider(settings(None, sip_target=peer.target), events, t1=0.1)
+    answers = {}
+    try:
+        provider.place(call(9201, "+4930555000002"))
+        invite = peer.recv("INVITE")
+        peer.send(sm.response(invite, 180, "Ringing", "pt"))
+        contact = [("Contact", f"<sip:far@127.0.0.1:{peer.port}>")]
+        ok = sm.response(invite, 200, "OK", "pt", contact)
+        peer.send(ok)
+        ack = peer.recv("ACK")
+        peer.send(ok)  # a retransmitted 200: ACKed again
+        ack_again = peer.recv("ACK")
+        to = sm.parse(ok).get("To") or ""
+        for n, method in enumerate(["OPTIONS", "INFO", "INVITE", "BYE", "BYE"], start=1):
+            headers = [
+                ("Via", f"SIP/2.0/UDP 127.0.0.1:{peer.port};branch={sm.branch()}"),
+                ("From", to),
+                ("To", invite.get("From") or ""),
+                ("Call-ID", invite.call_id),
+                ("CSeq", f"{n if n < 5 else 4} {method}"),
+            ]
+            answers[n] = peer.answer(sm.request(method, invite.get("Contact") or "", headers))
+        ended = events.wait(9201, CallEventKind.ENDED)
+    finally:
+        provider.close()
+        peer.close()
+    assert events.kinds(9201) == ["ringing", "answered", "ended"]
+    assert (ended.disposition, ended.sip_code) == (Disposition.ANSWERED, 200)
+    assert ack.uri == f"sip:far@127.0.0.1:{peer.port}" and ack.cseq == (1, "ACK")
+    assert sm.param(ack.get("Via") or "", "branch") != sm.param(invite.get("Via") or "", "branch")
+    assert ack_again.cseq == (1, "ACK")
+    assert [answers[n].code for n in range(1, 6)] == [200, 405, 488, 200, 200]
+    assert "INVITE" in answers[2].get_all("Allow")
+
+
+def test_close_ends_every_call_once_even_when_the_far_end_is_gone(
+    far_end: Sipp, events: Events
+) -> None:
+    peer = Peer()  # takes the INVITE and never answers: no CANCEL can be sent
+    provider = SipProvider(settings(far_end), events, t1=0.1)
+    silent = SipProvider(settings(None, sip_target=peer.target), events, t1=0.1)
+    try:
+        provider.place(call(9301, number("ring", 9301)))
+        provider.place(call(9302, number("answer_wait", 9302)))
+        silent.place(call(9303, "+4930555000003"))
+        events.wait(9301, CallEventKind.RINGING)
+        events.wait(9302, CallEventKind.ANSWERED)
+        peer.recv("INVITE")
+        start = time.monotonic()
+        provider.close()
+        silent.close()
+        took = time.monotonic() - start
+    finally:
+        peer.close()
+    ended = {a: events.wait(a, CallEventKind.ENDED, 0) for a in (9301, 9302, 9303)}
+    assert ended[9301].disposition == Disposition.CANCELED and ended[9301].sip_code == 487
+    assert ended[9302].disposition == Disposition.ANSWERED
+    assert (ended[9303].disposition, ended[9303].error) == (Disposition.CANCELED, "engine closed")
+    assert all(events.kinds(a)[-1] == "ended" for a in ended) and took < 3
+    assert provider.live() == silent.live() == 0
+    late = silent.place(call(9304, "+4930555000004"))
+    assert not late.accepted and "closed" in (late.error or "")
+    assert silent.hang_up(None, Hangup.ALL) == 0
