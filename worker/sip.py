@@ -396,8 +396,8 @@ class SipProvider:
             except OSError as exc:
                 self._end(call, Disposition.FAILED, code, f"INVITE not sent: {exc}")
             return
-        if code == 487 and call.end_as is not None:
-            disposition = call.end_as
+        if call.end_as is not None and code in (401, 407, 487):
+            disposition = call.end_as  # cancelled by us, or challenged as we hung up
         else:
             disposition = BUSY.get(code, Disposition.FAILED)
         self._end(call, disposition, code, None if code == 487 else f"{code} {msg.reason}")

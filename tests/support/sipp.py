@@ -211,9 +211,10 @@ class SippLog:
         its last (the final ACK, or the BYE's 200), as the far end logged them."""
         edges = []
         for call in self.calls().values():
-            edges += [(call.start, 1), (call.end, -1)]
+            edges += [(call.start, 1), (max(call.end, call.start + 1e-6), -1)]
         best = up = 0
-        for _, step in sorted(edges, key=lambda e: (e[0], -e[1])):
+        # A call ending at the very time another starts was not up with it: ends go first.
+        for _, step in sorted(edges):
             up += step
             best = max(best, up)
         return best
