@@ -30,8 +30,9 @@ from the loop's thread: ``ringing`` (first 180/183), ``answered`` (2xx), and exa
   → ``failed`` with that code.
 
 The Request-URI is ``DIALGATE_SIP_TARGET`` with ``{phone}`` replaced by the E.164 number
-*with* its ``+`` (``sip:+493012345@trunk``; RFC 3261 allows it in the user part). A trunk
-that wants the number without ``+`` needs a target whose user part adds what it expects.
+*with* its ``+`` (``sip:+493012345@trunk``; RFC 3261 allows it in the user part): the
+template can add to it (``;user=phone``, a prefix) but not take the ``+`` away. UDP only:
+a ``sips:`` target is refused at placement (TLS is not spoken here).
 A Contact or Record-Route naming a host instead of an address is reached through the
 target's address (the loop does no DNS lookups). Retransmissions: Timer A/B for INVITE,
 E/F for CANCEL and BYE (T1 = ``t1``, T2 = 4 s); an ended call is kept 64·T1 to ACK a
@@ -173,7 +174,12 @@ class SipProvider:
             return _refused("the SIP engine is closed (the worker is stopping)")
         if not PHONE.fullmatch(call.phone):
             return _refused(f"not an E.164 number: {call.phone[:32]!r}")
-        uri = self.settings.sip_target.format(phone=call.phone)
+        try:
+            uri = self.settings.sip_target.format(phone=call.phone)
+        except (KeyError, IndexError, ValueError) as exc:
+            return _refused(f"DIALGATE_SIP_TARGET is not a template of {{phone}} alone: {exc}")
+        if uri.startswith("sips:"):
+            return _refused("a sips: target needs TLS; this back end speaks SIP over UDP")
         try:
             host, port = sm.address(uri)
             dest = (self._resolve(host), port)

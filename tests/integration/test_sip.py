@@ -338,6 +338,12 @@ def test_a_bad_target_is_refused_at_placement(events: Events) -> None:
         odd = provider.place(call(9002, "+49 30\r\nX: 1"))
     finally:
         provider.close()
+    tls = SipProvider(settings(None, sip_target="sips:{phone}@127.0.0.1"), events)
+    try:
+        secure = tls.place(call(9003, "+4930200000001"))
+    finally:
+        tls.close()
+    assert not secure.accepted and "TLS" in (secure.error or "")
     assert not refused.accepted and refused.outcome == CallOutcome.PROVIDER_ERROR
     assert "DIALGATE_SIP_TARGET" in (refused.error or "")
     assert not odd.accepted and "E.164" in (odd.error or "")
