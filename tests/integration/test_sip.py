@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -491,3 +492,21 @@ def test_close_ends_every_call_once_even_when_the_far_end_is_gone(
     late = silent.place(call(9304, "+4930555000004"))
     assert not late.accepted and "closed" in (late.error or "")
     assert silent.hang_up(None, Hangup.ALL) == 0
+
+
+def test_answering_numbers_can_be_cancelled_while_they_ring(tmp_path: Path, events: Events) -> None:
+    with running_sipp(tmp_path, ring_ms=2000) as slow_to_answer:
+        provider = SipProvider(settings(slow_to_answer), events, t1=0.1)
+        try:
+            provider.place(call(9401, number("answer", 9401)))
+            provider.place(call(9402, number("slow", 9402)))
+            events.wait(9401, CallEventKind.RINGING)
+            events.wait(9402, CallEventKind.RINGING)
+            start = time.monotonic()
+            assert provider.hang_up(None, Hangup.RINGING) == 2
+            ended = [events.wait(a, CallEventKind.ENDED) for a in (9401, 9402)]
+            took = time.monotonic() - start
+        finally:
+            provider.close()
+    assert [(e.disposition, e.sip_code) for e in ended] == [(Disposition.CANCELED, 487)] * 2
+    assert took < 0.5

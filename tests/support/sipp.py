@@ -3,7 +3,9 @@
 
 :func:`running_sipp` starts SIPp on a free loopback UDP port (under a global ``-timeout``),
 waits until it listens, and stops it by its PID when the block ends. The far end's answer
-depends on the number dialed: :func:`number` makes one for an outcome. :class:`SippLog`
+depends on the number dialed: :func:`number` makes one for an outcome; whatever rings
+(``ring``, and ``answer``/``answer_wait``/``slow`` before they answer) takes a CANCEL at
+any time and ends with 487. :class:`SippLog`
 reads SIPp's ``-trace_msg`` file (re-read on every call: SIPp appends while it runs), so a
 test checks what reached the far end, not what dialgate says it sent.
 """
