@@ -20,9 +20,9 @@ import pytest
 from shared.calls import CallEvent
 from shared.settings import Settings
 from shared.states import CallEventKind, CallOutcome, Disposition, Hangup
-from tests.support.sipp import PASSWORD, USER, Sipp, available, number, running_sipp
+from tests.support.sipp import PASSWORD, USER, Call, Sipp, available, number, running_sipp
 from worker import sip_messages as sm
-from worker.provider import CallRequest
+from worker.provider import CallRequest, Placed
 from worker.sip import SipProvider
 
 pytestmark = pytest.mark.skipif(
@@ -88,6 +88,12 @@ def call(attempt: int, phone: str, campaign: int = 7, max_seconds: float = 10.0)
     return CallRequest(campaign, attempt, attempt, phone, "w1", 3, max_seconds)
 
 
+def far_call(far_end: Sipp, placed: Placed) -> Call:
+    """The far end's record of a placed call, once it is done with it."""
+    call_id = placed.provider_call_id or ""
+    return far_end.log.settled([call_id])[call_id]
+
+
 @pytest.fixture
 def events() -> Events:
     return Events()
@@ -122,7 +128,7 @@ def test_every_far_end_outcome_ends_once_with_its_disposition_and_code(
     assert all(events.kinds(a) == ["ended"] for a in (1002, 1003, 1004, 1005, 1006, 1007))
     assert events.threads == {"sip-engine"}
 
-    calls = far_end.log.calls()
+    calls = far_end.log.settled([p.provider_call_id or "" for p in placed.values()])
     invites = {i.attempt: i for i in far_end.log.invites() if i.attempt in cases}
     assert set(invites) == set(cases)
     for attempt, invite in invites.items():
@@ -155,7 +161,7 @@ def test_ring_timeout_cancels_at_a_fraction_of_a_second(far_end: Sipp, events: E
     assert (ended.disposition, ended.sip_code) == (Disposition.NO_ANSWER, 487)
     assert 0.3 <= took < 0.8
     assert events.kinds(2001) == ["ringing", "ended"]
-    far = far_end.log.calls()[placed.provider_call_id or ""]
+    far = far_call(far_end, placed)
     assert [m.start.split()[0] for m in far.messages if not m.sent] == ["INVITE", "CANCEL", "ACK"]
     assert far.starts("SIP/2.0 487")[0].time < far.starts("ACK")[0].time
 
@@ -184,7 +190,7 @@ def test_hang_up_ringing_then_all(far_end: Sipp, events: Events) -> None:
         provider.close()
     assert second.disposition == Disposition.CANCELED
     assert (third.disposition, third.sip_code) == (Disposition.ANSWERED, 200)
-    far = far_end.log.calls()[answered.provider_call_id or ""]
+    far = far_call(far_end, answered)
     bye = far.starts("BYE")
     assert len(bye) == 1 and not bye[0].sent and bye[0].cseq == (2, "BYE")
     assert far.messages[-1].start == "SIP/2.0 200 OK" and far.messages[-1].sent
@@ -221,7 +227,7 @@ def test_digest_challenge_is_answered_once(far_end: Sipp, events: Events) -> Non
         bad.close()
     assert (ended.disposition, ended.sip_code) == (Disposition.ANSWERED, 200)
     assert (refused.disposition, refused.sip_code) == (Disposition.FAILED, 403)
-    far = far_end.log.calls()[placed.provider_call_id or ""]
+    far = far_call(far_end, placed)
     first, second = far.starts("INVITE")
     assert (first.cseq, second.cseq) == ((1, "INVITE"), (2, "INVITE"))
     assert first.header("from") == second.header("from") and first.branch != second.branch
@@ -270,7 +276,7 @@ def test_cancel_waits_for_a_provisional_and_a_crossing_200_is_byed(
         provider.close()
     assert ended.disposition == Disposition.CANCELED and ended.sip_code == 200
     assert events.kinds(7001) == ["ended"]
-    far = far_end.log.calls()[placed.provider_call_id or ""]
+    far = far_call(far_end, placed)
     assert far.starts("CANCEL")[0].time >= far.starts("SIP/2.0 180")[0].time
     received = [m.start.split()[0] for m in far.messages if not m.sent and "INVITE" not in m.start]
     assert received == ["CANCEL", "ACK", "BYE"]
@@ -325,6 +331,7 @@ def test_fifty_calls_live_on_one_thread(far_end: Sipp, events: Events) -> None:
     assert all(e.disposition == Disposition.ANSWERED for e in ended)
     assert all(events.kinds(a) == ["ringing", "answered", "ended"] for a in attempts)
     log = far_end.log
+    log.settled([p.provider_call_id or "" for p in placed])
     invites = log.invites_after(since)
     assert sorted(i.attempt or 0 for i in invites) == list(attempts)
     assert all(len(v) == 1 for v in log.invites_by_number().values())

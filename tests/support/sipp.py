@@ -113,6 +113,15 @@ class Call:
     def end(self) -> float:
         return self.messages[-1].time
 
+    @property
+    def over(self) -> bool:
+        """Whether the far end is done with the call: its last message is the ACK of a final
+        response, or the 200 to a BYE (every branch of the scenario ends so)."""
+        last = self.messages[-1]
+        if last.start.startswith("ACK "):
+            return not last.sent
+        return last.start.startswith("SIP/2.0 200") and last.cseq[1] == "BYE"
+
     def starts(self, word: str) -> list[Message]:
         """The messages whose start line begins with ``word`` (a method, or ``SIP/2.0 487``)."""
         return [m for m in self.messages if m.start.startswith(word)]
@@ -161,6 +170,19 @@ class SippLog:
         for m in self.messages():
             calls.setdefault(m.call_id, Call(m.call_id)).messages.append(m)
         return calls
+
+    def settled(self, call_ids: list[str], timeout: float = 5.0) -> dict[str, Call]:
+        """The calls of ``call_ids`` once the far end is done with each (SIPp logs a message
+        when it has handled it, a moment after our side may have reported the end)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            calls = self.calls()
+            if all(c in calls and calls[c].over for c in call_ids):
+                return {c: calls[c] for c in call_ids}
+            if time.monotonic() > deadline:
+                states = {c: c in calls and calls[c].over for c in call_ids}
+                raise AssertionError(f"the far end is not done with every call: {states}")
+            time.sleep(0.02)
 
     def invites(self) -> list[Invite]:
         """Each call's first INVITE (its lowest CSeq), in the order they first arrived; an
@@ -268,7 +290,15 @@ def running_sipp(
     trace, errors = tmp_dir / f"sipp-{port}-messages.log", tmp_dir / f"sipp-{port}-errors.log"
     cmd = [SIPP, "-sf", str(SCENARIO), "-i", "127.0.0.1", "-p", str(port), "-mp", str(media)]
     cmd += ["-nostdin", "-trace_msg", "-message_file", str(trace), "-timeout", f"{timeout_s}s"]
-    cmd += ["-d", str(talk_ms), "-set", "ring_ms", str(ring_ms), "-set", "slow_ms", str(slow_ms)]
+    cmd += [
+        "-d",
+        str(talk_ms),
+        "-recv_timeout",
+        str(max(1, ring_ms)),
+        "-set",
+        "slow_ms",
+        str(slow_ms),
+    ]
     cmd += ["-buff_size", str(4 * 1024 * 1024), "-max_recv_loops", "10000"]
     with open(errors, "wb") as err:
         proc = subprocess.Popen(
