@@ -60,6 +60,8 @@ def test_calls_are_counted_once_and_by_their_first_transmission(tmp_path: Path) 
     # c1 and c2, or c2 and c3: the copy at 0.5 s and the re-sent INVITE at 0.72 s are no calls
     assert log.max_invites_per_second() == 2
     assert log.max_concurrent_calls() == 3  # c1 0-2.0, c2 0.7-2.5, c3 1.2-1.3
+    # none is over: c1 and c2 wait for the 200 to their BYE, c3 for the ACK of its 486
+    assert not any(c.over for c in log.calls().values())
     assert [m.start.split()[0] for m in log.calls()["c2"].messages] == [
         "INVITE",
         "SIP/2.0",
