@@ -4,7 +4,7 @@
 through the official ``twilio`` library) and answers once Twilio has it or refused it.
 What happens to the call afterwards is *not* reported from here: Twilio posts it to the
 control API's status callback (``control.api.twilio``), whose URL every call carries with
-its attempt id (:func:`status_callback`), and the control side writes it through
+its attempt id (:func:`shared.callbacks.twilio_status_url`), and the control side writes it through
 :func:`shared.calls.apply_events` like every other back end's events. ``report`` is never
 called.
 
@@ -53,6 +53,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from shared.callbacks import twilio_status_url
 from shared.settings import Settings
 from shared.states import CallOutcome, Hangup
 from worker.provider import CallRequest, Placed, Report
@@ -72,13 +73,6 @@ RING_MIN, RING_MAX = 1, 600
 HANGUP_THREADS = 8
 # Twilio's error code for refused credentials ("Authenticate").
 AUTH_CODE = 20003
-
-
-def status_callback(base: str, attempt_id: int) -> str:
-    """The status callback URL of an attempt's call: ``base`` (``twilio_callback_url``)
-    with the attempt id. The control side rebuilds exactly this URL to check Twilio's
-    signature (``control.api.twilio``), so both must come from this one function's rule."""
-    return f"{base}?attempt={attempt_id}"
 
 
 def call_bounds(max_seconds: float, ring_timeout: float) -> tuple[int, int]:
@@ -135,7 +129,7 @@ class TwilioProvider:
                 to=call.phone,
                 from_=self.caller_id,
                 twiml=TWIML,
-                status_callback=status_callback(self.callback_url, call.attempt_id),
+                status_callback=twilio_status_url(self.callback_url, call.attempt_id),
                 status_callback_event=list(EVENTS),
                 status_callback_method="POST",
                 timeout=ring,
