@@ -38,7 +38,7 @@ log = structlog.get_logger("dialgate.control")
 
 r = APIRouter()
 
-SIGNATURE = "x-twilio-signature"
+SIGNATURE = "X-Twilio-Signature"  # (headers are looked up regardless of case)
 # How a call ended, by the CallStatus of Twilio's last callback.
 ENDS = {
     "completed": Disposition.ANSWERED,
