@@ -120,7 +120,41 @@ def call_event(attempt_id: int, form: dict[str, str], now: datetime) -> CallEven
     raise InvalidInput("CallStatus", f"{status[:40]!r} is not a status of a Twilio call")
 
 
-@r.post(TWILIO_STATUS_PATH, response_model=answers.EventsApplied)
+# The form Twilio posts, as the OpenAPI document shows it (the route reads the body itself:
+# every field goes into the signature, so none may be dropped or converted).
+FORM_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["CallSid", "CallStatus"],
+                    "properties": {
+                        "CallSid": {"type": "string"},
+                        "CallStatus": {
+                            "type": "string",
+                            "enum": sorted({*PLACED, *PROGRESS, *ENDS}),
+                        },
+                        "AnsweredBy": {"type": "string"},
+                        "SipResponseCode": {"type": "string"},
+                        "ErrorCode": {"type": "string"},
+                        "Timestamp": {"type": "string", "description": "RFC 2822"},
+                    },
+                    "additionalProperties": {"type": "string"},
+                }
+            }
+        },
+    }
+}
+
+
+@r.post(
+    TWILIO_STATUS_PATH,
+    response_model=answers.EventsApplied,
+    openapi_extra=FORM_DOC,
+    summary="Twilio's status callback of an attempt's call (signed by Twilio)",
+)
 def twilio_status(
     request: Request,
     form: Form,

@@ -291,6 +291,16 @@ def test_a_callback_without_twilios_signature_is_refused_and_changes_nothing(env
         r = env.post(attempt[0], params, headers)
         assert r.status_code == 403, r.text
         assert r.json()["error"]["message"].startswith("missing or wrong X-Twilio-Signature")
+    # A control service without the auth token takes no callback at all, signed or not.
+    assert env.stack.stack is not None
+    settings = env.stack.stack.control.settings
+    token, settings.twilio_auth_token = settings.twilio_auth_token, None
+    try:
+        r = env.post(attempt[0], params, {"X-Twilio-Signature": signed})
+    finally:
+        settings.twilio_auth_token = token
+    assert r.status_code == 403, r.text
+    assert "set DIALGATE_TWILIO_AUTH_TOKEN" in r.json()["error"]["message"]
     assert env.row(attempt[0]) == before
     # The same callback, signed as Twilio signs it, is taken.
     ok = env.post(attempt[0], params, {"X-Twilio-Signature": signed})
