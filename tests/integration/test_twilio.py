@@ -26,7 +26,7 @@ from shared.callbacks import TWILIO_STATUS_PATH
 from shared.calls import CallEvent
 from shared.models import Attempt, Contact, utcnow
 from shared.states import CallOutcome, Hangup
-from tests.support.stack import TestStack, free_port, wait_for
+from tests.support.stack import TestStack, free_port, phones, wait_for
 from tests.support.twilio_fake import DescriptionUnavailable, Life, TwilioFake
 from worker.provider import CallRequest, Placed
 from worker.twilio import TWIML, TwilioProvider, call_bounds
@@ -356,3 +356,37 @@ def test_refused_credentials_are_an_auth_error_and_an_unreachable_twilio_a_provi
 def _request(cid: int, attempt: tuple[int, int, str]) -> CallRequest:
     attempt_id, contact_id, phone = attempt
     return CallRequest(cid, contact_id, attempt_id, phone, "test", 1, MAX_SECONDS)
+
+
+def test_a_real_worker_dials_through_twilio_and_the_callbacks_settle_each_contact(env, make_stack):
+    """The whole path: feeder, a ``python -m worker`` with ``DIALGATE_PROVIDER=twilio``,
+    the fake, the status callbacks, the campaign completed."""
+    port = free_port()
+    stack: TestStack = make_stack(
+        http_port=port,
+        url=f"http://127.0.0.1:{port}",
+        provider="twilio",
+        twilio_account_sid=SID,
+        twilio_auth_token=TOKEN,
+        twilio_from=CALLER_ID,
+        twilio_callback_url=f"http://127.0.0.1:{port}{TWILIO_STATUS_PATH}",
+        twilio_api_url=env.fake.url,
+        sip_ring_timeout=RING_TIMEOUT,
+        max_call_seconds=MAX_SECONDS,
+    ).start()
+    answered, busy = phones(2)  # numbers no other test of this module calls
+    env.fake.script(answered, Life.ANSWERED, ring_s=0.1, talk_s=0.2)
+    env.fake.script(busy, Life.BUSY, ring_s=0.1)
+    stack.start_worker(threads=2)
+    cid = stack.make_campaign(contacts=2, max_concurrency=2)
+    stack.wait_status(cid, "completed", timeout=30)
+
+    got = {a["phone"]: a for a in stack.api("GET", f"/campaigns/{cid}/attempts")["attempts"]}
+    assert set(got) == {answered, busy}
+    assert got[answered]["disposition"] == "answered" and got[busy]["disposition"] == "busy"
+    assert {a["outcome"] for a in got.values()} == {"accepted"}
+    assert got[busy]["sip_code"] == 486 and got[answered]["talk_ms"] is not None
+    assert stack.calls() == []  # the simulated provider's witness: it placed nothing
+    sids = {c.sid for c in env.fake.calls.values() if c.params["To"] in (answered, busy)}
+    assert len(sids) == 2  # one create-call request per contact, never repeated
+    assert env.fake.errors == []
