@@ -221,7 +221,10 @@ class Settings(BaseSettings):
     twilio_from: str | None = Field(default=None, description="The caller id (E.164).")
     twilio_callback_url: str | None = Field(
         default=None,
-        description="The control API's public base URL, where Twilio posts call status.",
+        description="The public URL of the control API's status route for Twilio "
+        "(https://<host>/api/v1/provider/twilio/status), exactly as Twilio reaches it: each "
+        "call's callback is this URL with ?attempt=<id>, and its signature is checked "
+        "against it.",
     )
     twilio_api_url: str = Field(
         default="https://api.twilio.com", description="Twilio's REST API (tests: a local one)."

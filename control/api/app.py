@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from control.api import admin, campaigns, probes, reports, safety
+from control.api import admin, campaigns, probes, reports, safety, twilio
 from control.api.errors import HANDLED, answer
 from control.api.headers import ASGIApp, SecurityHeaders
 from control.api.limits import BodyLimit
@@ -78,7 +78,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(probes.router(control))
     app.include_router(login.router(security))
     app.include_router(assets.router())
-    for module in (admin, campaigns, safety, reports):
+    for module in (admin, campaigns, safety, reports, twilio):
         app.include_router(module.r)
     app.include_router(pages.router(control))
     return app

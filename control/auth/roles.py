@@ -38,7 +38,7 @@ class Role(StrEnum):
 
 
 class Can(StrEnum):
-    PUBLIC = "public"  # no token needed (probes, sign-in, metrics)
+    PUBLIC = "public"  # no token needed (probes, sign-in, metrics, signed provider callbacks)
     READ = "read"
     PAUSE = "pause"
     RESUME = "resume"
@@ -98,6 +98,8 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("DELETE", "/api/v1/dnc/{phone}"): Can.ADMIN,
     ("POST", "/api/v1/alerts/alertmanager"): Can.REPORT,
     ("POST", "/api/v1/provider/events"): Can.REPORT,
+    # Twilio sends no token: the route checks Twilio's signature of each callback instead.
+    ("POST", "/api/v1/provider/twilio/status"): Can.PUBLIC,
     ("GET", f"{CAMPAIGN}/diagnosis"): Can.READ,
     ("GET", f"{CAMPAIGN}/overview"): Can.READ,
     # The web pages and their live fragments.
