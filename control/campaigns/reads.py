@@ -90,9 +90,7 @@ class Reads:
                 or_(
                     Attempt.state.in_([AttemptState.RINGING.value, AttemptState.ANSWERED.value]),
                     # placed, not ringing yet: shown as ringing (not yet answered)
-                    and_(
-                        Attempt.state == AttemptState.DIALING.value, Attempt.outcome.is_not(None)
-                    ),
+                    and_(Attempt.state == AttemptState.DIALING.value, Attempt.outcome.is_not(None)),
                 ),
             )
             .group_by(Attempt.campaign_id, Attempt.state)
