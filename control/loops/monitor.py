@@ -42,6 +42,7 @@ PROVIDER_ERRORS = (CallOutcome.PROVIDER_ERROR, CallOutcome.AUTH_ERROR)
 # A call the provider took that ended ``failed`` (a SIP 4xx/5xx, a carrier error) counts
 # as a failure too; busy and no answer are the callee's, not a fault.
 FAILED = (*PROVIDER_ERRORS, Disposition.FAILED)
+AUTH_CODES = (401, 407)  # a SIP call that failed so: the trunk refused our credentials
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class Monitor(Loop):
         since = since or now
         outcomes = list(
             s.execute(
-                select(Attempt.outcome, Attempt.disposition)
+                select(Attempt.outcome, Attempt.disposition, Attempt.sip_code)
                 .where(
                     Attempt.campaign_id == cid,
                     Attempt.started_at >= since,
@@ -157,12 +158,13 @@ class Monitor(Loop):
             )
         ).one()
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
-        # what placing said, unless the provider took the call and it failed later
+        # what placing said, unless the provider took the call and it failed later (a
+        # trunk that still challenges our credentials: an auth error)
         labels = [
-            Disposition.FAILED.value
+            (CallOutcome.AUTH_ERROR.value if sip in AUTH_CODES else Disposition.FAILED.value)
             if o == CallOutcome.ACCEPTED and d == Disposition.FAILED
             else str(o)
-            for o, d in outcomes
+            for o, d, sip in outcomes
         ]
         return labels, int(unrecorded), age
 

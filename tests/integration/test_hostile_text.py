@@ -50,8 +50,8 @@ def test_control_and_format_characters_in_any_free_text_field_are_refused_and_ch
             (
                 "POST",
                 "/provider/events",
-                {"attempt_id": 1, "outcome": "answered", "error_code": f"E{bad}"},
-                "error_code",
+                {"attempt_id": 1, "event": "ended", "disposition": "failed", "error": f"E{bad}"},
+                "error",
             ),
             (
                 "POST",

@@ -121,21 +121,21 @@ def test_two_monitors_pause_once_and_a_second_firing_while_paused_does_nothing(m
             .values(
                 campaign_id=cid,
                 contact_id=contact,
-                state="done",
+                state="ringing",
                 outcome="accepted",
                 started_at=utcnow(),  # after the campaign started: the monitor looks at it
             )
             .returning(Attempt.id)
         )
-    # The real provider says later, through its webhook, that it refused our credentials.
-    event = {"attempt_id": attempt, "outcome": "auth_error", "error_code": "401", "duration_ms": 0}
+    # The trunk says later, through the provider webhook, that it refused our credentials.
+    event = {"attempt_id": attempt, "event": "ended", "disposition": "failed", "sip_code": 401}
     got = stack.api("POST", "/provider/events", json=event)
-    assert got["campaign_id"] == cid
+    assert got["applied"][0]["campaign_id"] == cid and got["applied"][0]["ended"]
     with sessions() as s:
         row = s.get(Attempt, attempt)
-        assert row is not None and (row.outcome, row.error_code) == ("auth_error", "401")
+        assert row is not None and (row.disposition, row.sip_code) == ("failed", 401)
     bad = stack.api("POST", "/provider/events", expect=422, json={"attempt_id": attempt})
-    assert bad["error"]["message"].startswith("outcome: ")
+    assert bad["error"]["message"].startswith("event: ")
 
     monitors = [Monitor(stack.settings, stack.stack.control) for _ in range(2)]
     start = threading.Barrier(2)

@@ -152,7 +152,7 @@ class TestStack:
         self, processes: int = 1, threads: int = 4, variant: str | None = None
     ) -> subprocess.Popen[bytes]:
         """``python -m worker``; with ``variant``, a benchmark variant of it (bench/)."""
-        n = len(self.workers)
+        n = len(list(self.tmp.glob("worker-*.log")))  # a worker replaced keeps its log
         log = open(self.tmp / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed with the process
         env = self.worker_env()
         env["DIALGATE_WORKER_THREADS"] = str(threads)
@@ -316,14 +316,20 @@ class TestStack:
         return dict(self.api("POST", f"/campaigns/{cid}/{action}", expect=expect, json=body))
 
     def make_campaign(
-        self, contacts: int, max_concurrency: int = 4, start: bool = True, **fields: Any
+        self,
+        contacts: int,
+        max_concurrency: int = 4,
+        start: bool = True,
+        numbers: list[str] | None = None,
+        **fields: Any,
     ) -> int:
-        """A campaign of ``contacts`` fictional numbers; ``fields`` go into its creation
-        (``max_lines``, ``retry``, ...)."""
+        """A campaign of ``contacts`` fictional numbers (or of ``numbers``, in this order);
+        ``fields`` go into its creation (``max_lines``, ``retry``, ...)."""
         body = {"name": "test campaign", "max_concurrency": max_concurrency, **fields}
         c = self.api("POST", "/campaigns", expect=201, json=body)
         cid = int(c["id"])
-        rows = [{"phone": p} for p in phones(contacts)]
+        rows = [{"phone": p} for p in numbers or phones(contacts)]
+        contacts = len(rows)
         res = self.api("POST", f"/campaigns/{cid}/contacts", json={"contacts": rows})
         assert res["accepted"] == contacts, res["rejected"][:3]
         if start:
