@@ -100,6 +100,10 @@ class CallLimits(Strict):
         default=None, description="answering-machine detection, where the back end has it"
     )
 
+    def stored_retry(self) -> dict[str, float] | None:
+        """The retry policy as the campaign row keeps it."""
+        return None if self.retry is None else {str(d): s for d, s in self.retry.items()}
+
 
 class CampaignCreate(CallLimits):
     name: Text = Field(min_length=1, max_length=200)

@@ -32,7 +32,7 @@ class Setup(Reads):
                 max_lines=data.max_lines or data.max_concurrency,
                 max_cps=data.max_cps,
                 max_attempts=data.max_attempts,
-                retry=data.retry,
+                retry=data.stored_retry(),
                 machine_detection=bool(data.machine_detection),
                 timezone=data.timezone,
                 calling_window=data.calling_window.model_dump() if data.calling_window else None,
@@ -80,7 +80,7 @@ class Setup(Reads):
             if "max_cps" in fields:
                 c.max_cps = data.max_cps
             if "retry" in fields:
-                c.retry = data.retry
+                c.retry = data.stored_retry()
             if "machine_detection" in fields:
                 c.machine_detection = bool(data.machine_detection)
             c.updated_at = utcnow()

@@ -28,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        # handed on as they are: argparse's REMAINDER refuses a leading option (--processes)
+        sys.exit(dispatch(argparse.Namespace(cmd="worker", run=run.worker, rest=argv[1:])))
     sys.exit(dispatch(parser().parse_args(argv)))
 
 

@@ -119,7 +119,7 @@ def show(c: dict[str, Any]) -> None:
         f"  calls up      ringing {esc(live.get('ringing', 0))}  "
         f"answered {esc(live.get('answered', 0))}"
     )
-    ended = c.get("dispositions") or {}
+    ended = {d: n for d, n in (c.get("dispositions") or {}).items() if n}
     print(
         "  dispositions  "
         + ("  ".join(f"{esc(d)} {esc(n)}" for d, n in sorted(ended.items())) or "none yet")

@@ -28,9 +28,31 @@ def test_an_operator_creates_imports_starts_pauses_resumes_and_cancels_from_the_
     make_stack, tmp_path
 ):
     stack = make_stack().start(loops=False)
-    out = dialgate(stack, "create", "Winter promo", "--max-concurrency", "3", "--json")
+    out = dialgate(
+        stack, "create", "Winter promo", "--max-concurrency", "3", "--max-lines", "5",
+        "--max-cps", "2.5", "--max-attempts", "2", "--retry", "busy=600,no_answer=60", "--json",
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    cid = json.loads(out.stdout)["id"]
+    made = json.loads(out.stdout)
+    cid = made["id"]
+    assert (made["max_lines"], made["max_cps"]) == (5, 2.5)
+    assert made["retry"] == {"busy": 600, "no_answer": 60}
+    out = dialgate(stack, "limits", str(cid), "--no-max-cps", "--max-lines", "7")
+    assert out.returncode == 0, out.stderr
+    assert "lines         7   calls per second no limit" in out.stdout
+    out = dialgate(stack, "limits", str(cid), "--retry", "answered=5")
+    assert out.returncode == 2
+    assert "'answered' is not a disposition to retry: one of busy, no_answer" in out.stderr
+    out = dialgate(stack, "calls", str(cid))
+    assert out.returncode == 0 and out.stdout.split()[:4] == [
+        "ATTEMPT",
+        "PHONE",
+        "NO",
+        "DISPOSITION",
+    ]
+    # `worker` hands its options on to the worker (its own --help answers)
+    out = dialgate(stack, "worker", "--processes", "1", "--help")
+    assert out.returncode == 0 and "--shutdown-timeout" in out.stdout
 
     good = phones(3)
     csv = tmp_path / "contacts.csv"
@@ -44,11 +66,12 @@ def test_an_operator_creates_imports_starts_pauses_resumes_and_cancels_from_the_
     assert "accepted 3, rejected 2 of 5" in out.stdout
 
     assert dialgate(stack, "start", str(cid)).returncode == 0
-    out = dialgate(stack, "pause", str(cid), "--reason", "checking the script")
+    out = dialgate(stack, "pause", str(cid), "--reason", "checking the script", "--hangup", "all")
     assert out.returncode == 0, out.stderr
     assert "status        paused (version 2)" in out.stdout
     assert "by operator: checking the script" in out.stdout
     assert "gate          closed, drained in" in out.stdout
+    assert "calls         hung up 0 (all ended), 0 still up" in out.stdout
 
     out = dialgate(stack, "pause", str(cid))
     assert out.returncode == 1
