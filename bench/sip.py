@@ -151,6 +151,30 @@ class Dialgate:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
 
 
+def profile(dg: Dialgate, tmp: Path, seconds: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """py-spy (``pip install py-spy``) records one worker process and the control API for
+    the steady window: collapsed stacks, one file each."""
+    spy = Path(sys.executable).with_name("py-spy")
+    started = []
+    for name, mark in (("worker", "-m worker"), ("api", "control.cli control")):
+        pids = [
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit()
+            and mark in (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            and dg.namespace in (p / "environ").read_bytes().decode(errors="replace")
+        ]
+        if not pids:
+            continue
+        out = tmp / f"profile-{name}.txt"
+        cmd = [str(spy), "record", "-p", str(max(pids)), "-d", str(int(seconds)), "-r", "50"]
+        cmd += ["-f", "raw", "-o", str(out), "--nonblocking"]
+        started.append(
+            (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out)
+        )
+    return started
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="dialgate-bench-sip-"))
     timeout_s = int(args.seconds + 60 * (1 + args.pauses) + 120)
@@ -185,6 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print("  warming up until the lines are full", flush=True)
             wait_for(lambda: live() >= args.lines * 0.9, 60, "the lines to fill", every=0.5)
             # Steady state: calls started and CPU over the window.
+            profiles = profile(dg, tmp, args.seconds) if args.profile else []
             cpu0, t0 = cpu_seconds(), time.time()
             samples: list[int] = []
             while time.time() - t0 < args.seconds:
@@ -193,6 +218,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  {time.time() - t0:4.0f} s: {samples[-1]} calls up", end="\r", flush=True)
             cpu1, t1 = cpu_seconds(), time.time()
             print()
+            for proc, out in profiles:
+                proc.wait(30)
+                print(f"  profile: {out}")
             # Pauses with the lines full.
             pause_ms: list[float] = []
             up_at_pause: list[int] = []
@@ -244,6 +272,7 @@ def main() -> None:
     ap.add_argument("--talk-ms", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--pauses", type=int, default=5)
+    ap.add_argument("--profile", action="store_true", help="py-spy a worker and the API")
     args = ap.parse_args()
     if not sipp.available():
         sys.exit(f"bench.sip: {sipp.SIPP} is missing: apt-get install -y sip-tester")

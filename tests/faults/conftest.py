@@ -35,13 +35,20 @@ class Run:
 
     @classmethod
     def start(
-        cls, stack: TestStack, contacts: int = 300, workers: int = 2, concurrency: int = 4
+        cls,
+        stack: TestStack,
+        contacts: int = 300,
+        workers: int = 2,
+        concurrency: int = 4,
+        **fields: Any,
     ) -> Run:
         stack.start()
         for _ in range(workers):
             stack.start_worker(threads=4)
         stack.wait_workers(workers)
-        run = cls(stack, stack.make_campaign(contacts, max_concurrency=concurrency), contacts)
+        run = cls(
+            stack, stack.make_campaign(contacts, max_concurrency=concurrency, **fields), contacts
+        )
         stack.wait_calls(20)
         return run
 

@@ -13,7 +13,9 @@ from tests.support.stack import wait_for
 
 def test_a_worker_killed_mid_dial_and_one_stopped_with_sigterm_lose_and_double_nothing(fresh):
     stack = fresh(lease_ttl_ms=2000)
-    run = Run.start(stack, contacts=1500, workers=3)  # still dialing after the SIGTERM
+    # Still dialing after the SIGTERM. Held calls keep their lines (until they end) but not
+    # their leases (2 s): lines for every thread, so the held dials spread over the workers.
+    run = Run.start(stack, contacts=1500, workers=3, max_lines=12)
     killed, leaving = stack.workers[0], stack.workers[1]
 
     hold = stack.tmp / "hold"
