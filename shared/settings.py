@@ -295,3 +295,19 @@ class Settings(BaseSettings):
         """The value of a secret setting (``None`` when unset), for the code that uses it."""
         value: SecretStr | None = getattr(self, name)
         return None if value is None else value.get_secret_value()
+
+
+def load(prog: str) -> Settings:
+    """The settings, or exit 2 with one line per bad ``DIALGATE_*`` variable, naming it and
+    what is allowed (what a process prints at start instead of a traceback)."""
+    import sys
+
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for e in exc.errors():
+            name = "DIALGATE_" + "_".join(str(p) for p in e["loc"]).upper()
+            print(f"{prog}: {name}: {e['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

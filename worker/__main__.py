@@ -15,13 +15,19 @@ import tempfile
 from dramatiq.cli import main as dramatiq_main
 
 from shared.keys import Keys
-from shared.settings import Settings
+from shared.settings import load
+from worker import backends
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it on import
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings()
+    settings = load("dialgate worker")
+    try:  # bad configuration of the back end stops the worker here, in one line
+        backends.check(settings)
+    except ValueError as exc:
+        print(f"dialgate worker: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="dialgate worker", description=__doc__)
     parser.add_argument("--processes", type=int, default=settings.worker_processes)
     parser.add_argument("--threads", type=int, default=settings.worker_threads)

@@ -20,9 +20,9 @@ def service(args: argparse.Namespace) -> int:
     from shared.db import make_engine
     from shared.logging import configure
     from shared.migrate import upgrade
-    from shared.settings import Settings
+    from shared.settings import load
 
-    settings = Settings()
+    settings = load("dialgate")
     if getattr(args, "port", None):
         settings.http_port = args.port
     configure(settings.log_level, settings.log_json)

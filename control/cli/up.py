@@ -23,7 +23,7 @@ import phonenumbers
 
 from control.auth.tokens import new_secret
 from control.cli.client import Client
-from shared.settings import Settings, mask_url
+from shared.settings import Settings, load, mask_url
 
 HOW_TO_START = {
     "redis": "Redis is not reachable at {url}: start it with `redis-server --daemonize yes "
@@ -126,7 +126,7 @@ def up(args: argparse.Namespace) -> int:
     if args.demo:
         for name, value in DEMO_PROVIDER.items():
             os.environ.setdefault(name, value)
-    settings = Settings()
+    settings = load("dialgate up")
     if args.port:
         settings.http_port = args.port
     url = f"http://{settings.http_host}:{settings.http_port}"
