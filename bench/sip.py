@@ -22,133 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psycopg
-
+from bench.processes import Dialgate, cpu_seconds, pct
 from tests.support import sipp
-from tests.support.stack import PG_URL, ROOT, free_port, wait_for
-
-COMPONENTS = (  # (component, what its command line contains), first match wins
-    ("workers", " worker"),
-    ("control loops", "--role loops"),
-    ("control api", "control.cli control"),
-    ("postgresql", "postgres"),
-    ("rabbitmq", "beam.smp"),
-    ("redis", "redis-server"),
-    ("sipp (far end)", "/usr/bin/sipp"),
-)
-
-
-def cpu_seconds() -> dict[str, float]:
-    """CPU time (user + system) used so far by each component's processes, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used = dict.fromkeys([c for c, _ in COMPONENTS], 0.0)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        for component, mark in COMPONENTS:
-            if mark in cmd:
-                used[component] += (int(fields[11]) + int(fields[12])) / tick
-                break
-    return used
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))]
-
-
-class Dialgate:
-    """``dialgate control`` and ``dialgate worker`` as child processes, on a fresh
-    PostgreSQL database and their own namespace; stopped (by PID) and dropped on close."""
-
-    def __init__(self, tmp: Path, target: str, workers: int, threads: int) -> None:
-        self.namespace = "b" + uuid.uuid4().hex[:10]
-        self.db = f"dg_{self.namespace}"
-        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.db}"')
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        token = "dg_bench_" + uuid.uuid4().hex
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("DIALGATE_")},
-            "DIALGATE_DATABASE_URL": PG_URL.rsplit("/", 1)[0] + f"/{self.db}",
-            "DIALGATE_NAMESPACE": self.namespace,
-            "DIALGATE_HTTP_PORT": str(port),
-            "DIALGATE_URL": self.url,
-            "DIALGATE_ADMIN_TOKEN": token,
-            "DIALGATE_PROVIDER": "sip",
-            "DIALGATE_SIP_TARGET": target,
-            "DIALGATE_SIP_BIND": "127.0.0.1:0",
-            "DIALGATE_LOG_LEVEL": "WARNING",
-            "DIALGATE_WORKER_METRICS_PORT": "0",
-            "PYTHONPATH": str(ROOT),
-        }
-        self.tmp = tmp
-        self.procs: list[subprocess.Popen[bytes]] = []
-        exe = [sys.executable, "-m", "control.cli"]
-        subprocess.run([*exe, "migrate"], env=self.env, check=True, capture_output=True)
-        self._start("control", [*exe, "control"])
-        self.http = httpx.Client(
-            base_url=self.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
-        )
-        wait_for(self._ready, 30, "the control service")
-        self._start(
-            "workers",
-            [*exe, "worker", "--processes", str(workers), "--threads", str(threads)],
-        )
-
-    def _start(self, name: str, cmd: list[str]) -> None:
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        self.procs.append(
-            subprocess.Popen(
-                cmd,
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def api(self, method: str, path: str, **kw: Any) -> Any:
-        r = self.http.request(method, path, **kw)
-        r.raise_for_status()
-        return r.json()
-
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, 15)
-        for p in reversed(self.procs):
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, 9)
-                p.wait(10)
-        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+from tests.support.stack import wait_for
 
 
 def profile(dg: Dialgate, tmp: Path, seconds: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
@@ -181,11 +65,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with sipp.running_sipp(
         tmp / "sipp", talk_ms=args.talk_ms, ring_ms=50, timeout_s=timeout_s
     ) as far:
-        dg = Dialgate(tmp, far.target, args.workers, args.threads)
+        sip = {"DIALGATE_PROVIDER": "sip", "DIALGATE_SIP_TARGET": far.target}
+        dg = Dialgate(tmp, args.workers, args.threads, {**sip, "DIALGATE_SIP_BIND": "127.0.0.1:0"})
         try:
-            wait_for(
-                lambda: len(dg.api("GET", "/workers")["workers"]) >= args.workers, 60, "workers"
-            )
             contacts = int(args.seconds * args.lines * 2.5 + 2000 * (1 + args.pauses))
             c = dg.api(
                 "POST",
