@@ -93,7 +93,9 @@ def bullmq(seed: int, jobs: int) -> dict[str, Any]:
     }
 
 
-def dialgate(seed: int, jobs: int, db: str, cycles: int = 40) -> dict[str, Any]:
+def dialgate(
+    seed: int, jobs: int, db: str, cycles: int = 40, profile: bool = False
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="dialgate-bench-peer-"))
     log = tmp / "calls.jsonl"
     env = {"DIALGATE_SIM_LATENCY_MS": "5", "DIALGATE_SIM_CALL_LOG": str(log)}
@@ -115,6 +117,7 @@ def dialgate(seed: int, jobs: int, db: str, cycles: int = 40) -> dict[str, Any]:
         windows: list[tuple[float, float]] = []
         running: list[tuple[float, float]] = []
         pause_ms: list[float] = []
+        profiles = dg.profile(9.0) if profile else []  # the first ~40 % of the cycles
         cpu0, n0 = cpu_seconds(), len(calls())
         start = time.time()
         for i in range(cycles):
@@ -133,6 +136,9 @@ def dialgate(seed: int, jobs: int, db: str, cycles: int = 40) -> dict[str, Any]:
             print(f"  cycle {i + 1}/{cycles}: pause {pause_ms[-1]:.1f} ms", end="\r", flush=True)
         print()
         cpu1, n1 = cpu_seconds(), len(calls())
+        for proc, out in profiles:
+            proc.wait(60)
+            print(f"  profile: {out}")
         time.sleep(1.0)
         dg.api("POST", f"/campaigns/{cid}/pause", json={})
         made = [c for c in calls() if c["campaign_id"] == cid]
@@ -162,13 +168,21 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--jobs", type=int, default=30_000)
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--profile", action="store_true", help="py-spy a worker and the API")
+    ap.add_argument("--only", choices=("bullmq", "dialgate"), help="run one side only")
     args = ap.parse_args()
     rows = []
     for seed in args.seeds:
+        if args.only == "dialgate":
+            print(json.dumps(dialgate(seed, args.jobs, args.db, profile=args.profile), indent=2))
+            continue
         print(f"seed {seed}: BullMQ", flush=True)
         b = bullmq(seed, args.jobs)
+        if args.only == "bullmq":
+            print(json.dumps(b, indent=2))
+            continue
         print(f"seed {seed}: dialgate", flush=True)
-        d = dialgate(seed, args.jobs, args.db)
+        d = dialgate(seed, args.jobs, args.db, profile=args.profile)
         ratio = {
             "calls_per_s": round(d["calls_per_s"] / b["calls_per_s"], 3),
             "pause_p50": round(d["pause_p50_ms"] / b["pause_p50_ms"], 2),

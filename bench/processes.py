@@ -147,6 +147,30 @@ class Dialgate:
             timeout=300,
         )
 
+    def profile(self, seconds: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
+        """py-spy (``pip install py-spy``) records one worker process and the API process
+        for ``seconds`` (collapsed stacks in ``profile-worker.txt``, ``profile-api.txt``)."""
+        spy = Path(sys.executable).with_name("py-spy")
+        started = []
+        for name, mark in (("worker", "-m worker"), ("api", "control.cli control")):
+            pids = []
+            for p in Path("/proc").iterdir():
+                try:
+                    cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    mine = self.namespace in (p / "environ").read_bytes().decode(errors="replace")
+                except OSError:
+                    continue
+                if mine and mark in cmd and "--role loops" not in cmd:
+                    pids.append(int(p.name))
+            if not pids:
+                continue
+            out = self.tmp / f"profile-{name}.txt"
+            cmd = [str(spy), "record", "-p", str(max(pids)), "-d", str(int(seconds)), "-r", "50"]
+            cmd += ["-f", "raw", "-o", str(out), "--nonblocking"]
+            quiet = subprocess.DEVNULL
+            started.append((subprocess.Popen(cmd, stdout=quiet, stderr=quiet), out))
+        return started
+
     def close(self) -> None:
         for p in reversed(self.procs):
             if p.poll() is None:

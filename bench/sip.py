@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,30 +32,6 @@ from typing import Any
 from bench.processes import Dialgate, cpu_seconds, pct
 from tests.support import sipp
 from tests.support.stack import wait_for
-
-
-def profile(dg: Dialgate, tmp: Path, seconds: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
-    """py-spy (``pip install py-spy``) records one worker process and the control API for
-    the steady window: collapsed stacks, one file each."""
-    spy = Path(sys.executable).with_name("py-spy")
-    started = []
-    for name, mark in (("worker", "-m worker"), ("api", "control.cli control")):
-        pids = [
-            int(p.name)
-            for p in Path("/proc").iterdir()
-            if p.name.isdigit()
-            and mark in (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            and dg.namespace in (p / "environ").read_bytes().decode(errors="replace")
-        ]
-        if not pids:
-            continue
-        out = tmp / f"profile-{name}.txt"
-        cmd = [str(spy), "record", "-p", str(max(pids)), "-d", str(int(seconds)), "-r", "50"]
-        cmd += ["-f", "raw", "-o", str(out), "--nonblocking"]
-        started.append(
-            (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out)
-        )
-    return started
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,7 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print("  warming up until the lines are full", flush=True)
             wait_for(lambda: live() >= args.lines * 0.9, 60, "the lines to fill", every=0.5)
             # Steady state: calls started and CPU over the window.
-            profiles = profile(dg, tmp, args.seconds) if args.profile else []
+            profiles = dg.profile(args.seconds) if args.profile else []
             cpu0, t0 = cpu_seconds(), time.time()
             samples: list[int] = []
             while time.time() - t0 < args.seconds:
