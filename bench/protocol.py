@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import tempfile
@@ -32,49 +31,9 @@ from typing import Any
 
 from sqlalchemy import text
 
+from bench.processes import cpu_seconds, pct
 from tests.conftest import _missing
 from tests.support.stack import TestStack
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-COMPONENTS = (  # (component, what its command line contains), first match wins
-    ("workers", " worker"),
-    ("workers", "bench.variants"),
-    ("control loops", "--role loops"),
-    ("postgresql", "postgres"),
-    ("rabbitmq", "beam.smp"),
-    ("redis", "redis-server"),
-)
-
-
-def cpu_seconds() -> dict[str, float]:
-    """CPU time (user + system) used so far by each component's processes on this host,
-    from ``/proc``; the API (served in this process) and the benchmark's client are
-    ``api + client``."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used: dict[str, float] = dict.fromkeys([c for c, _ in COMPONENTS] + ["api + client"], 0.0)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        seconds = (int(fields[11]) + int(fields[12])) / tick
-        if int(proc.name) == os.getpid():
-            used["api + client"] += seconds
-            continue
-        for component, mark in COMPONENTS:
-            if mark in cmd:
-                used[component] += seconds
-                break
-    return used
 
 
 def bare_pause(engine: Any, stack: TestStack, campaign_id: int) -> float:
@@ -118,7 +77,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         engine = stack.stack.control.sessions.kw["bind"]
         spare = stack.api("POST", "/campaigns", expect=201, json={"name": "bare"})["id"]
         undrained = 0
-        cpu0, calls0, wall0 = cpu_seconds(), len(stack.calls()), time.time()
+        cpu0, calls0, wall0 = cpu_seconds("api + client"), len(stack.calls()), time.time()
         run_start = time.time()
         for i in range(args.cycles):
             time.sleep(rng.uniform(0.05, 0.4))
@@ -138,7 +97,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             print(
                 f"  cycle {i + 1}/{args.cycles}: pause {pause_ms[-1]:.1f} ms", end="\r", flush=True
             )
-        cpu1, calls1, wall1 = cpu_seconds(), len(stack.calls()), time.time()
+        cpu1, calls1, wall1 = cpu_seconds("api + client"), len(stack.calls()), time.time()
         stack.act(cid, "pause")
         time.sleep(1.0)
         calls = [c for c in stack.calls() if c["campaign_id"] == cid]

@@ -127,20 +127,7 @@ POLICIES = (
 SET_ATTEMPT = (
     update(Attempt)
     .where(Attempt.id == bindparam("a_id"), Attempt.state == bindparam("was"))
-    .values(
-        state=bindparam("st"),
-        outcome=bindparam("outcome"),
-        provider_call_id=bindparam("call"),
-        gate_version=bindparam("v"),
-        ringing_at=bindparam("ringing_at"),
-        answered_at=bindparam("answered_at"),
-        finished_at=bindparam("ended_at"),
-        disposition=bindparam("disposition"),
-        sip_code=bindparam("sip"),
-        error_code=bindparam("error"),
-        ring_ms=bindparam("ring_ms"),
-        talk_ms=bindparam("talk_ms"),
-    )
+    .values(state=bindparam("st"), **{c.key: bindparam(name) for name, c in CALL_FIELDS.items()})
 )
 SET_CONTACT = (
     update(Contact)

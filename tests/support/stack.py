@@ -41,6 +41,18 @@ from tests.conftest import AMQP_URL, PG_URL, REDIS_URL
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def create_database(name: str) -> str:
+    """A fresh PostgreSQL database on the test server; its URL."""
+    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -70,9 +82,7 @@ class TestStack:
         self._pg_db: str | None = None
         if db == "postgres":
             self._pg_db = f"dg_{self.namespace}"
-            with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{self._pg_db}"')
-            db_url = PG_URL.rsplit("/", 1)[0] + f"/{self._pg_db}"
+            db_url = create_database(self._pg_db)
         else:
             db_url = f"sqlite:///{tmp / 'dialgate.db'}"
         port = free_port()
@@ -299,8 +309,7 @@ class TestStack:
         if self.stack is not None:
             self.stack.control.sessions.kw["bind"].dispose()
         if self._pg_db:
-            with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self._pg_db}" WITH (FORCE)')
+            drop_database(self._pg_db)
 
     # -- API helpers ---------------------------------------------------------------------
     def api(self, method: str, path: str, expect: int | None = 200, **kw: Any) -> Any:
