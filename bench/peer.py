@@ -20,6 +20,7 @@ loops, PostgreSQL, RabbitMQ, Redis; BullMQ: its node processes and Redis).
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import resource
 import shutil
@@ -117,6 +118,7 @@ def dialgate(
         windows: list[tuple[float, float]] = []
         running: list[tuple[float, float]] = []
         pause_ms: list[float] = []
+        drain_ms: list[float] = []  # the server's own wait for the leases, in each answer
         profiles = dg.profile(9.0) if profile else []  # the first ~40 % of the cycles
         cpu0, n0 = cpu_seconds(), len(calls())
         start = time.time()
@@ -129,6 +131,7 @@ def dialgate(
             b = time.time()
             assert p["gate"]["drained"], p["gate"]
             pause_ms.append((b - a) * 1000)
+            drain_ms.append(p["gate"]["drain_ms"])
             time.sleep(hold_s)
             windows.append((b, time.time()))
             dg.api("POST", f"/campaigns/{cid}/resume", json={})
@@ -145,6 +148,13 @@ def dialgate(
         late = [c for c in made for a, b in windows if a < c["t"] < b]
         in_running = sum(1 for c in made for a, b in running if a <= c["t"] <= b)
         running_s = sum(b - a for a, b in running)
+        times = sorted(c["t"] for c in made)
+        # How long each running period waited for its first call (the queue refilling).
+        first = [
+            (times[i] - a) * 1000
+            for a, b in running[1:]
+            if (i := bisect.bisect_left(times, a)) < len(times) and times[i] <= b
+        ]
         doubled = sum(1 for n in Counter(c["contact_id"] for c in made).values() if n > 1)
         audit = dg.cli("check-calls", "--call-log", str(log), "--campaign", str(cid))
         keys = [k for k in cpu0 if not k.startswith(("sipp", "bullmq"))]
@@ -154,6 +164,8 @@ def dialgate(
             "calls_per_s": round(in_running / running_s, 1),
             "pause_p50_ms": round(pct(pause_ms, 50), 1),
             "pause_max_ms": round(max(pause_ms), 1),
+            "drain_p50_ms": round(pct(drain_ms, 50), 1),
+            "resume_to_first_call_p50_ms": round(pct(first, 50), 1),
             "double_dials": doubled,
             "audit_ok": audit.returncode == 0,
             "cpu_ms_per_call": {k: round(v, 3) for k, v in cpu.items()},
@@ -168,7 +180,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--jobs", type=int, default=30_000)
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    ap.add_argument("--profile", action="store_true", help="py-spy a worker and the API")
+    ap.add_argument(
+        "--profile", action="store_true", help="py-spy a worker, the API and the control loops"
+    )
     ap.add_argument("--only", choices=("bullmq", "dialgate"), help="run one side only")
     args = ap.parse_args()
     rows = []

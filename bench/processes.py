@@ -150,11 +150,18 @@ class Dialgate:
         )
 
     def profile(self, seconds: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
-        """py-spy (``pip install py-spy``) records one worker process and the API process
-        for ``seconds`` (collapsed stacks in ``profile-worker.txt``, ``profile-api.txt``)."""
+        """py-spy (``pip install py-spy``) records one worker process, the API process and
+        the control loops for ``seconds`` (collapsed stacks in ``profile-worker.txt``,
+        ``profile-api.txt``, ``profile-loops.txt``)."""
         spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            raise SystemExit(f"--profile needs py-spy: {spy.with_name('pip')} install py-spy")
         started = []
-        for name, mark in (("worker", "-m worker"), ("api", "control.cli control")):
+        for name, mark in (
+            ("worker", "-m worker"),
+            ("api", "control.cli control"),
+            ("loops", "--role loops"),
+        ):
             pids = []
             for p in Path("/proc").iterdir():
                 try:
@@ -162,7 +169,7 @@ class Dialgate:
                     mine = self.namespace in (p / "environ").read_bytes().decode(errors="replace")
                 except OSError:
                     continue
-                if mine and mark in cmd and "--role loops" not in cmd:
+                if mine and mark in cmd and (name == "loops" or "--role loops" not in cmd):
                     pids.append(int(p.name))
             if not pids:
                 continue

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 
-from shared.gate import Claim
+from shared.gate import Claims
 from shared.messages import DialArgs
 from shared.models import Campaign
 from worker.actors import broker, dial, runtime  # noqa: F401  (registers the actor)
@@ -28,24 +29,21 @@ VARIANT = os.environ.get("DIALGATE_BENCH_VARIANT", "gate")
 
 
 def _open(
-    campaign_id: int,
-    attempt_id: int,
-    worker_id: str,
-    min_version: int,
-    ttl_ms: int,
-    probes: Sequence[tuple[str, str]] = (),
-) -> Claim:
-    return Claim(True, "ok", 0, f"{attempt_id}:{worker_id}:nogate", ())
+    campaign_id: int, attempt_ids: Sequence[int], worker_id: str, *args: Any, **kw: Any
+) -> Claims:
+    return Claims("ok", 0, tuple(f"{a}:{worker_id}:nogate" for a in attempt_ids), ())
 
 
 def _naive(
     campaign_id: int,
-    attempt_id: int,
+    attempt_ids: Sequence[int],
     worker_id: str,
     min_version: int,
     ttl_ms: int,
     probes: Sequence[tuple[str, str]] = (),
-) -> Claim:
+    *args: Any,
+    **kw: Any,
+) -> Claims:
     with runtime.engine.connect() as conn:
         status = conn.execute(select(Campaign.status).where(Campaign.id == campaign_id)).scalar()
     pipe = runtime.redis.pipeline(transaction=False)
@@ -53,8 +51,8 @@ def _naive(
         pipe.sismember(key, member)
     members = tuple(bool(x) for x in pipe.execute())
     if status != "running":
-        return Claim(False, str(status), 0, members=members)
-    return Claim(True, "ok", 0, f"{attempt_id}:{worker_id}:naive", members)
+        return Claims(str(status), 0, (), members)
+    return Claims("ok", 0, tuple(f"{a}:{worker_id}:naive" for a in attempt_ids), members)
 
 
 def _no_window(args: DialArgs) -> None:
@@ -69,6 +67,6 @@ if VARIANT in ("nogate", "nochecks"):
     runtime.checks.calling_window = _no_window  # type: ignore[method-assign]
     runtime.checks.dnc_verdict = _no_dnc  # type: ignore[method-assign]
 if VARIANT == "nogate":
-    runtime.gate.claim = _open  # type: ignore[method-assign]
+    runtime.gate.claim_many = _open  # type: ignore[method-assign]
 elif VARIANT == "naive":
-    runtime.gate.claim = _naive  # type: ignore[method-assign]
+    runtime.gate.claim_many = _naive  # type: ignore[method-assign]

@@ -9,19 +9,25 @@ Per campaign, in Redis (keys in :mod:`shared.keys`, one hash tag per campaign):
 - ``leases`` sorted set ``lease -> expiry ms``: one per placement in progress (claim → the
   provider has the call); what a pause drains. A lease is
   ``<attempt>:<worker>:<random>:v<version>``: who holds it, and the campaign version it was
-  granted under (a fencing token, also stored on the attempt row).
+  granted under (a fencing token, also stored on the attempt row). :data:`FREE_LUA` gives
+  leases back, and pushes a token on ``drained`` when the last live lease of a closed gate
+  goes: what a pause's drain blocks on instead of polling.
 - ``lines`` sorted set ``attempt -> expiry ms``: one per live call (claim → the call
   ended); what ``max_lines`` counts. Whoever applies a call's ``ended`` removes it; one whose
   end never arrives expires ``max_call_seconds`` + :data:`LINE_MARGIN_S` after its claim,
   and the claim that removes it says so (counted, logged: never silently).
 - ``cps`` sorted set ``lease -> claim ms``: the calls started in the last window, for
   ``max_cps``; :data:`PROVIDER_CPS_LUA` keeps the same for the whole trunk or account.
+- ``freed`` list: a token per lease or line given back (short-lived, trimmed): what a dial
+  waiting for room blocks on. A hint only; the claim decides.
 
 :data:`CLAIM_LUA` checks status, version, concurrency, lines and the campaign's calls per
-second, and takes a lease, a line and a token, in one step; a crashed worker's lease and
-line expire by themselves. The trunk's calls per second live under a hash tag of their own
-(a script may only touch one hash slot), taken right after a granted claim when
-``DIALGATE_PROVIDER_MAX_CPS`` is set; a refusal there gives the claim back.
+second, and takes a lease, a line and a token for as many of the attempts it is given (in
+order) as there is room for, in one step; a crashed worker's lease and line expire by
+themselves. The same round trip first gives back the leases of the calls placed before
+(fetch-next). The trunk's calls per second live under a hash tag of their own (a script
+may only touch one hash slot), taken right after a granted claim when
+``DIALGATE_PROVIDER_MAX_CPS`` is set; the claims it has no slot for are given back.
 
 A calls-per-second limit ``r`` is a sliding window: at most ``max(1, ⌊r⌋)`` claims in any
 ``max(1, ⌊r⌋) / r`` seconds, plus :data:`CPS_GUARD_MS` so that the few milliseconds between
@@ -80,6 +86,8 @@ end
 CLAIM_LUA = (
     CPS_WINDOW_LUA
     + """
+-- ARGV: holder, min version, lease ttl ms, line ttl ms, attempt ids (in dial order).
+-- {granted, reason the rest was not, version, cps wait ms, lines expired, lease...}
 local g = redis.call('HMGET', KEYS[1], 'status', 'version', 'max_concurrency', 'max_lines',
                      'max_cps')
 if not g[1] then return {0, 'gate_missing', -1, 0, 0} end
@@ -88,31 +96,41 @@ if v < tonumber(ARGV[2]) then return {0, 'gate_behind', v, 0, 0} end
 if g[1] ~= 'running' then return {0, g[1], v, 0, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n, reason, wait = #ARGV - 4, 'ok', 0
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(g[3]) then return {0, 'concurrency', v, 0, 0} end
+local room = tonumber(g[3]) - redis.call('ZCARD', KEYS[2])
+if room < n then n, reason = math.max(0, room), 'concurrency' end
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(g[4] or g[3]) then
-  return {0, 'lines', v, 0, expired}
-end
+room = tonumber(g[4] or g[3]) - redis.call('ZCARD', KEYS[3])
+if room < n then n, reason = math.max(0, room), 'lines' end
 local r = tonumber(g[5] or '0')
-local lease = ARGV[1] .. ':v' .. v
-if r > 0 then
-  local cap, win = window(r)
+local win = 0
+if r > 0 and n > 0 then
+  local cap
+  cap, win = window(r)
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - win)
-  if redis.call('ZCARD', KEYS[4]) >= cap then
+  room = cap - redis.call('ZCARD', KEYS[4])
+  if room < n then
+    n, reason = math.max(0, room), 'cps'
     local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-    return {0, 'cps', v, tonumber(oldest[2]) + win - now + 1, expired}
+    if oldest[2] then wait = tonumber(oldest[2]) + win - now + 1 end
   end
-  redis.call('ZADD', KEYS[4], now, lease)
-  redis.call('PEXPIRE', KEYS[4], win * 2)
 end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), lease)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[4])
-return {1, lease, v, 0, expired}
+local out = {n, reason, v, wait, expired}
+for i = 1, n do
+  local lease = ARGV[4 + i] .. ':' .. ARGV[1] .. ':v' .. v
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), lease)
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[4 + i])
+  if r > 0 then redis.call('ZADD', KEYS[4], now, lease) end
+  out[5 + i] = lease
+end
+if r > 0 and n > 0 then redis.call('PEXPIRE', KEYS[4], win * 2) end
+return out
 """
 )
 
-# The trunk's (or account's) calls per second: ARGV limit, member. {1, 0} or {0, wait ms}.
+# The trunk's (or account's) calls per second: ARGV limit, members wanting a token.
+# {tokens granted (to the first members), wait ms for the next one}.
 PROVIDER_CPS_LUA = (
     CPS_WINDOW_LUA
     + """
@@ -120,15 +138,35 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cap, win = window(tonumber(ARGV[1]))
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win)
-if redis.call('ZCARD', KEYS[1]) >= cap then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, tonumber(oldest[2]) + win - now + 1}
-end
-redis.call('ZADD', KEYS[1], now, ARGV[2])
+local n = math.min(#ARGV - 1, cap - redis.call('ZCARD', KEYS[1]))
+for i = 1, n do redis.call('ZADD', KEYS[1], now, ARGV[1 + i]) end
 redis.call('PEXPIRE', KEYS[1], win * 2)
-return {1, 0}
+if n == #ARGV - 1 then return {n, 0} end
+n = math.max(0, n)
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {n, tonumber(oldest[2]) + win - now + 1}
 """
 )
+
+# Room given back (KEYS: leases or lines, freed, gate, drained; ARGV: members): one token
+# per member removed wakes a dial waiting for room; the last live lease of a closed gate
+# wakes the drain.
+FREE_LUA = """
+local n = redis.call('ZREM', KEYS[1], unpack(ARGV))
+if n == 0 then return 0 end
+for i = 1, n do redis.call('LPUSH', KEYS[2], '1') end
+redis.call('LTRIM', KEYS[2], 0, 255)
+redis.call('PEXPIRE', KEYS[2], 2000)
+if KEYS[4] and redis.call('HGET', KEYS[3], 'status') ~= 'running' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') == 0 then
+    redis.call('LPUSH', KEYS[4], '1')
+    redis.call('PEXPIRE', KEYS[4], 60000)
+  end
+end
+return n
+"""
 
 INFLIGHT_LUA = """
 local t = redis.call('TIME')
@@ -157,6 +195,20 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Claims:
+    """What one claim for several attempts granted: a lease for each of the first
+    ``len(leases)`` attempts (in the order asked); ``reason`` says why the rest got none
+    (``ok``: every attempt got one)."""
+
+    reason: str  # as Claim's
+    version: int
+    leases: tuple[str, ...] = ()
+    members: tuple[bool, ...] | None = None  # answers to the claim's probes; None: not asked
+    retry_after_ms: int = 0  # cps: when a token is free again
+    lines_expired: int = 0
+
+
+@dataclass(frozen=True)
 class Drain:
     drained: bool
     inflight: int
@@ -171,6 +223,9 @@ class GateState:
     max_lines: int | None = None  # None: as max_concurrency
     max_cps: float | None = None
 
+
+# A drain blocked on its token looks at the leases again at least this often.
+DRAIN_LOOK_S = 0.05
 
 # The gate hash's fields a claim reads.
 _FIELDS = ("status", "version", "max_concurrency", "max_lines", "max_cps")
@@ -209,7 +264,15 @@ class Gate:
         self._provider_cps = client.register_script(PROVIDER_CPS_LUA % CPS_GUARD_MS)
         self._inflight = client.register_script(INFLIGHT_LUA)
         self._ack = client.register_script(ACK_LUA)
-        self._scripts = (self._write, self._claim, self._provider_cps, self._inflight, self._ack)
+        self._free = client.register_script(FREE_LUA)
+        self._scripts = (
+            self._write,
+            self._claim,
+            self._provider_cps,
+            self._inflight,
+            self._ack,
+            self._free,
+        )
 
     def _pipelined(self, stage: Callable[[Pipeline], object]) -> list[Any]:
         """Run the commands ``stage`` puts in a pipeline, in one round trip. Scripts go by
@@ -314,17 +377,31 @@ class Gate:
 
     def drain(self, campaign_id: int | None, timeout: float) -> Drain:
         """Wait until the campaign's (None: every campaign's) live leases are gone,
-        at most ``timeout`` seconds."""
+        at most ``timeout`` seconds. A campaign's drain blocks on the token the last
+        release pushes (:data:`FREE_LUA`), looking again at least every
+        :data:`DRAIN_LOOK_S` (a crashed worker's lease expires without one); the emergency
+        stop's (every gate stays open under it) looks every 2 ms."""
         start = time.perf_counter()
         deadline = start + timeout
-        pause = 0.0005
+        if campaign_id is None:
+            n = self.inflight_all()
+        else:
+            leases, signal = self.keys.leases(campaign_id), self.keys.drained(campaign_id)
+            # A token left by an earlier pause means nothing now: cleared before looking.
+            _, n = self._pipelined(
+                lambda pipe: (pipe.delete(signal), self._sha(pipe, self._inflight, [leases], []))
+            )
         while True:
-            n = self.inflight_all() if campaign_id is None else self.inflight(campaign_id)
             now = time.perf_counter()
             if n == 0 or now >= deadline:
-                return Drain(n == 0, n, round((now - start) * 1000, 3))
-            time.sleep(min(pause, max(0.0, deadline - now)))
-            pause = min(pause * 2, 0.002)  # a call ends any moment: look again soon
+                return Drain(n == 0, int(n), round((now - start) * 1000, 3))
+            left = deadline - now
+            if campaign_id is None:
+                time.sleep(min(0.002, left))
+                n = self.inflight_all()
+            else:
+                self._r.blpop([signal], timeout=max(0.001, min(DRAIN_LOOK_S, left)))
+                n = self.inflight(campaign_id)
 
     def snapshot(
         self, campaign_id: int, live_since: float
@@ -374,16 +451,41 @@ class Gate:
         probes: Sequence[tuple[str, str]] = (),
         line_ttl_ms: int = 3_605_000,
     ) -> Claim:
+        """:meth:`claim_many` for one attempt."""
+        c = self.claim_many(
+            campaign_id, [attempt_id], worker_id, min_version, ttl_ms, probes, line_ttl_ms
+        )
+        lease = c.leases[0] if c.leases else None
+        reason = "ok" if lease else c.reason
+        return Claim(
+            bool(lease), reason, c.version, lease, c.members, c.retry_after_ms, c.lines_expired
+        )
+
+    def claim_many(
+        self,
+        campaign_id: int,
+        attempt_ids: Sequence[int],
+        worker_id: str,
+        min_version: int,
+        ttl_ms: int,
+        probes: Sequence[tuple[str, str]] = (),
+        line_ttl_ms: int = 3_605_000,
+        release: Sequence[str] = (),
+    ) -> Claims:
         """Check estop, status, version, concurrency, lines and calls per second, and take
-        a lease, a line and a token: one round trip, which also answers ``probes``
-        (set-membership lookups, e.g. the do-not-call list); a second one for the trunk's
-        calls per second when it has a limit."""
-        holder = f"{attempt_id}:{worker_id}:{secrets.token_hex(4)}"  # the script adds :v<n>
+        a lease, a line and a token for as many of ``attempt_ids`` (in order) as there is
+        room for: one round trip, which also gives back the leases in ``release`` first
+        (the calls placed before) and answers ``probes`` (set-membership lookups, e.g. the
+        do-not-call list); a second one for the trunk's calls per second when it has a
+        limit."""
+        holder = f"{worker_id}:{secrets.token_hex(4)}"  # a lease: <attempt>:<holder>:v<n>
         k = self.keys
         started = time.perf_counter()
         try:
 
             def stage(pipe: Pipeline) -> None:
+                if release:
+                    self._release(pipe, campaign_id, release)
                 for key, member in probes:
                     pipe.sismember(key, member)
                 self._sha(
@@ -395,58 +497,83 @@ class Gate:
                         k.lines(campaign_id),
                         k.cps(campaign_id),
                     ],
-                    [holder, min_version, ttl_ms, attempt_id, line_ttl_ms],
+                    [holder, min_version, ttl_ms, line_ttl_ms, *attempt_ids],
                 )
                 pipe.get(k.estop)
 
-            *answers, (ok, reason, version, wait, expired), estop = self._pipelined(stage)
+            replies = self._pipelined(stage)[1 if release else 0 :]
+            *answers, (_, reason, version, wait, expired, *leases), estop = replies
             members = tuple(bool(a) for a in answers)
-            if not ok:
-                return Claim(
-                    False, str(reason), int(version), None, members, int(wait), int(expired)
+            v = int(version)
+            granted = [str(x) for x in leases]
+            if granted and estop is not None:
+                self.give_back(campaign_id, attempt_ids[: len(granted)], granted)
+                return Claims(DenyReason.ESTOP, v, (), members, 0, int(expired))
+            if granted and self.provider_cps is not None:
+                tokens, trunk_wait = self._provider_cps(
+                    keys=[k.provider_cps], args=[self.provider_cps, *granted]
                 )
-            claim = Claim(True, "ok", int(version), str(reason), members, 0, int(expired))
-            if estop is not None:
-                self.give_back(campaign_id, attempt_id, claim)
-                return Claim(False, DenyReason.ESTOP, int(version), None, members)
-            if self.provider_cps is not None:
-                granted, wait = self._provider_cps(
-                    keys=[k.provider_cps], args=[self.provider_cps, str(claim.lease_id)]
-                )
-                if not granted:
-                    self.give_back(campaign_id, attempt_id, claim)
-                    return Claim(False, DenyReason.CPS, int(version), None, members, int(wait))
-            return claim
+                if int(tokens) < len(granted):
+                    cut = int(tokens)
+                    self.give_back(campaign_id, attempt_ids[cut : len(granted)], granted[cut:])
+                    granted, reason, wait = granted[:cut], DenyReason.CPS, trunk_wait
+            return Claims(str(reason), v, tuple(granted), members, int(wait), int(expired))
         except redis.RedisError:
-            return Claim(False, DenyReason.REDIS_ERROR, -1)
+            return Claims(DenyReason.REDIS_ERROR, -1)
         finally:
             metrics.GATE_CHECK_SECONDS.observe(time.perf_counter() - started)
 
-    def release(self, campaign_id: int, lease_id: str | None) -> None:
-        """Give a lease back once the provider has the call (None: nothing to give); if
-        Redis is away the lease expires on its own. The line stays until the call ends."""
-        if lease_id is None:
-            return
-        with contextlib.suppress(redis.RedisError):
-            self._r.zrem(self.keys.leases(campaign_id), lease_id)
+    def _release(self, pipe: Pipeline, campaign_id: int, leases: Sequence[str]) -> None:
+        k = self.keys
+        keys = [k.leases(campaign_id), k.freed(campaign_id), k.gate(campaign_id)]
+        self._sha(pipe, self._free, [*keys, k.drained(campaign_id)], list(leases))
 
-    def give_back(self, campaign_id: int, attempt_id: int, claim: Claim) -> None:
-        """A claim whose call was never placed (denied after the claim): its lease, line and
-        calls-per-second token go back, in one round trip."""
-        k, lease = self.keys, str(claim.lease_id)
-        with contextlib.suppress(redis.RedisError):
-            pipe = self._r.pipeline(transaction=False)
-            pipe.zrem(k.leases(campaign_id), lease)
-            pipe.zrem(k.lines(campaign_id), attempt_id)
-            pipe.zrem(k.cps(campaign_id), lease)
-            pipe.execute()
+    def release(self, campaign_id: int, *leases: str) -> None:
+        """Give leases back once the provider has their calls (or refused them); the last
+        live one of a closed gate wakes its drain. If Redis is away they expire on their
+        own. The lines stay until the calls end."""
+        if leases:
+            with contextlib.suppress(redis.RedisError):
+                self._pipelined(lambda pipe: self._release(pipe, campaign_id, leases))
+
+    def give_back(
+        self, campaign_id: int, attempt_ids: Sequence[int], leases: Sequence[str]
+    ) -> None:
+        """Claims whose calls were never placed (denied after the claim): their leases,
+        lines and calls-per-second tokens go back, in one round trip."""
+        k = self.keys
+
+        def stage(pipe: Pipeline) -> None:
+            self._release(pipe, campaign_id, leases)
+            self._sha(
+                pipe, self._free, [k.lines(campaign_id), k.freed(campaign_id)], list(attempt_ids)
+            )
+            pipe.zrem(k.cps(campaign_id), *leases)
+
+        if leases:
+            with contextlib.suppress(redis.RedisError):
+                self._pipelined(stage)
 
     def end_lines(self, campaign_id: int, attempt_ids: Sequence[int]) -> None:
         """The calls of these attempts ended: their lines are free (if Redis is away, they
         expire on their own)."""
         if attempt_ids:
+            k = self.keys
             with contextlib.suppress(redis.RedisError):
-                self._r.zrem(self.keys.lines(campaign_id), *attempt_ids)
+                self._pipelined(
+                    lambda pipe: self._sha(
+                        pipe,
+                        self._free,
+                        [k.lines(campaign_id), k.freed(campaign_id)],
+                        list(attempt_ids),
+                    )
+                )
+
+    def wait_freed(self, campaign_id: int, timeout: float) -> None:
+        """Block until a lease or line of the campaign is given back (at most ``timeout``
+        s): a dial denied for room tries again then, not on a timer."""
+        with contextlib.suppress(redis.RedisError):
+            self._r.blpop([self.keys.freed(campaign_id)], timeout=max(0.001, timeout))
 
     def lines(self, campaign_id: int) -> int:
         """The campaign's live lines (calls up), fleet-wide."""

@@ -33,6 +33,16 @@ class Keys:
         """Sorted set: the campaign's calls started in the last second (claim -> time ms)."""
         return f"{self.namespace}:{{c:{campaign_id}}}:cps"
 
+    def freed(self, campaign_id: int) -> str:
+        """List: one token per lease or line given back (a hint that wakes a dial waiting
+        for room; the claim decides); short-lived, trimmed."""
+        return f"{self.namespace}:{{c:{campaign_id}}}:freed"
+
+    def drained(self, campaign_id: int) -> str:
+        """List: a token pushed when the last lease of a closed gate goes (what a drain
+        blocks on); cleared by the drain before it waits."""
+        return f"{self.namespace}:{{c:{campaign_id}}}:drained"
+
     def acks(self, campaign_id: int) -> str:
         """Hash: worker id -> highest transition version that worker has applied."""
         return f"{self.namespace}:{{c:{campaign_id}}}:acks"

@@ -63,20 +63,13 @@ START_CONTACTS = (
     .values(state=ContactState.DIALING.value, updated_at=bindparam("t"))
     .returning(Contact.id, Contact.phone)
 )
-PARK_ATTEMPT = (
-    update(Attempt)
-    .where(
-        Attempt.id == bindparam("a_id"),
-        Attempt.state == AttemptState.DIALING.value,
-        Attempt.worker_id == bindparam("w"),
-    )
-    .values(state=bindparam("st"), deny_reason=bindparam("why"), finished_at=bindparam("t"))
-)
-PARK_QUEUED = (
+# The parked attempts' contacts, returned: those this worker moved to ``dialing``.
+PARK_ATTEMPTS = (
     update(Attempt)
     .where(
         Attempt.id.in_(bindparam("ids", expanding=True)),
-        Attempt.state == AttemptState.QUEUED.value,
+        Attempt.state == AttemptState.DIALING.value,
+        Attempt.worker_id == bindparam("w"),
     )
     .values(state=bindparam("st"), deny_reason=bindparam("why"), finished_at=bindparam("t"))
     .returning(Attempt.contact_id)
@@ -111,16 +104,14 @@ class Event:
 
 @dataclass(frozen=True)
 class Park:
-    """A denied dial: the attempt this worker moved to ``dialing`` (and ``rest``, attempts of
-    its message still ``queued``) end ``attempt_state``; their contacts ``contact_state``,
-    not fed again before ``dial_after``."""
+    """Denied dials: attempts this worker moved to ``dialing`` end ``attempt_state``; their
+    contacts ``contact_state``, not fed again before ``dial_after``."""
 
-    args: QueuedDial
+    attempt_ids: tuple[int, ...]
     reason: str
     attempt_state: str
     contact_state: str
     dial_after: datetime | None = None
-    rest: tuple[int, ...] = ()
 
 
 Write = Start | Event | Park
@@ -225,12 +216,8 @@ class Ledger:
             )
         parked: list[tuple[Park, list[int]]] = []
         for p in parks:
-            how = {"st": p.attempt_state, "why": p.reason, "t": now}
-            one = s.execute(PARK_ATTEMPT, {**how, "a_id": p.args.attempt_id, "w": self.worker_id})
-            contacts = [p.args.contact_id] if one.rowcount == 1 else []
-            if p.rest:
-                contacts += s.scalars(PARK_QUEUED, {**how, "ids": list(p.rest)}).all()
-            parked.append((p, contacts))
+            how = {"st": p.attempt_state, "why": p.reason, "t": now, "w": self.worker_id}
+            parked.append((p, list(s.scalars(PARK_ATTEMPTS, {**how, "ids": list(p.attempt_ids)}))))
         # ... then contacts
         phones: dict[int, str] = {}
         if moved:

@@ -5,6 +5,8 @@ A back end is built with a ``report`` callback and offers three things:
 - :meth:`Provider.place` returns once the provider *has* the call (the INVITE is on the
   wire; the create-call request was answered), or refused it. The worker holds the gate
   lease until then, and only until then: the call's life goes on without a worker thread.
+  :meth:`Provider.place_many` places the calls one claim granted together, at once (the
+  SIP and Twilio back ends run their ``place`` side by side: :func:`at_once`).
 - What happens next (ringing, answered, ended with a disposition) is handed to ``report``
   as :class:`~shared.calls.CallEvent` s, from any thread; the worker writes them through
   :func:`shared.calls.apply_events` and releases the call's line when it ended. (A Twilio
@@ -30,7 +32,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +45,9 @@ from shared.states import CallEventKind, CallOutcome, Disposition, Hangup
 log = structlog.get_logger("dialgate.worker")
 
 Report = Callable[[CallEvent], None]
+
+# Threads placing calls at once for back ends that block per call (:func:`at_once`).
+PLACERS = 64
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,11 @@ class Placed:
 class Provider(Protocol):
     def place(self, call: CallRequest) -> Placed: ...
 
+    def place_many(self, calls: Sequence[CallRequest]) -> list[Placed]:
+        """Place these calls at once (one claim granted them together): what ``place``
+        answers for each, in order."""
+        ...
+
     def hang_up(self, campaign_id: int | None, scope: Hangup) -> int:
         """Ask this process's live calls of the campaign (None: of every campaign) that
         ``scope`` targets to end; how many were asked."""
@@ -83,6 +94,20 @@ class Provider(Protocol):
     def close(self) -> None:
         """Stop: calls still up are hung up (their ``ended`` events reported)."""
         ...
+
+
+_PLACERS: ThreadPoolExecutor | None = None
+
+
+def at_once(place: Callable[[CallRequest], Placed], calls: Sequence[CallRequest]) -> list[Placed]:
+    """``place`` for each of ``calls``, all at once (threads of one shared pool): the
+    ``place_many`` of a back end whose ``place`` blocks until the provider has the call."""
+    global _PLACERS
+    if len(calls) == 1:
+        return [place(calls[0])]
+    if _PLACERS is None:
+        _PLACERS = ThreadPoolExecutor(PLACERS, thread_name_prefix="place")
+    return list(_PLACERS.map(place, calls))
 
 
 class Timers:
@@ -132,9 +157,10 @@ class SimulatedProvider:
     ``weights`` draw it (``DIALGATE_SIM_DISPOSITIONS``): answered (or machine) calls talk
     about ``talk_ms`` first. Every call ends by ``max_seconds`` at the latest.
 
-    With ``call_log`` set, appends one JSON line per placed call (one ``write`` on an
-    ``O_APPEND`` file, so several worker processes can share the file): the witness the
-    safety checker and the tests read, which dialgate's database does not write.
+    With ``call_log`` set, appends one JSON line per placed call (one ``write`` per
+    placement on an ``O_APPEND`` file, so several worker processes can share the file):
+    the witness the safety checker and the tests read, which dialgate's database does not
+    write.
     """
 
     def __init__(
@@ -168,26 +194,38 @@ class SimulatedProvider:
         self._timers: Timers | None = None
 
     def place(self, call: CallRequest) -> Placed:
+        return self.place_many([call])[0]
+
+    def place_many(self, calls: Sequence[CallRequest]) -> list[Placed]:
+        """The calls are logged, then taken together after one ``latency_ms``."""
         while self.hold_file and os.path.exists(self.hold_file):
             time.sleep(0.005)
         if self._fd is not None:
-            line = json.dumps(
-                {
-                    "t": time.time(),
-                    "campaign_id": call.campaign_id,
-                    "contact_id": call.contact_id,
-                    "attempt_id": call.attempt_id,
-                    "phone": call.phone,
-                    "worker_id": call.worker_id,
-                    "gate_version": call.gate_version,
-                }
+            lines = "".join(
+                json.dumps(
+                    {
+                        "t": time.time(),
+                        "campaign_id": call.campaign_id,
+                        "contact_id": call.contact_id,
+                        "attempt_id": call.attempt_id,
+                        "phone": call.phone,
+                        "worker_id": call.worker_id,
+                        "gate_version": call.gate_version,
+                    }
+                )
+                + "\n"
+                for call in calls
             )
-            os.write(self._fd, (line + "\n").encode())
+            os.write(self._fd, lines.encode())
         if self.latency:
             time.sleep(self.latency)
         fault = self._fault()
         if fault is not None:
-            return Placed(False, fault, error="simulated fault")
+            return [Placed(False, fault, error="simulated fault") for _ in calls]
+        return [self._taken(call) for call in calls]
+
+    def _taken(self, call: CallRequest) -> Placed:
+        """The provider took the call (or failed it): its life begins."""
         with self._lock:
             failed = self._rand.random() < self.failure_rate
             disposition = self._rand.choices(self._dispositions, self._weights)[0]

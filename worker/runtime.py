@@ -1,29 +1,32 @@
 """What one worker process knows and does: the dial path.
 
-The path of a dial (:meth:`Runtime.receive`, then :meth:`Runtime.dial`). A dial message
-carries up to ``dial_batch`` attempts of one campaign, and no number. Before anything else
-its signature is checked (with ``DIALGATE_CONTROL_KEY`` set) and then its contract; a
-message failing either is logged, counted and dropped. One worker thread dials its
-attempts one after the other, each through the whole path:
+The path of a dial (:meth:`Runtime.receive`, then :class:`_Dial`). A dial message carries
+up to ``dial_batch`` attempts of one campaign, and no number. Before anything else its
+signature is checked (with ``DIALGATE_CONTROL_KEY`` set) and then its contract; a message
+failing either is logged, counted and dropped. One worker thread dials its attempts
+together:
 
-1. ``queued → dialing`` by a conditional update, committed before anything else happens
-   to the attempt (:mod:`worker.ledger`, group commit with the other threads' writes; the
-   next attempt's start is committed while the current call is placed): a redelivered
-   message finds the attempt no longer ``queued`` and never dials it again. The start
-   gives back the number to dial, the contact's phone as stored: every check and the call
-   use it;
-2. the calling window (:mod:`worker.checks`, cached: no I/O per dial);
-3. the gate claim, one Redis round trip: status, version ≥ the highest this worker has
-   heard of, concurrency, lines, calls per second, emergency stop; a lease, a line and a
-   token (:mod:`shared.gate`); the do-not-call lookups ride along;
-4. denied → the attempt is parked (contact back to ``pending``, or ``cancelled`` /
-   ``blocked_dnc``); a gate denial parks the rest of the message with it, in the same
-   transaction; all before the message is acknowledged;
-5. the back end places the call (:mod:`worker.provider`); the lease is released once the
-   provider has the call or refused it; the call's life goes on without this thread, its
-   events written through the ledger as they come, its line released when it ended;
-6. what the provider answered at placement is committed while the next call is placed;
-   the message is acknowledged once every placement is written.
+1. ``queued → dialing`` for all of them by one conditional update, committed before
+   anything else happens to them (:mod:`worker.ledger`, group commit with the other
+   threads' writes): a redelivered message finds its attempts no longer ``queued`` and
+   never dials them again. The start gives back each number to dial, the contact's phone
+   as stored: every check and the call use it;
+2. the calling window of each (:mod:`worker.checks`, cached: no I/O per dial);
+3. one gate claim for all of them, one Redis round trip: status, version ≥ the highest
+   this worker has heard of, then a lease, a line and a token for as many as concurrency,
+   lines and calls per second leave room for (:mod:`shared.gate`); the leases of the calls
+   placed just before go back in the same trip, and the do-not-call lookups ride along;
+4. the back end places the granted calls at once (:mod:`worker.provider`); the calls'
+   lives go on without this thread, their events written through the ledger as they
+   come, their lines released when they end;
+5. attempts the gate had no room for are claimed again when a lease or line is given back
+   (up to ``CONCURRENCY_WAIT_S``); a gate denial holds for the whole campaign and denies
+   every attempt still open;
+6. denied attempts are parked (contact back to ``pending``, or ``cancelled`` /
+   ``blocked_dnc``) by one write, and the message is acknowledged once that and every
+   placement are written.
+
+Nothing is logged per dial at INFO; ``dial_denied`` is at DEBUG, the metrics count.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ from shared.calls import CallEvent
 from shared.db import database_epoch
 from shared.dnc import DncSet
 from shared.fleet import Record
-from shared.gate import LINE_MARGIN_S, Claim, Gate
-from shared.messages import SIG, DialArgs, DialBatch, QueuedDial, dial_body, signed_by
+from shared.gate import LINE_MARGIN_S, Gate
+from shared.messages import SIG, DialArgs, DialBatch, dial_body, signed_by
 from shared.settings import Settings
 from shared.states import (
     AttemptState,
@@ -63,7 +66,7 @@ from shared.states import (
 from shared.windows import system_clock
 from worker.checks import Denial, DialChecks
 from worker.ledger import Event, Ledger, Park, Start
-from worker.provider import CallRequest, Provider, Report
+from worker.provider import CallRequest, Placed, Provider, Report
 
 log = structlog.get_logger("dialgate.worker")
 
@@ -73,23 +76,14 @@ ENDS: dict[str, tuple[AttemptState, ContactState]] = {
     DenyReason.DNC: (AttemptState.BLOCKED_DNC, ContactState.BLOCKED_DNC),
 }
 
-# Denials of one contact; any other (the gate's) holds for the whole campaign.
-PER_CONTACT = frozenset({DenyReason.DNC, DenyReason.DNC_UNKNOWN, DenyReason.CALLING_WINDOW})
-
 # How long a dial waits for a free concurrency slot, line or calls-per-second token before
 # it parks its contact.
 CONCURRENCY_WAIT_S = 2.0
 # Claim denials a dial waits out (up to CONCURRENCY_WAIT_S) instead of parking at once.
 WAITS = frozenset({DenyReason.CONCURRENCY, DenyReason.LINES, DenyReason.CPS})
-
-
-def _started(start: Future[Any]) -> bool:
-    """Whether a start handed to the ledger moved its attempt (False if its write failed);
-    a moved attempt's result is its contact's number."""
-    try:
-        return bool(start.result())
-    except Exception:
-        return False
+# A dial waiting for room wakes when a lease or line is given back, or after this long (a
+# crashed worker's lease expires without a word).
+FREED_LOOK_S = 0.05
 
 
 class Runtime:
@@ -162,7 +156,7 @@ class Runtime:
         return [f"dropped:{reason}"]
 
     def dial(self, batch: DialBatch) -> list[str]:
-        """Dial the attempts of one message, one after the other; what became of each."""
+        """Dial the attempts of one message, all at once; what became of each, in order."""
         structlog.contextvars.bind_contextvars(
             campaign_id=batch.campaign_id, worker_id=self.worker_id
         )
@@ -170,56 +164,7 @@ class Runtime:
             log.warning("dial_message_of_another_database_dropped", epoch=batch.epoch)
             metrics.DIAL_MESSAGES_DROPPED.labels("foreign_epoch").inc()
             return ["dropped:foreign"] * len(batch.attempts)
-        todo = batch.args()
-        results: list[str] = []
-        # The next attempt's start is committed while the current call is placed, and each
-        # outcome while the next call is: the message is acknowledged once all are written.
-        ahead = self._start_next(todo)  # a message holds at least one attempt
-        written: list[Future[Any]] = []
-        try:
-            while todo:
-                queued = todo.pop(0)
-                structlog.contextvars.bind_contextvars(attempt_id=queued.attempt_id)
-                assert ahead is not None  # every attempt's start is handed over first
-                phone, ahead = ahead.result(), None
-                if phone is None:
-                    log.info("attempt_not_queued_skip")
-                    results.append("skipped:not_queued")
-                    ahead = self._start_next(todo)
-                    continue
-                # From here on the number is the contact's as its start read it.
-                args = queued.dialing(phone)
-                denial = self.checks.calling_window(args)
-                claim = None if denial is not None else self._claim(args)
-                if claim is not None and not claim.ok:
-                    denial = Denial(claim.reason)
-                elif claim is not None:
-                    denial = self.checks.dnc_verdict(claim.members)
-                    if denial is not None:
-                        self.gate.give_back(args.campaign_id, args.attempt_id, claim)
-                if denial is not None:
-                    # A gate denial holds for the whole campaign: the rest of the message is
-                    # parked with this attempt instead of meeting the same gate one by one.
-                    rest = [] if denial.reason in PER_CONTACT else todo
-                    self.park(args, denial.reason, denial.dial_after, rest)
-                    results += [f"denied:{denial.reason}"] * (1 + len(rest))
-                    metrics.DIALS_DENIED.labels(denial.reason).inc(1 + len(rest))
-                    if rest:
-                        todo = []
-                    ahead = self._start_next(todo)
-                    continue
-                assert claim is not None
-                ahead = self._start_next(todo)
-                placed = self._call(batch, args, claim)
-                written += self.ledger.submit(Event(placed))
-                results.append(placed.outcome or "")
-        finally:
-            if ahead is not None and todo and _started(ahead):
-                # Leaving early (an error): the attempt started ahead was never dialed.
-                self.park(todo[0], DenyReason.ABORTED)
-            for f in written:
-                f.result()
-        return results
+        return _Dial(self, batch).run()
 
     def report(self, event: CallEvent) -> None:
         """What a back end reports of a call (from any thread): written by the ledger with
@@ -240,98 +185,6 @@ class Runtime:
         self.provider.close()
         self.ledger.flush(timeout)
 
-    def _start_next(self, todo: list[QueuedDial]) -> Future[Any] | None:
-        """Hand the next attempt's start to the ledger (None: the message is done); its
-        result is the number to dial, or None when the attempt was not started."""
-        return self.ledger.submit(Start(todo[0]))[0] if todo else None
-
-    def _call(self, batch: DialBatch, args: DialArgs, claim: Claim) -> CallEvent:
-        """Place the call; the event that says what the provider answered."""
-        assert claim.lease_id is not None
-        metrics.DIALS_PLACED.inc()
-        with self._lock:
-            self.inflight += 1
-        try:
-            placed = self.provider.place(
-                CallRequest(
-                    campaign_id=args.campaign_id,
-                    contact_id=args.contact_id,
-                    attempt_id=args.attempt_id,
-                    phone=args.phone,
-                    worker_id=self.worker_id,
-                    gate_version=claim.version,
-                    max_seconds=self.settings.max_call_seconds,
-                    machine_detection=batch.machine_detection,
-                )
-            )
-        finally:
-            # The provider has the call, refused it, or raised (the call may be out: its
-            # line stays until it expires): the lease goes back.
-            self.gate.release(args.campaign_id, claim.lease_id)
-            with self._lock:
-                self.inflight -= 1
-        if placed.accepted:
-            return CallEvent(
-                args.attempt_id,
-                CallEventKind.PLACED,
-                outcome=placed.outcome,
-                provider_call_id=placed.provider_call_id,
-                gate_version=claim.version,
-            )
-        return CallEvent(
-            args.attempt_id,
-            CallEventKind.ENDED,
-            disposition=Disposition.FAILED,
-            outcome=placed.outcome,
-            sip_code=placed.sip_code,
-            error=placed.error,
-            gate_version=claim.version,
-        )
-
-    def _claim(self, args: DialArgs) -> Claim:
-        deadline = time.monotonic() + CONCURRENCY_WAIT_S
-        pause = 0.005
-        probes = self.checks.dnc_probes(args)
-        while True:
-            claim = self.gate.claim(
-                args.campaign_id,
-                args.attempt_id,
-                self.worker_id,
-                self.observed.get(args.campaign_id, 0),
-                self.settings.lease_ttl_ms,
-                probes,
-                self.line_ttl_ms,
-            )
-            if claim.lines_expired:
-                # Calls whose end never arrived (a worker died, an event was lost): the
-                # recovery sweep marks their attempts unknown.
-                log.warning("lines_expired", lines=claim.lines_expired)
-                metrics.LINES_EXPIRED.inc(claim.lines_expired)
-            now = time.monotonic()
-            if claim.reason not in WAITS or now >= deadline:
-                return claim
-            wait = claim.retry_after_ms / 1000 if claim.reason == DenyReason.CPS else pause
-            time.sleep(max(0.001, min(wait, deadline - now)))
-            pause = min(pause * 2, 0.05)
-
-    def park(
-        self,
-        args: QueuedDial,
-        reason: str,
-        dial_after: datetime | None = None,
-        rest: list[QueuedDial] | None = None,
-    ) -> None:
-        """A denied dial: the attempt this worker moved to ``dialing`` (and ``rest``, the
-        attempts of its message still ``queued``) are parked and their contacts go back to
-        ``pending`` (not fed before ``dial_after``), or end ``cancelled`` / ``blocked_dnc``,
-        before the message is acked."""
-        attempt_state, contact_state = ENDS.get(reason, (AttemptState.PARKED, ContactState.PENDING))
-        rest_ids = tuple(r.attempt_id for r in rest or [])
-        self.ledger.write(
-            Park(args, reason, attempt_state.value, contact_state.value, dial_after, rest_ids)
-        )
-        log.info("dial_denied", reason=reason, parked_with_it=len(rest_ids))
-
     def describe(self, now: float) -> Record:
         """This worker's heartbeat record as of ``now`` (unix seconds)."""
         return Record(
@@ -344,3 +197,179 @@ class Runtime:
             last=now,
             applied={str(c): v for c, v in self.applied().items()},
         )
+
+
+class _Dial:
+    """The attempts of one message on their way: started by one write, claimed together
+    (as many at a time as the gate has room for), placed at once, the denied ones parked
+    by one write before the message is acknowledged."""
+
+    def __init__(self, rt: Runtime, batch: DialBatch) -> None:
+        self.rt = rt
+        self.batch = batch
+        self.campaign_id = batch.campaign_id
+        self.todo = batch.args()
+        self.out = [""] * len(self.todo)  # what became of each attempt, in message order
+        self.open: list[tuple[int, DialArgs]] = []  # started, neither placed nor denied
+        self.denied: dict[tuple[str, datetime | None], list[int]] = {}  # -> message indexes
+        self.held: list[str] = []  # leases of calls placed, given back with the next claim
+        self.written: list[Future[Any]] = []  # the placements' events handed to the ledger
+
+    def run(self) -> list[str]:
+        rt = self.rt
+        # Every attempt durably `dialing` before any call (a redelivered message finds its
+        # attempts no longer `queued`): one conditional statement for the whole message.
+        phones = rt.ledger.write(*(Start(q) for q in self.todo))
+        for i, (q, phone) in enumerate(zip(self.todo, phones, strict=True)):
+            if phone is None:
+                log.info("attempt_not_queued_skip", attempt_id=q.attempt_id)
+                self.out[i] = "skipped:not_queued"
+                continue
+            args = q.dialing(phone)  # from here on the number is the contact's as stored
+            denial = rt.checks.calling_window(args)
+            if denial is None:
+                self.open.append((i, args))
+            else:
+                self.deny(i, denial)
+        try:
+            self.claim_and_place()
+        finally:
+            if self.held:
+                rt.gate.release(self.campaign_id, *self.held)
+            for i, _ in self.open:  # leaving early (an error): started, never dialed
+                self.deny(i, Denial(DenyReason.ABORTED))
+            self.park()
+            for f in self.written:
+                f.result()
+        return self.out
+
+    def claim_and_place(self) -> None:
+        """Claim for every open attempt, place what was granted, and wait for room (up to
+        ``CONCURRENCY_WAIT_S``) while the gate is open but full; a gate denial holds for
+        the whole campaign, so it denies every attempt still open."""
+        rt, cid = self.rt, self.campaign_id
+        deadline = time.monotonic() + CONCURRENCY_WAIT_S
+        while self.open:
+            probes = [rt.checks.dnc_probes(args) for _, args in self.open]
+            claims = rt.gate.claim_many(
+                cid,
+                [args.attempt_id for _, args in self.open],
+                rt.worker_id,
+                rt.observed.get(cid, 0),
+                rt.settings.lease_ttl_ms,
+                [p for ps in probes for p in ps],
+                rt.line_ttl_ms,
+                release=self.held,
+            )
+            self.held = []
+            if claims.lines_expired:
+                # Calls whose end never arrived (a worker died, an event was lost): the
+                # recovery sweep marks their attempts unknown.
+                log.warning("lines_expired", lines=claims.lines_expired)
+                metrics.LINES_EXPIRED.inc(claims.lines_expired)
+            n = len(claims.leases)
+            granted, self.open = self.open[:n], self.open[n:]
+            answers = iter(claims.members or ())
+            go: list[tuple[int, DialArgs, str]] = []
+            back: list[tuple[int, str]] = []
+            for (i, args), lease, ps in zip(granted, claims.leases, probes, strict=False):
+                denial = rt.checks.dnc_verdict(tuple(next(answers) for _ in ps))
+                if denial is None:
+                    go.append((i, args, lease))
+                else:
+                    self.deny(i, denial)
+                    back.append((args.attempt_id, lease))
+            if back:
+                rt.gate.give_back(cid, [a for a, _ in back], [lease for _, lease in back])
+            if go:
+                self.place(go, claims.version)
+            now = time.monotonic()
+            if not self.open:
+                return
+            if claims.reason not in WAITS or now >= deadline:
+                for i, _ in self.open:
+                    self.deny(i, Denial(claims.reason))
+                self.open = []
+                return
+            if go:
+                continue  # room may be back with the leases just given back: claim again
+            if claims.reason == DenyReason.CPS:
+                time.sleep(max(0.001, min(claims.retry_after_ms / 1000, deadline - now)))
+            else:
+                rt.gate.wait_freed(cid, min(FREED_LOOK_S, deadline - now))
+
+    def place(self, go: list[tuple[int, DialArgs, str]], version: int) -> None:
+        """Place the granted calls at once; their placements go to the ledger. The leases go
+        back once the provider has the calls or refused them (raised: the calls may be out,
+        their attempts stay ``dialing`` and their lines until they expire)."""
+        rt = self.rt
+        self.held = [lease for *_, lease in go]
+        calls = [
+            CallRequest(
+                campaign_id=args.campaign_id,
+                contact_id=args.contact_id,
+                attempt_id=args.attempt_id,
+                phone=args.phone,
+                worker_id=rt.worker_id,
+                gate_version=version,
+                max_seconds=rt.settings.max_call_seconds,
+                machine_detection=self.batch.machine_detection,
+            )
+            for _, args, _ in go
+        ]
+        metrics.DIALS_PLACED.inc(len(calls))
+        with rt._lock:
+            rt.inflight += len(calls)
+        try:
+            placed = rt.provider.place_many(calls)
+        finally:
+            with rt._lock:
+                rt.inflight -= len(calls)
+        events = [
+            _placement(call.attempt_id, p, version) for call, p in zip(calls, placed, strict=True)
+        ]
+        self.written += rt.ledger.submit(*(Event(e) for e in events))
+        for (i, _, _), p in zip(go, placed, strict=True):
+            self.out[i] = p.outcome or ""
+
+    def deny(self, i: int, denial: Denial) -> None:
+        self.denied.setdefault((denial.reason, denial.dial_after), []).append(i)
+        self.out[i] = f"denied:{denial.reason}"
+
+    def park(self) -> None:
+        """The denied attempts are parked and their contacts go back to ``pending`` (not fed
+        before their ``dial_after``), or end ``cancelled`` / ``blocked_dnc``: one write,
+        before the message is acknowledged."""
+        parks = []
+        for (reason, dial_after), idx in self.denied.items():
+            attempt_state, contact_state = ENDS.get(
+                reason, (AttemptState.PARKED, ContactState.PENDING)
+            )
+            ids = tuple(self.todo[i].attempt_id for i in idx)
+            parks.append(Park(ids, reason, attempt_state.value, contact_state.value, dial_after))
+            metrics.DIALS_DENIED.labels(reason).inc(len(ids))
+            log.debug("dial_denied", reason=reason, attempt_ids=ids)
+        self.denied = {}
+        if parks:
+            self.rt.ledger.write(*parks)
+
+
+def _placement(attempt_id: int, placed: Placed, version: int) -> CallEvent:
+    """The event that says what the provider answered when the call was placed."""
+    if placed.accepted:
+        return CallEvent(
+            attempt_id,
+            CallEventKind.PLACED,
+            outcome=placed.outcome,
+            provider_call_id=placed.provider_call_id,
+            gate_version=version,
+        )
+    return CallEvent(
+        attempt_id,
+        CallEventKind.ENDED,
+        disposition=Disposition.FAILED,
+        outcome=placed.outcome,
+        sip_code=placed.sip_code,
+        error=placed.error,
+        gate_version=version,
+    )

@@ -47,7 +47,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
@@ -57,7 +57,7 @@ from shared.calls import CallEvent
 from shared.settings import Settings
 from shared.states import CallEventKind, CallOutcome, Disposition, Hangup
 from worker import sip_messages as sm
-from worker.provider import CallRequest, Placed, Report
+from worker.provider import CallRequest, Placed, Report, at_once
 
 log = structlog.get_logger("dialgate.worker.sip")
 
@@ -191,6 +191,9 @@ class SipProvider:
         except (OSError, FutureTimeout, RuntimeError) as exc:
             return _refused(f"INVITE to {dest[0]}:{dest[1]} not sent: {exc}")
         return Placed(True, CallOutcome.ACCEPTED, provider_call_id=call_id)
+
+    def place_many(self, calls: Sequence[CallRequest]) -> list[Placed]:
+        return at_once(self.place, calls)
 
     def hang_up(self, campaign_id: int | None, scope: Hangup) -> int:
         if scope == Hangup.NONE or self.closed:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ from twilio.rest import Client
 from shared.callbacks import twilio_status_url
 from shared.settings import Settings
 from shared.states import CallOutcome, Hangup
-from worker.provider import CallRequest, Placed, Report
+from worker.provider import CallRequest, Placed, Report, at_once
 
 log = structlog.get_logger("dialgate.worker")
 
@@ -153,6 +154,9 @@ class TwilioProvider:
                 call.campaign_id, call.attempt_id, time.monotonic() + call.max_seconds
             )
         return Placed(True, CallOutcome.ACCEPTED, provider_call_id=sid)
+
+    def place_many(self, calls: Sequence[CallRequest]) -> list[Placed]:
+        return at_once(self.place, calls)
 
     def hang_up(self, campaign_id: int | None, scope: Hangup) -> int:
         if scope == Hangup.NONE:

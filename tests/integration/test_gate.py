@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ import pytest
 import redis
 
 from shared.clients import make_redis
-from shared.gate import Gate
+from shared.gate import Drain, Gate
 from shared.keys import Keys
 from shared.settings import Settings
 from tests.conftest import REDIS_URL
@@ -91,6 +92,54 @@ def test_a_crashed_workers_lease_expires_and_a_drain_waits_for_live_leases(gate)
     assert d.drained and d.inflight == 0
 
 
+def test_one_claim_grants_leases_to_as_many_attempts_as_there_is_room_for(client, gate):
+    gate.write(4, "running", 1, 4, max_lines=100)
+    first = gate.claim_many(4, [1, 2, 3], "w", 0, 30_000)
+    assert (first.reason, [lease.split(":")[0] for lease in first.leases]) == (
+        "ok",
+        ["1", "2", "3"],
+    )
+    # One slot left of four: the first attempt in order gets it, the other waits for room.
+    second = gate.claim_many(4, [4, 5], "w", 0, 30_000)
+    assert (second.reason, [lease.split(":")[0] for lease in second.leases]) == (
+        "concurrency",
+        ["4"],
+    )
+    # Release and claim in one round trip (fetch-next): the freed slot is claimed at once.
+    third = gate.claim_many(4, [5], "w", 0, 30_000, release=first.leases[:1])
+    assert third.reason == "ok" and gate.inflight(4) == 4
+    # The trunk's calls per second cut a claim too, and what it refused is given back.
+    trunk = Gate(client, gate.keys, provider_cps=2)
+    trunk.write(11, "running", 1, 100, max_lines=100)
+    cut = trunk.claim_many(11, [6, 7, 8], "w", 0, 30_000)
+    assert (cut.reason, len(cut.leases), trunk.inflight(11), trunk.lines(11)) == ("cps", 2, 2, 2)
+
+
+def test_the_last_lease_of_a_closed_gate_wakes_the_drain_and_a_freed_slot_wakes_a_waiter(
+    client, gate
+):
+    gate.write(10, "running", 1, 1, max_lines=100)
+    held = gate.claim_many(10, [1], "w", 0, 30_000)
+    gate.write(10, "paused", 2, 1, max_lines=100)
+    results: list[object] = []
+    waiter = threading.Thread(target=lambda: results.append(gate.drain(10, timeout=5)))
+    waiter.start()
+    time.sleep(0.02)
+    gate.release(10, *held.leases)
+    waiter.join(5)
+    d = results[0]
+    assert isinstance(d, Drain) and d.drained and d.drain_ms < 1000
+    gate.write(10, "running", 3, 1, max_lines=100)
+    held = gate.claim_many(10, [2], "w", 0, 30_000)
+    assert gate.claim_many(10, [3], "w", 0, 30_000).reason == "concurrency"
+    client.delete(gate.keys.freed(10))  # wake only on what this test gives back
+    threading.Timer(0.05, lambda: gate.release(10, *held.leases)).start()
+    started = time.perf_counter()
+    gate.wait_freed(10, timeout=5)
+    assert time.perf_counter() - started < 1
+    assert gate.claim_many(10, [3], "w", 0, 30_000).leases
+
+
 def test_lines_count_live_calls_beyond_placement_and_expire_when_their_end_never_comes(gate):
     gate.write(5, "running", 1, 10, max_lines=2)
     first = gate.claim(5, 1, "w", 0, 30_000, line_ttl_ms=200)
@@ -109,7 +158,7 @@ def test_a_claim_denied_after_it_was_granted_gives_back_lease_line_and_token(gat
     gate.write(6, "running", 1, 10, max_lines=1, max_cps=1)
     c = gate.claim(6, 1, "w", 0, 30_000)
     assert c.ok
-    gate.give_back(6, 1, c)
+    gate.give_back(6, [1], [str(c.lease_id)])
     assert (gate.inflight(6), gate.lines(6)) == (0, 0)
     assert gate.claim(6, 2, "w", 0, 30_000).ok  # the token came back too
 

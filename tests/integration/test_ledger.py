@@ -110,19 +110,22 @@ def test_threads_writes_are_grouped_and_each_lands_as_asked(make_stack, db):
     answered = CallEvent(args[0].attempt_id, CallEventKind.ENDED, disposition=Disposition.ANSWERED)
     busy = CallEvent(args[1].attempt_id, CallEventKind.ENDED, disposition=Disposition.BUSY)
     ringing = CallEvent(args[2].attempt_id, CallEventKind.RINGING)
-    done = ledger.write(Event(answered), Event(busy), Event(ringing), Start(args[32]))
+    done = ledger.write(
+        Event(answered), Event(busy), Event(ringing), Start(args[32]), Start(args[33])
+    )
     assert [(a.state, a.ended) for a in done[:3]] == [
         ("ended", True),
         ("ended", True),
         ("ringing", False),
     ]
-    assert done[3] == phones(40)[32]
+    assert done[3:] == phones(40)[32:34]
     assert ended == [(args[0].campaign_id, [args[0].attempt_id, args[1].attempt_id])]
-    # A gate denial parks the dialing attempt and the rest of its message (still queued).
-    ledger.write(Park(args[32], "paused", "parked", "pending", rest=(args[33].attempt_id,)))
+    # A gate denial parks the attempts of a message, started together, in one write.
+    pair = (args[32].attempt_id, args[33].attempt_id)
+    ledger.write(Park(pair, "paused", "parked", "pending"))
     # A do-not-call denial ends the attempt and its contact.
     assert ledger.write(Start(args[34])) == [phones(40)[34]]
-    ledger.write(Park(args[34], "dnc", "blocked_dnc", "blocked_dnc"))
+    ledger.write(Park((args[34].attempt_id,), "dnc", "blocked_dnc", "blocked_dnc"))
 
     states = _states(stack, args[:35])
     assert states[0] == ("ended", "done")

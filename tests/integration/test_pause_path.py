@@ -65,7 +65,7 @@ def test_pause_while_two_workers_dial_stops_every_call_then_resume_dials_everyon
 
 
 def test_a_pause_parks_the_rest_of_each_message_and_resume_dials_every_contact_once(make_stack, db):
-    # Queue factor 8: dial messages of 4 attempts (dial_batch), dialed one after the other.
+    # Queue factor 8: dial messages of 4 attempts (dial_batch), claimed together.
     stack = make_stack(db, feeder_queue_factor=8).start()
     stack.start_worker()
     stack.start_worker()
@@ -84,16 +84,16 @@ def test_a_pause_parks_the_rest_of_each_message_and_resume_dials_every_contact_o
     assert done["counts"]["done"] == 300
     assert_each_contact_dialed_once(stack, cid, 300)
     with stack.stack.control.sessions() as s:
-        never_started = s.scalar(
+        parked = s.scalar(
             select(func.count()).where(
                 Attempt.campaign_id == cid,
                 Attempt.state == "parked",
-                Attempt.started_at.is_(None),
+                Attempt.deny_reason == "paused",
             )
         )
-    # Attempts parked while still queued (the rest of a message that met the closed
-    # gate) were never started: parked in one write, their contacts dialed later.
-    assert never_started, "no message met the closed gate with attempts left"
+    # Messages that met the closed gate: their attempts, started together, were parked
+    # together, and their contacts dialed after the resume.
+    assert parked, "no message met the closed gate"
 
 
 def test_cancel_stops_dialing_and_marks_every_contact_not_dialed_cancelled(make_stack, db):

@@ -17,7 +17,7 @@ from shared.keys import Keys
 from shared.messages import DialArgs
 from shared.states import AttemptState, ContactState, Status
 from worker.checks import RETRY, Denial, DialChecks
-from worker.runtime import ENDS, PER_CONTACT
+from worker.runtime import ENDS
 
 T = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
@@ -67,12 +67,6 @@ def test_every_other_denial_parks_the_attempt_and_sends_the_contact_back_to_pend
     reason: str,
 ):
     assert ends(reason) == (AttemptState.PARKED, ContactState.PENDING)
-
-
-def test_only_the_contacts_own_denials_spare_the_rest_of_its_message():
-    assert {"dnc", "dnc_unknown", "calling_window"} == PER_CONTACT
-    gate_reasons = ["paused", "cancelled", "gate_missing", "gate_behind", "concurrency", "estop"]
-    assert not PER_CONTACT & set(gate_reasons)
 
 
 # -- the do-not-call verdict ----------------------------------------------------------------

@@ -26,20 +26,13 @@ from sqlalchemy.sql.elements import (
 
 from shared.messages import DialArgs
 from worker import ledger
-from worker.ledger import (
-    PARK_ATTEMPT,
-    PARK_CONTACTS,
-    PARK_QUEUED,
-    START_ATTEMPTS,
-    START_CONTACTS,
-)
+from worker.ledger import PARK_ATTEMPTS, PARK_CONTACTS, START_ATTEMPTS, START_CONTACTS
 
 T = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 STATEMENTS = [
     "START_ATTEMPTS",
     "START_CONTACTS",
-    "PARK_ATTEMPT",
-    "PARK_QUEUED",
+    "PARK_ATTEMPTS",
     "PARK_CONTACTS",
 ]
 DIALECTS = [postgresql.dialect(), sqlite.dialect()]
@@ -173,31 +166,24 @@ def test_the_start_needs_exactly_what_the_ledger_passes(dialect: Any):
 
 
 # -- parking a denied dial ------------------------------------------------------------------
-PARK = {"a_id": 7, "w": "worker-a", "st": "parked", "why": "paused", "t": T}
+PARK = {"ids": [7, 8], "w": "worker-a", "st": "parked", "why": "paused", "t": T}
 
 
-def test_a_park_ends_the_attempt_this_worker_is_dialing_with_the_reason():
+def test_a_park_ends_the_attempts_this_worker_is_dialing_with_the_reason():
     row = attempt("dialing", worker_id="worker-a")
-    after = effect(PARK_ATTEMPT, row, PARK)
+    after = effect(PARK_ATTEMPTS, row, PARK)
     assert after == {**row, "state": "parked", "deny_reason": "paused", "finished_at": T}
+    assert effect(PARK_ATTEMPTS, attempt("dialing", worker_id="worker-a", id=9), PARK) is None
+    assert [c.name for c in PARK_ATTEMPTS._returning] == ["contact_id"]  # type: ignore[attr-defined]
 
 
 def test_a_park_leaves_another_workers_attempt_alone():
-    assert effect(PARK_ATTEMPT, attempt("dialing", worker_id="worker-b"), PARK) is None
+    assert effect(PARK_ATTEMPTS, attempt("dialing", worker_id="worker-b"), PARK) is None
 
 
 @pytest.mark.parametrize("state", ["queued", "done", "failed", "unknown"])
 def test_a_park_leaves_an_attempt_that_is_not_dialing_alone(state: str):
-    assert effect(PARK_ATTEMPT, attempt(state, worker_id="worker-a"), PARK) is None
-
-
-def test_the_rest_of_a_denied_message_is_parked_only_while_still_queued():
-    rest = {"ids": [7, 8], "st": "parked", "why": "paused", "t": T}
-    after = effect(PARK_QUEUED, attempt("queued"), rest)
-    assert after is not None and after["state"] == "parked"
-    assert effect(PARK_QUEUED, attempt("dialing"), rest) is None
-    assert effect(PARK_QUEUED, attempt("queued", id=9), rest) is None
-    assert [c.name for c in PARK_QUEUED._returning] == ["contact_id"]  # type: ignore[attr-defined]
+    assert effect(PARK_ATTEMPTS, attempt(state, worker_id="worker-a"), PARK) is None
 
 
 @pytest.mark.parametrize("state", ["dialing", "queued"])
@@ -216,6 +202,5 @@ def test_a_park_never_moves_a_contact_that_was_not_queued_or_dialing(state: str)
 
 @pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
 def test_the_park_statements_need_exactly_what_the_ledger_passes(dialect: Any):
-    assert needed(PARK_ATTEMPT, dialect) == {"a_id", "w", "st", "why", "t"}
-    assert needed(PARK_QUEUED, dialect) == {"ids", "st", "why", "t"}
+    assert needed(PARK_ATTEMPTS, dialect) == {"ids", "w", "st", "why", "t"}
     assert needed(PARK_CONTACTS, dialect) == {"ids", "st", "t", "after"}
