@@ -66,8 +66,8 @@ class Propagation(Answer):
     workers_acked: int
 
 
-class CampaignRow(Answer):
-    """A campaign as the database has it, its contacts counted by state."""
+class CampaignState(Answer):
+    """A campaign's own row, as the database has it."""
 
     id: int
     name: str
@@ -88,22 +88,32 @@ class CampaignRow(Answer):
     pause_source: Source | None
     created_at: Instant
     updated_at: Instant
-    counts: dict[str, int] = Field(description="Contacts per contact state (every state).")
-    dispositions: dict[str, int] = Field(description="Calls ended, per disposition.")
-    live: dict[str, int] = Field(description="Calls up right now: ringing, answered.")
     allowed_actions: list[Action] = Field(description="The actions your role may take now.")
     dialing: Dialing
     monitor: MonitorRules | None
 
 
-class CampaignDetail(CampaignRow):
+class CampaignRow(CampaignState):
+    """A campaign as the database has it, its contacts counted by state."""
+
+    counts: dict[str, int] = Field(description="Contacts per contact state (every state).")
+    dispositions: dict[str, int] = Field(description="Calls ended, per disposition.")
+    live: dict[str, int] = Field(description="Calls up right now: ringing, answered.")
+
+
+class LiveParts(Answer):
+    """What Redis knows of a campaign now; ``null`` while Redis is unreachable."""
+
+    inflight: int | None
+    propagation: Propagation | None
+    emergency_stop: bool | None
+
+
+class CampaignDetail(CampaignRow, LiveParts):
     """A campaign with its last 24 h of automatic pauses; the live parts from Redis are
     ``null`` while Redis is unreachable."""
 
     automatic_pauses_24h: dict[str, int] = Field(description="System pauses per rule or actor.")
-    inflight: int | None
-    propagation: Propagation | None
-    emergency_stop: bool | None
 
 
 class Campaign(CampaignDetail):
@@ -135,8 +145,10 @@ class GateAnswer(GateWrite):
     status: str | None = Field(default=None, description="The gate's, when Redis answered.")
 
 
-class Transitioned(CampaignDetail):
-    """The campaign after a transition, with what the gate did."""
+class Transitioned(CampaignState, LiveParts):
+    """The campaign as the transition committed it, with what the gate did and what Redis
+    says now; no counts (a transition answers from what its transaction knows: GET the
+    campaign for its counts)."""
 
     gate: GateAnswer
 

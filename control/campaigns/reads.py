@@ -185,11 +185,6 @@ class Reads:
         view["automatic_pauses_24h"] = self._automatic_pauses(s, c.id)
         return view
 
-    def _committed_view(self, c: Campaign) -> dict[str, Any]:
-        """:meth:`_stored_view` of a campaign row just committed (read in its own session)."""
-        with self.sessions() as s:
-            return self._stored_view(s, c)
-
     def campaigns(self, org: str | None = None) -> list[dict[str, Any]]:
         """Every campaign, or those of one organisation."""
         with self.sessions() as s:

@@ -28,6 +28,7 @@ from control.auth.roles import Who
 from control.auth.trail import record
 from control.campaigns.hangups import hang_up
 from control.campaigns.reads import Reads
+from control.campaigns.views import campaign_state
 from shared import metrics
 from shared.errors import ConfirmationRequired, Conflict, InvalidInput, Unavailable
 from shared.gate import Drain
@@ -107,9 +108,6 @@ class Transitions(Reads):
         c = self._commit_transition(
             campaign_id, action, actor, source, reason, request_id, cap, who, scope
         )
-        # The answer's database part is read while the gate drains: the pause waits for
-        # calls in flight, not for a recount of the campaign's contacts.
-        stored = self._answers.submit(self._committed_view, c)
         gate, recorded = self._apply_gate(c, action, drain_timeout, scope)
         metrics.observe_transition(
             action.value, time.perf_counter() - started, gate.get("drain_ms"), gate.get("drained")
@@ -124,16 +122,11 @@ class Transitions(Reads):
             source=source.value,
             gate=gate,
         )
-        try:
-            view = stored.result()
-            view.update(self._live_view(campaign_id, view["version"]))
-            recorded.result()
-            return TransitionResult(view, gate)
-        except OperationalError as exc:
-            raise Unavailable(
-                f"campaign {c.id} is now {c.status} (version {c.version}, gate {gate}), but "
-                "reading it back from the database failed; GET it again"
-            ) from exc
+        # The answer is what the transaction committed and what Redis says now: no read
+        # back, no recount (GET the campaign for its counts).
+        view = {**campaign_state(c), **self._live_view(campaign_id, c.version)}
+        recorded.result()
+        return TransitionResult(view, gate)
 
     def _commit_transition(
         self,

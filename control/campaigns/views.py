@@ -26,6 +26,17 @@ def campaign_view(
     """The campaign as the database has it, with its contacts counted by state and its
     calls by disposition (``dispositions``) and by live state (``live``)."""
     return {
+        **campaign_state(c),
+        "counts": counts,
+        "dispositions": calls["dispositions"],
+        "live": calls["live"],
+    }
+
+
+def campaign_state(c: Campaign) -> dict[str, Any]:
+    """The campaign's own row: what a transition's answer carries (no counts: a transition
+    answers from what its transaction knows)."""
+    return {
         "id": c.id,
         "name": c.name,
         "status": c.status,
@@ -45,9 +56,6 @@ def campaign_view(
         "pause_source": c.pause_source,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
-        "counts": counts,
-        "dispositions": calls["dispositions"],
-        "live": calls["live"],
         "allowed_actions": [a.value for a in allowed_actions(Status(c.status))],
         "dialing": dialing_view(c),
         "monitor": c.monitor,

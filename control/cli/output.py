@@ -112,18 +112,19 @@ def show(c: dict[str, Any]) -> None:
     if (c.get("dialing") or {}).get("blocked_by") == "calling_window":
         opens = esc(c["dialing"]["opens_at"])
         print(f"  NOT DIALING   outside the calling window; opens at {opens}")
-    counts = c.get("counts", {})
-    print("  contacts      " + "  ".join(f"{s} {esc(counts.get(s, 0))}" for s in STATES))
-    live = c.get("live") or {}
-    print(
-        f"  calls up      ringing {esc(live.get('ringing', 0))}  "
-        f"answered {esc(live.get('answered', 0))}"
-    )
-    ended = {d: n for d, n in (c.get("dispositions") or {}).items() if n}
-    print(
-        "  dispositions  "
-        + ("  ".join(f"{esc(d)} {esc(n)}" for d, n in sorted(ended.items())) or "none yet")
-    )
+    if "counts" in c:  # a transition's answer has none: `dialgate show` counts
+        counts = c["counts"]
+        print("  contacts      " + "  ".join(f"{s} {esc(counts.get(s, 0))}" for s in STATES))
+        live = c.get("live") or {}
+        print(
+            f"  calls up      ringing {esc(live.get('ringing', 0))}  "
+            f"answered {esc(live.get('answered', 0))}"
+        )
+        ended = {d: n for d, n in (c.get("dispositions") or {}).items() if n}
+        print(
+            "  dispositions  "
+            + ("  ".join(f"{esc(d)} {esc(n)}" for d, n in sorted(ended.items())) or "none yet")
+        )
     if c.get("inflight") is not None:
         print(f"  in flight     {esc(c['inflight'])}")
     p = c.get("propagation")
