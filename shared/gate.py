@@ -18,8 +18,9 @@ Per campaign, in Redis (keys in :mod:`shared.keys`, one hash tag per campaign):
   and the claim that removes it says so (counted, logged: never silently).
 - ``cps`` sorted set ``lease -> claim ms``: the calls started in the last window, for
   ``max_cps``; :data:`PROVIDER_CPS_LUA` keeps the same for the whole trunk or account.
-- ``freed`` list: a token per lease or line given back (short-lived, trimmed): what a dial
-  waiting for room blocks on. A hint only; the claim decides.
+- ``freed`` list: at most one token, pushed when a lease or line is given back and passed
+  on by a claim that leaves room (short-lived): what a dial waiting for room blocks on, so
+  one waiter wakes per release instead of all of them. A hint only; the claim decides.
 
 :data:`CLAIM_LUA` checks status, version, concurrency, lines and the campaign's calls per
 second, and takes a lease, a line and a token for as many of the attempts it is given (in
@@ -99,9 +100,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n, reason, wait = #ARGV - 4, 'ok', 0
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local room = tonumber(g[3]) - redis.call('ZCARD', KEYS[2])
+local left = room
 if room < n then n, reason = math.max(0, room), 'concurrency' end
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 room = tonumber(g[4] or g[3]) - redis.call('ZCARD', KEYS[3])
+left = math.min(left, room)
 if room < n then n, reason = math.max(0, room), 'lines' end
 local r = tonumber(g[5] or '0')
 local win = 0
@@ -125,6 +128,11 @@ for i = 1, n do
   out[5 + i] = lease
 end
 if r > 0 and n > 0 then redis.call('PEXPIRE', KEYS[4], win * 2) end
+-- Room left after a claim that got all it asked for: wake the next dial waiting for room.
+if reason == 'ok' and left > n and redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('LPUSH', KEYS[5], '1')
+  redis.call('PEXPIRE', KEYS[5], 2000)
+end
 return out
 """
 )
@@ -148,15 +156,17 @@ return {n, tonumber(oldest[2]) + win - now + 1}
 """
 )
 
-# Room given back (KEYS: leases or lines, freed, gate, drained; ARGV: members): one token
-# per member removed wakes a dial waiting for room; the last live lease of a closed gate
-# wakes the drain.
+# Room given back (KEYS: leases or lines, freed, gate, drained; ARGV: members): a token
+# (at most one waits in the list) wakes one dial waiting for room, which claims all the
+# room it needs and, if some is left, passes the token on (CLAIM_LUA); the last live lease
+# of a closed gate wakes the drain.
 FREE_LUA = """
 local n = redis.call('ZREM', KEYS[1], unpack(ARGV))
 if n == 0 then return 0 end
-for i = 1, n do redis.call('LPUSH', KEYS[2], '1') end
-redis.call('LTRIM', KEYS[2], 0, 255)
-redis.call('PEXPIRE', KEYS[2], 2000)
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('LPUSH', KEYS[2], '1')
+  redis.call('PEXPIRE', KEYS[2], 2000)
+end
 if KEYS[4] and redis.call('HGET', KEYS[3], 'status') ~= 'running' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -496,6 +506,7 @@ class Gate:
                         k.leases(campaign_id),
                         k.lines(campaign_id),
                         k.cps(campaign_id),
+                        k.freed(campaign_id),
                     ],
                     [holder, min_version, ttl_ms, line_ttl_ms, *attempt_ids],
                 )

@@ -34,8 +34,9 @@ class Keys:
         return f"{self.namespace}:{{c:{campaign_id}}}:cps"
 
     def freed(self, campaign_id: int) -> str:
-        """List: one token per lease or line given back (a hint that wakes a dial waiting
-        for room; the claim decides); short-lived, trimmed."""
+        """List: at most one token, pushed when a lease or line is given back and passed on
+        by a claim that leaves room (a hint that wakes one dial waiting for room; the claim
+        decides); short-lived."""
         return f"{self.namespace}:{{c:{campaign_id}}}:freed"
 
     def drained(self, campaign_id: int) -> str:
