@@ -95,11 +95,16 @@ def bullmq(seed: int, jobs: int) -> dict[str, Any]:
 
 
 def dialgate(
-    seed: int, jobs: int, db: str, cycles: int = 40, profile: bool = False
+    seed: int,
+    jobs: int,
+    db: str,
+    cycles: int = 40,
+    profile: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="dialgate-bench-peer-"))
     log = tmp / "calls.jsonl"
-    env = {"DIALGATE_SIM_LATENCY_MS": "5", "DIALGATE_SIM_CALL_LOG": str(log)}
+    env = {"DIALGATE_SIM_LATENCY_MS": "5", "DIALGATE_SIM_CALL_LOG": str(log), **(settings or {})}
     dg = Dialgate(tmp, workers=3, threads=4, env=env, db=db, up=True)
     try:
         cid = dg.api("POST", "/campaigns", json={"name": "peer", "max_concurrency": 12})["id"]
@@ -184,11 +189,27 @@ def main() -> None:
         "--profile", action="store_true", help="py-spy a worker, the API and the control loops"
     )
     ap.add_argument("--only", choices=("bullmq", "dialgate"), help="run one side only")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="DIALGATE_NAME=VALUE",
+        help="a setting for every dialgate process (repeat); the defaults otherwise",
+    )
     args = ap.parse_args()
+    settings = dict(kv.split("=", 1) for kv in args.set)
+    bad = [k for k in settings if not k.startswith("DIALGATE_")]
+    if bad:
+        ap.error(f"--set takes DIALGATE_NAME=VALUE, got {bad[0]!r}")
     rows = []
     for seed in args.seeds:
         if args.only == "dialgate":
-            print(json.dumps(dialgate(seed, args.jobs, args.db, profile=args.profile), indent=2))
+            print(
+                json.dumps(
+                    dialgate(seed, args.jobs, args.db, profile=args.profile, settings=settings),
+                    indent=2,
+                )
+            )
             continue
         print(f"seed {seed}: BullMQ", flush=True)
         b = bullmq(seed, args.jobs)
@@ -196,7 +217,7 @@ def main() -> None:
             print(json.dumps(b, indent=2))
             continue
         print(f"seed {seed}: dialgate", flush=True)
-        d = dialgate(seed, args.jobs, args.db, profile=args.profile)
+        d = dialgate(seed, args.jobs, args.db, profile=args.profile, settings=settings)
         ratio = {
             "calls_per_s": round(d["calls_per_s"] / b["calls_per_s"], 3),
             "pause_p50": round(d["pause_p50_ms"] / b["pause_p50_ms"], 2),

@@ -159,7 +159,8 @@ def apply_events(
     if not events:
         return []
     ids = sorted({e.attempt_id for e in events})
-    campaigns = {r.id: r.campaign_id for r in s.execute(ROWS, {"ids": ids})}
+    first = list(s.execute(ROWS, {"ids": ids}))
+    campaigns = {r.id: r.campaign_id for r in first}
     missing = [i for i in ids if i not in campaigns]
     if missing and strict:
         raise NotFound(f"attempt {missing[0]} does not exist")
@@ -170,7 +171,12 @@ def apply_events(
         else {}
     )
     rows: dict[int, dict[str, Any]] = {}
-    for r in s.execute(ROWS.with_for_update(), {"ids": ids}):
+    # Locked after their campaigns (the order a cancel locks them in); SQLite's transaction
+    # holds the whole database already, so what was read first stands.
+    locked = (
+        first if s.dialect.name == "sqlite" else s.execute(ROWS.with_for_update(), {"ids": ids})
+    )
+    for r in locked:
         row = dict(r._mapping)
         if row["state"] not in DIALED and strict:
             raise Conflict(f"attempt {r.id} was never dialed (it is {row['state']})")

@@ -148,7 +148,7 @@ class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         UniqueConstraint("campaign_id", "phone", name="uq_contacts_campaign_phone"),
-        Index("ix_contacts_campaign_state", "campaign_id", "state"),
+        Index("ix_contacts_campaign_state_id", "campaign_id", "state", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -167,7 +167,7 @@ class Contact(Base):
 class Attempt(Base):
     __tablename__ = "attempts"
     __table_args__ = (
-        Index("ix_attempts_campaign_state", "campaign_id", "state"),
+        Index("ix_attempts_campaign_state_disposition", "campaign_id", "state", "disposition"),
         Index("ix_attempts_contact", "contact_id"),
     )
 

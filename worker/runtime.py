@@ -109,6 +109,7 @@ class Runtime:
         # gate read). Claims demand at least this version: broadcasts only add caution.
         self.observed: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._placing = threading.local()  # .events: reported while this thread places
         self.inflight = 0
 
     @functools.cached_property
@@ -168,8 +169,14 @@ class Runtime:
 
     def report(self, event: CallEvent) -> None:
         """What a back end reports of a call (from any thread): written by the ledger with
-        the other threads' writes; the call's line is released once its end is committed."""
-        self.ledger.submit(Event(event))
+        the other threads' writes; the call's line is released once its end is committed.
+        What a back end reports from a thread while it places calls goes to the ledger with
+        the placements, after them (one write instead of one per event)."""
+        held = getattr(self._placing, "events", None)
+        if held is not None:
+            held.append(event)
+        else:
+            self.ledger.submit(Event(event))
 
     def hang_up(self, campaign_id: int | None, scope: Hangup) -> int:
         """End this process's live calls of a campaign (None: of every campaign) that
@@ -320,15 +327,21 @@ class _Dial:
         metrics.DIALS_PLACED.inc(len(calls))
         with rt._lock:
             rt.inflight += len(calls)
+        reported: list[CallEvent] = []
+        rt._placing.events = reported
         try:
             placed = rt.provider.place_many(calls)
+        except BaseException:
+            rt.ledger.submit(*(Event(e) for e in reported))  # what was reported still goes
+            raise
         finally:
+            rt._placing.events = None
             with rt._lock:
                 rt.inflight -= len(calls)
         events = [
             _placement(call.attempt_id, p, version) for call, p in zip(calls, placed, strict=True)
         ]
-        self.written += rt.ledger.submit(*(Event(e) for e in events))
+        self.written += rt.ledger.submit(*(Event(e) for e in events + reported))
         for (i, _, _), p in zip(go, placed, strict=True):
             self.out[i] = p.outcome or ""
 
