@@ -151,11 +151,11 @@ class Settings(BaseSettings):
         default=8, ge=1, description="Queued attempts per campaign = factor × max_concurrency."
     )
     dial_batch: int = Field(
-        default=4,
+        default=25,
         ge=1,
         le=MAX_BATCH,
-        description="Attempts per dial message, at most half the queue factor (so every "
-        "worker thread of a campaign has a message).",
+        description="Attempts per dial message at most; a campaign's messages hold at most "
+        "its concurrency (one claim of one message can fill the campaign).",
     )
     feeder_requeue_after: float = Field(
         default=60.0, gt=0, description="Re-enqueue an attempt queued this long (lost message)."

@@ -51,20 +51,25 @@ class Loop(ABC):
             if not done:
                 self.idle()
 
+    def wait_s(self) -> float:
+        """How long an idle loop waits for its next step (a nudge wakes it sooner)."""
+        return self.interval
+
     def idle(self) -> None:
-        """Wait before the next step when there was nothing to do: ``interval`` seconds, or
-        less when nudged."""
+        """Wait before the next step when there was nothing to do: :meth:`wait_s`, or less
+        when nudged."""
+        wait = self.wait_s()
         if self.nudge is None:
-            self.stop_event.wait(self.interval)
+            self.stop_event.wait(wait)
             return
         try:
             if self._pubsub is None:
                 self._pubsub = self.nudge[0].pubsub(ignore_subscribe_messages=True)
                 self._pubsub.subscribe(self.nudge[1])
-            self._pubsub.get_message(timeout=self.interval)
+            self._pubsub.get_message(timeout=wait)
         except redis.RedisError:
             self._pubsub = None
-            self.stop_event.wait(self.interval)
+            self.stop_event.wait(wait)
 
     def start(self) -> Loop:
         self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)

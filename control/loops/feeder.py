@@ -42,6 +42,12 @@ from shared.states import AttemptState, ContactState, Status
 # update, so a repeat never dials twice).
 UNSENT = datetime(2000, 1, 1, tzinfo=UTC)
 
+# While workers are taking what it queued (it fed something in the last second), the feeder
+# looks again this often instead of every ``feeder_interval``: the queue it keeps holds a
+# fraction of a second of dialing, and must not run dry between two steps.
+BUSY_INTERVAL_S = 0.05
+BUSY_FOR_S = 1.0
+
 ACTIVE = [
     ContactState.PENDING.value,
     ContactState.QUEUED.value,
@@ -73,6 +79,12 @@ class Feeder(Loop):
         self.broker = broker
         self.complete = complete
         self._next_requeue = 0.0
+        self._fed_at = -BUSY_FOR_S  # monotonic time of the last step that queued anything
+
+    def wait_s(self) -> float:
+        if time.monotonic() - self._fed_at < BUSY_FOR_S:
+            return min(self.interval, BUSY_INTERVAL_S)
+        return self.interval
 
     def step(self) -> int:
         if self.gate.estop() is not None:
@@ -105,6 +117,8 @@ class Feeder(Loop):
         if time.monotonic() >= self._next_requeue:  # a lost message waits a minute anyway
             self._next_requeue = time.monotonic() + min(1.0, self.settings.feeder_requeue_after / 4)
             fed += self._requeue_lost()
+        if fed:
+            self._fed_at = time.monotonic()
         return fed
 
     def _feed(self, campaign_id: int, version: int, target: int) -> int | None:
@@ -216,43 +230,52 @@ class Feeder(Loop):
             q = q.with_for_update(skip_locked=True)
         return list(s.scalars(q))
 
-    def _dial_args(self, s: Session, attempt_ids: list[int]) -> list[QueuedDial]:
-        """The dial messages of these attempts: contact and campaign, no number (the worker
-        reads the contact's own)."""
+    def _dial_args(self, s: Session, attempt_ids: list[int]) -> list[tuple[QueuedDial, int]]:
+        """The dial messages' entries of these attempts (contact and campaign, no number:
+        the worker reads the contact's own), each with its campaign's message size."""
         if not attempt_ids:
             return []
         rows = s.execute(
-            select(Attempt.id, Attempt.campaign_id, Attempt.contact_id, Campaign.machine_detection)
+            select(
+                Attempt.id,
+                Attempt.campaign_id,
+                Attempt.contact_id,
+                Campaign.machine_detection,
+                Campaign.max_concurrency,
+                Campaign.cap_concurrency,
+            )
             .join(Campaign, Campaign.id == Attempt.campaign_id)
             .where(Attempt.id.in_(attempt_ids))
             .order_by(Attempt.campaign_id, Attempt.id)
         ).all()
         return [
-            QueuedDial(
-                attempt_id=r.id,
-                campaign_id=r.campaign_id,
-                contact_id=r.contact_id,
-                epoch=self.gate.epoch,
-                machine_detection=r.machine_detection,
+            (
+                QueuedDial(
+                    attempt_id=r.id,
+                    campaign_id=r.campaign_id,
+                    contact_id=r.contact_id,
+                    epoch=self.gate.epoch,
+                    machine_detection=r.machine_detection,
+                ),
+                self.batch_size(r.cap_concurrency or r.max_concurrency),
             )
             for r in rows
         ]
 
-    @property
-    def batch_size(self) -> int:
-        """Attempts per message: ``dial_batch``, at most half the queue factor, so a full
-        queue holds two messages per concurrency slot and no worker thread waits idle."""
-        return max(1, min(self.settings.dial_batch, self.settings.feeder_queue_factor // 2))
+    def batch_size(self, concurrency: int) -> int:
+        """Attempts per message of a campaign that may dial ``concurrency`` calls at once:
+        ``dial_batch``, at most that many, so one claim of one message can fill the
+        campaign and no message holds attempts that must wait for room."""
+        return max(1, min(self.settings.dial_batch, concurrency))
 
-    def _enqueue(self, rows: list[QueuedDial]) -> None:
-        """Dial messages of up to :attr:`batch_size` attempts of one campaign, signed with
+    def _enqueue(self, rows: list[tuple[QueuedDial, int]]) -> None:
+        """Dial messages of up to :meth:`batch_size` attempts of one campaign, signed with
         the control key (unsigned without one, as control events). When the
         broker fails, the attempts not confirmed yet are marked for the next step's
         ``_requeue_lost`` (their ``queued_at`` set to :data:`UNSENT`), not left waiting for
         the requeue delay."""
         batches: list[list[QueuedDial]] = []
-        size = self.batch_size
-        for r in rows:  # rows come ordered by campaign, then attempt
+        for r, size in rows:  # rows come ordered by campaign, then attempt
             last = batches[-1] if batches else None
             if last and last[0].campaign_id == r.campaign_id and len(last) < size:
                 last.append(r)

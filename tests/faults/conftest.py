@@ -125,12 +125,13 @@ def fresh(make_stack: Any) -> Iterator[Any]:
     """``make_stack`` with the fault suite's defaults (fast heartbeats, short leases)."""
 
     def factory(**overrides: Any) -> TestStack:
-        # Queue factor 8: dial messages of 4 attempts, so every fault meets messages
-        # partly dialed (a killed worker's message comes back with some attempts done).
+        # Dial messages of 4 attempts, so every fault meets messages partly dialed (a
+        # killed worker's message comes back with some attempts done).
         values: dict[str, Any] = {
             "amqp_heartbeat": 2,
             "sim_latency_ms": 20,
             "feeder_queue_factor": 8,
+            "dial_batch": 4,
         }
         values.update(overrides)
         return make_stack(**values)  # type: ignore[no-any-return]

@@ -70,9 +70,10 @@ def test_a_dial_held_after_the_gate_makes_pause_answer_undrained_and_is_the_last
 
 
 def test_hundreds_of_random_pauses_under_load_let_no_call_through_and_lose_nothing(make_stack):
-    # Queue factor 8: dial messages of 4 attempts each (the rest of a message is parked
-    # when one of its attempts meets the closed gate).
-    stack = make_stack(sim_latency_ms=3, drain_timeout=5, feeder_queue_factor=8).start()
+    # Dial messages of 4 attempts each, claimed together (a message meeting the closed
+    # gate is parked whole).
+    stack = make_stack(sim_latency_ms=3, drain_timeout=5, feeder_queue_factor=8, dial_batch=4)
+    stack.start()
     for _ in range(3):
         stack.start_worker(threads=4)
     stack.wait_workers(3)

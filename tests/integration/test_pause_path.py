@@ -65,8 +65,8 @@ def test_pause_while_two_workers_dial_stops_every_call_then_resume_dials_everyon
 
 
 def test_a_pause_parks_the_rest_of_each_message_and_resume_dials_every_contact_once(make_stack, db):
-    # Queue factor 8: dial messages of 4 attempts (dial_batch), claimed together.
-    stack = make_stack(db, feeder_queue_factor=8).start()
+    # Dial messages of 4 attempts (the campaign's concurrency), claimed together.
+    stack = make_stack(db, feeder_queue_factor=8, dial_batch=25).start()
     stack.start_worker()
     stack.start_worker()
     stack.wait_workers(2)

@@ -98,7 +98,8 @@ class TestStack:
             "heartbeat_interval": 0.5,
             "reconcile_interval": 1.0,
             "feeder_interval": 0.05,
-            "feeder_queue_factor": 2,  # one attempt per message unless a test asks for more
+            "feeder_queue_factor": 2,
+            "dial_batch": 1,  # one attempt per message unless a test asks for more
             "log_json": True,
             "admin_token": "dg_test_admin_" + uuid.uuid4().hex,
             # httpx keeps no Secure cookie over http://; the browser tests use the default.
