@@ -66,6 +66,8 @@ def _no_dnc(members: tuple[bool, ...] | None) -> None:
 if VARIANT in ("nogate", "nochecks"):
     runtime.checks.calling_window = _no_window  # type: ignore[method-assign]
     runtime.checks.dnc_verdict = _no_dnc  # type: ignore[method-assign]
+if VARIANT in ("nogate", "naive"):
+    runtime.gate.room = lambda campaign_id, min_version: "ok"  # type: ignore[method-assign]
 if VARIANT == "nogate":
     runtime.gate.claim_many = _open  # type: ignore[method-assign]
 elif VARIANT == "naive":

@@ -178,6 +178,20 @@ end
 return n
 """
 
+# Is there room for a call (KEYS: gate, leases, lines; ARGV: min version)? A read: 'ok',
+# or why not (the claim's reasons). The claim still decides.
+ROOM_LUA = """
+local g = redis.call('HMGET', KEYS[1], 'status', 'version', 'max_concurrency', 'max_lines')
+if not g[1] then return 'gate_missing' end
+if tonumber(g[2]) < tonumber(ARGV[1]) then return 'gate_behind' end
+if g[1] ~= 'running' then return g[1] end
+local t = redis.call('TIME')
+local now = '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+if redis.call('ZCOUNT', KEYS[2], now, '+inf') >= tonumber(g[3]) then return 'concurrency' end
+if redis.call('ZCOUNT', KEYS[3], now, '+inf') >= tonumber(g[4] or g[3]) then return 'lines' end
+return 'ok'
+"""
+
 INFLIGHT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -275,6 +289,7 @@ class Gate:
         self._inflight = client.register_script(INFLIGHT_LUA)
         self._ack = client.register_script(ACK_LUA)
         self._free = client.register_script(FREE_LUA)
+        self._room = client.register_script(ROOM_LUA)
         self._scripts = (
             self._write,
             self._claim,
@@ -282,6 +297,7 @@ class Gate:
             self._inflight,
             self._ack,
             self._free,
+            self._room,
         )
 
     def _pipelined(self, stage: Callable[[Pipeline], object]) -> list[Any]:
@@ -314,23 +330,56 @@ class Gate:
         max_concurrency: int,
         max_lines: int | None = None,
         max_cps: float | None = None,
+        notify: Sequence[str] = (),
     ) -> int:
         """Versioned compare-and-set; returns the version the gate holds afterwards.
-        ``max_lines`` defaults to ``max_concurrency``; ``max_cps`` None: no limit."""
-        k = self.keys
-        lines = max_concurrency if max_lines is None else max_lines
-        stored, _ = self._pipelined(
-            lambda pipe: (
-                self._sha(
-                    pipe,
-                    self._write,
-                    [k.gate(campaign_id)],
-                    [status, version, max_concurrency, self.epoch, lines, max_cps or 0],
-                ),
-                pipe.sadd(k.gates_index, campaign_id),
-            )
-        )
+        ``max_lines`` defaults to ``max_concurrency``; ``max_cps`` None: no limit. The
+        campaign's id is published on each channel of ``notify`` in the same round trip."""
+        gate = (campaign_id, status, version, max_concurrency, max_lines, max_cps)
+        stored, *_ = self._pipelined(lambda pipe: self._write_stage(pipe, gate, notify))
         return int(stored)
+
+    def close(
+        self,
+        campaign_id: int,
+        status: str,
+        version: int,
+        max_concurrency: int,
+        max_lines: int | None,
+        max_cps: float | None,
+        notify: Sequence[str],
+        timeout: float,
+    ) -> tuple[int, Drain]:
+        """:meth:`write` a closed gate and :meth:`drain` it: the write, the notices and the
+        drain's first count in one round trip."""
+        gate = (campaign_id, status, version, max_concurrency, max_lines, max_cps)
+        start = time.perf_counter()
+
+        def stage(pipe: Pipeline) -> None:
+            self._write_stage(pipe, gate, notify)
+            self._count_stage(pipe, campaign_id)
+
+        stored, *_, n = self._pipelined(stage)
+        return int(stored), self._drained(campaign_id, int(n), start, start + timeout)
+
+    def _write_stage(self, pipe: Pipeline, gate: tuple[Any, ...], notify: Sequence[str]) -> None:
+        campaign_id, status, version, max_concurrency, max_lines, max_cps = gate
+        lines = max_concurrency if max_lines is None else max_lines
+        self._sha(
+            pipe,
+            self._write,
+            [self.keys.gate(campaign_id)],
+            [status, version, max_concurrency, self.epoch, lines, max_cps or 0],
+        )
+        pipe.sadd(self.keys.gates_index, campaign_id)
+        for channel in notify:
+            pipe.publish(channel, campaign_id)
+
+    def _count_stage(self, pipe: Pipeline, campaign_id: int) -> None:
+        """The drain's first look: a token left by an earlier pause means nothing now, so it
+        is cleared, then the live leases are counted (the last reply)."""
+        pipe.delete(self.keys.drained(campaign_id))
+        self._sha(pipe, self._inflight, [self.keys.leases(campaign_id)], [])
 
     def ping(self) -> None:
         self._r.ping()
@@ -392,24 +441,24 @@ class Gate:
         :data:`DRAIN_LOOK_S` (a crashed worker's lease expires without one); the emergency
         stop's (every gate stays open under it) looks every 2 ms."""
         start = time.perf_counter()
-        deadline = start + timeout
         if campaign_id is None:
             n = self.inflight_all()
         else:
-            leases, signal = self.keys.leases(campaign_id), self.keys.drained(campaign_id)
-            # A token left by an earlier pause means nothing now: cleared before looking.
-            _, n = self._pipelined(
-                lambda pipe: (pipe.delete(signal), self._sha(pipe, self._inflight, [leases], []))
-            )
+            *_, n = self._pipelined(lambda pipe: self._count_stage(pipe, campaign_id))
+        return self._drained(campaign_id, int(n), start, start + timeout)
+
+    def _drained(self, campaign_id: int | None, n: int, start: float, deadline: float) -> Drain:
+        """Wait from a first count of ``n`` live leases until none is left or ``deadline``."""
         while True:
             now = time.perf_counter()
             if n == 0 or now >= deadline:
-                return Drain(n == 0, int(n), round((now - start) * 1000, 3))
+                return Drain(n == 0, n, round((now - start) * 1000, 3))
             left = deadline - now
             if campaign_id is None:
                 time.sleep(min(0.002, left))
                 n = self.inflight_all()
             else:
+                signal = self.keys.drained(campaign_id)
                 self._r.blpop([signal], timeout=max(0.001, min(DRAIN_LOOK_S, left)))
                 n = self.inflight(campaign_id)
 
@@ -579,6 +628,23 @@ class Gate:
                         list(attempt_ids),
                     )
                 )
+
+    def room(self, campaign_id: int, min_version: int) -> str:
+        """Whether the campaign has room for a call now: ``ok``, or why not (a claim's
+        reasons; Redis away: ``redis_error``). One round trip, nothing taken: the claim
+        still decides."""
+        k = self.keys
+
+        def stage(pipe: Pipeline) -> None:
+            keys = [k.gate(campaign_id), k.leases(campaign_id), k.lines(campaign_id)]
+            self._sha(pipe, self._room, keys, [min_version])
+            pipe.get(k.estop)
+
+        try:
+            reason, estop = self._pipelined(stage)
+        except redis.RedisError:
+            return DenyReason.REDIS_ERROR
+        return DenyReason.ESTOP if estop is not None else str(reason)
 
     def wait_freed(self, campaign_id: int, timeout: float) -> None:
         """Block until a lease or line of the campaign is given back (at most ``timeout``

@@ -63,7 +63,18 @@ START_CONTACTS = (
     .values(state=ContactState.DIALING.value, updated_at=bindparam("t"))
     .returning(Contact.id, Contact.phone)
 )
-# The parked attempts' contacts, returned: those this worker moved to ``dialing``.
+# The parked attempts' contacts, returned: those still ``queued`` (a message parked
+# without being started) ...
+PARK_QUEUED = (
+    update(Attempt)
+    .where(
+        Attempt.id.in_(bindparam("ids", expanding=True)),
+        Attempt.state == AttemptState.QUEUED.value,
+    )
+    .values(state=bindparam("st"), deny_reason=bindparam("why"), finished_at=bindparam("t"))
+    .returning(Attempt.contact_id)
+)
+# ... or those this worker moved to ``dialing``.
 PARK_ATTEMPTS = (
     update(Attempt)
     .where(
@@ -104,14 +115,16 @@ class Event:
 
 @dataclass(frozen=True)
 class Park:
-    """Denied dials: attempts this worker moved to ``dialing`` end ``attempt_state``; their
-    contacts ``contact_state``, not fed again before ``dial_after``."""
+    """Denied dials: attempts this worker moved to ``dialing`` (``queued``: attempts still
+    queued, never started) end ``attempt_state``; their contacts ``contact_state``, not fed
+    again before ``dial_after``."""
 
     attempt_ids: tuple[int, ...]
     reason: str
     attempt_state: str
     contact_state: str
     dial_after: datetime | None = None
+    queued: bool = False
 
 
 Write = Start | Event | Park
@@ -216,8 +229,11 @@ class Ledger:
             )
         parked: list[tuple[Park, list[int]]] = []
         for p in parks:
-            how = {"st": p.attempt_state, "why": p.reason, "t": now, "w": self.worker_id}
-            parked.append((p, list(s.scalars(PARK_ATTEMPTS, {**how, "ids": list(p.attempt_ids)}))))
+            how = {"st": p.attempt_state, "why": p.reason, "t": now, "ids": list(p.attempt_ids)}
+            if p.queued:
+                parked.append((p, list(s.scalars(PARK_QUEUED, how))))
+            else:
+                parked.append((p, list(s.scalars(PARK_ATTEMPTS, {**how, "w": self.worker_id}))))
         # ... then contacts
         phones: dict[int, str] = {}
         if moved:

@@ -6,6 +6,9 @@ signature is checked (with ``DIALGATE_CONTROL_KEY`` set) and then its contract; 
 failing either is logged, counted and dropped. One worker thread dials its attempts
 together:
 
+0. it waits until the campaign has room for a call (:meth:`shared.gate.Gate.room`, a read:
+   the claim decides); a closed gate, or no room within ``CONCURRENCY_WAIT_S``, parks the
+   message where it is, never started;
 1. ``queued → dialing`` for all of them by one conditional update, committed before
    anything else happens to them (:mod:`worker.ledger`, group commit with the other
    threads' writes): a redelivered message finds its attempts no longer ``queued`` and
@@ -224,6 +227,16 @@ class _Dial:
 
     def run(self) -> list[str]:
         rt = self.rt
+        self.deadline = time.monotonic() + CONCURRENCY_WAIT_S
+        closed = self.wait_for_room()
+        if closed is not None:
+            # Nothing started: the attempts are parked where they are (one write instead of
+            # a start, a claim and a park).
+            ids = tuple(q.attempt_id for q in self.todo)
+            rt.ledger.write(Park(ids, closed, *_ends(closed), queued=True))
+            metrics.DIALS_DENIED.labels(closed).inc(len(ids))
+            log.debug("dial_denied", reason=closed, attempt_ids=ids, started=False)
+            return [f"denied:{closed}"] * len(ids)
         # Every attempt durably `dialing` before any call (a redelivered message finds its
         # attempts no longer `queued`): one conditional statement for the whole message.
         phones = rt.ledger.write(*(Start(q) for q in self.todo))
@@ -250,12 +263,27 @@ class _Dial:
                 f.result()
         return self.out
 
+    def wait_for_room(self) -> str | None:
+        """Before anything is started: wait (up to ``CONCURRENCY_WAIT_S``) until the
+        campaign has room for a call, so that a started attempt is one about to be placed
+        and a thread waiting for room holds nothing but its message; None once there is
+        room, else why the message is not dialed (the gate's status, or still full)."""
+        rt, cid = self.rt, self.campaign_id
+        while True:
+            reason = rt.gate.room(cid, rt.observed.get(cid, 0))
+            now = time.monotonic()
+            if reason == "ok":
+                return None
+            if reason not in WAITS or now >= self.deadline:
+                return reason
+            rt.gate.wait_freed(cid, min(FREED_LOOK_S, self.deadline - now))
+
     def claim_and_place(self) -> None:
         """Claim for every open attempt, place what was granted, and wait for room (up to
         ``CONCURRENCY_WAIT_S``) while the gate is open but full; a gate denial holds for
         the whole campaign, so it denies every attempt still open."""
         rt, cid = self.rt, self.campaign_id
-        deadline = time.monotonic() + CONCURRENCY_WAIT_S
+        deadline = self.deadline
         while self.open:
             probes = [rt.checks.dnc_probes(args) for _, args in self.open]
             claims = rt.gate.claim_many(
@@ -355,16 +383,19 @@ class _Dial:
         before the message is acknowledged."""
         parks = []
         for (reason, dial_after), idx in self.denied.items():
-            attempt_state, contact_state = ENDS.get(
-                reason, (AttemptState.PARKED, ContactState.PENDING)
-            )
             ids = tuple(self.todo[i].attempt_id for i in idx)
-            parks.append(Park(ids, reason, attempt_state.value, contact_state.value, dial_after))
+            parks.append(Park(ids, reason, *_ends(reason), dial_after))
             metrics.DIALS_DENIED.labels(reason).inc(len(ids))
             log.debug("dial_denied", reason=reason, attempt_ids=ids)
         self.denied = {}
         if parks:
             self.rt.ledger.write(*parks)
+
+
+def _ends(reason: str) -> tuple[str, str]:
+    """What a denial for ``reason`` makes of the attempt and of its contact."""
+    attempt, contact = ENDS.get(reason, (AttemptState.PARKED, ContactState.PENDING))
+    return attempt.value, contact.value
 
 
 def _placement(attempt_id: int, placed: Placed, version: int) -> CallEvent:

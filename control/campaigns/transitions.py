@@ -259,17 +259,15 @@ class Transitions(Reads):
         timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
         started = time.monotonic()
         try:
-            stored = self.gate.write(
-                c.id, c.status, c.version, c.concurrency, c.max_lines, c.max_cps
-            )
-            gate["written"] = stored == c.version
             # The relay wakes at once; on an opening, the feeder too.
-            nudge = self.redis.pipeline(transaction=False)
-            nudge.publish(self.keys.outbox_nudge, c.id)
-            if not closing:
-                nudge.publish(self.keys.feed_nudge, c.id)
-            nudge.execute()
-            d = self.gate.drain(c.id, timeout) if closing else None
+            notify = [self.keys.outbox_nudge] + ([] if closing else [self.keys.feed_nudge])
+            gate_values = (c.id, c.status, c.version, c.concurrency, c.max_lines, c.max_cps)
+            d = None
+            if closing:
+                stored, d = self.gate.close(*gate_values, notify, timeout)
+            else:
+                stored = self.gate.write(*gate_values, notify=notify)
+            gate["written"] = stored == c.version
         except redis.RedisError as exc:
             # Workers cannot claim without Redis either, so a closing gate is still closed;
             # an opening one opens when the reconciler next writes it.

@@ -115,6 +115,19 @@ def test_one_claim_grants_leases_to_as_many_attempts_as_there_is_room_for(client
     assert (cut.reason, len(cut.leases), trunk.inflight(11), trunk.lines(11)) == ("cps", 2, 2, 2)
 
 
+def test_room_says_whether_a_claim_could_be_granted_without_taking_anything(gate):
+    assert gate.room(12, 0) == "gate_missing"
+    gate.write(12, "running", 2, 1, max_lines=100)
+    assert gate.room(12, 3) == "gate_behind"
+    assert gate.room(12, 2) == "ok"
+    assert gate.room(12, 2) == "ok"  # nothing was taken
+    held = gate.claim_many(12, [1], "w", 2, 30_000)
+    assert gate.room(12, 2) == "concurrency"
+    gate.write(12, "paused", 3, 1, max_lines=100)
+    assert gate.room(12, 0) == "paused"
+    gate.release(12, *held.leases)
+
+
 def test_the_last_lease_of_a_closed_gate_wakes_the_drain_and_a_freed_slot_wakes_a_waiter(
     client, gate
 ):

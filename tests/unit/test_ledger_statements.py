@@ -26,13 +26,20 @@ from sqlalchemy.sql.elements import (
 
 from shared.messages import DialArgs
 from worker import ledger
-from worker.ledger import PARK_ATTEMPTS, PARK_CONTACTS, START_ATTEMPTS, START_CONTACTS
+from worker.ledger import (
+    PARK_ATTEMPTS,
+    PARK_CONTACTS,
+    PARK_QUEUED,
+    START_ATTEMPTS,
+    START_CONTACTS,
+)
 
 T = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 STATEMENTS = [
     "START_ATTEMPTS",
     "START_CONTACTS",
     "PARK_ATTEMPTS",
+    "PARK_QUEUED",
     "PARK_CONTACTS",
 ]
 DIALECTS = [postgresql.dialect(), sqlite.dialect()]
@@ -186,6 +193,20 @@ def test_a_park_leaves_an_attempt_that_is_not_dialing_alone(state: str):
     assert effect(PARK_ATTEMPTS, attempt(state, worker_id="worker-a"), PARK) is None
 
 
+def test_a_message_parked_without_being_started_parks_only_attempts_still_queued():
+    how = {"ids": [7, 8], "st": "parked", "why": "paused", "t": T}
+    after = effect(PARK_QUEUED, attempt("queued"), how)
+    assert after == {
+        **attempt("queued"),
+        "state": "parked",
+        "deny_reason": "paused",
+        "finished_at": T,
+    }
+    assert effect(PARK_QUEUED, attempt("dialing", worker_id="worker-b"), how) is None
+    assert effect(PARK_QUEUED, attempt("queued", id=9), how) is None
+    assert [c.name for c in PARK_QUEUED._returning] == ["contact_id"]  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("state", ["dialing", "queued"])
 def test_a_parked_contact_waits_until_dial_after(state: str):
     later = T + timedelta(hours=3)
@@ -203,4 +224,5 @@ def test_a_park_never_moves_a_contact_that_was_not_queued_or_dialing(state: str)
 @pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
 def test_the_park_statements_need_exactly_what_the_ledger_passes(dialect: Any):
     assert needed(PARK_ATTEMPTS, dialect) == {"ids", "w", "st", "why", "t"}
+    assert needed(PARK_QUEUED, dialect) == {"ids", "st", "why", "t"}
     assert needed(PARK_CONTACTS, dialect) == {"ids", "st", "t", "after"}
