@@ -226,6 +226,23 @@ def main() -> None:
         row = {"seed": seed, "bullmq": b, "dialgate": d, "dialgate / bullmq": ratio}
         rows.append(row)
         print(json.dumps(row, indent=2), flush=True)
+    if rows:
+        print(
+            "\n| seed | BullMQ calls/s | dialgate calls/s | ratio | pause p50 BullMQ / dialgate "
+            "| slowest BullMQ / dialgate | late | double | audit | CPU ms/call BullMQ / dialgate |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            b, d = r["bullmq"], r["dialgate"]
+            print(
+                f"| {r['seed']} | {b['calls_per_s']:,.1f} | {d['calls_per_s']:,.1f} "
+                f"| {r['dialgate / bullmq']['calls_per_s']} "
+                f"| {b['pause_p50_ms']:.1f} / {d['pause_p50_ms']:.1f} ms "
+                f"| {b['pause_max_ms']:.1f} / {d['pause_max_ms']:.1f} ms "
+                f"| {b['late_calls']} / {d['late_calls']} | {b['double_dials']} / "
+                f"{d['double_dials']} | {'ok' if d['audit_ok'] else 'FAILED'} "
+                f"| {b['cpu_ms_per_call_total']:.2f} / {d['cpu_ms_per_call_total']:.2f} |"
+            )
 
 
 if __name__ == "__main__":
