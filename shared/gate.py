@@ -5,7 +5,9 @@ Per campaign, in Redis (keys in :mod:`shared.keys`, one hash tag per campaign):
 - ``gate`` hash ``{status, version, max_concurrency, max_lines, max_cps, epoch}``, written
   only by :data:`WRITE_LUA`, a compare-and-set on ``version``: a lower version never
   overwrites a higher one of the same database. A gate left by another database (another
-  ``epoch``: the database was recreated) is overwritten, its versions mean nothing here.
+  ``epoch``: the database was recreated) is overwritten, its versions mean nothing here,
+  and the leases, lines and calls-per-second window of that campaign id are dropped with
+  it (the old database's calls are not the new campaign's).
 - ``leases`` sorted set ``lease -> expiry ms``: one per placement in progress (claim → the
   provider has the call); what a pause drains. A lease is
   ``<attempt>:<worker>:<random>:v<version>``: who holds it, and the campaign version it was
@@ -66,6 +68,8 @@ WRITE_LUA = """
 local cur = redis.call('HMGET', KEYS[1], 'version', 'epoch')
 local v = tonumber(ARGV[2])
 if cur[1] and tonumber(cur[1]) > v and cur[2] == ARGV[4] then return tonumber(cur[1]) end
+-- Another database's gate: its leases, lines and calls-per-second window are not ours.
+if cur[1] and cur[2] ~= ARGV[4] then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', v, 'max_concurrency', ARGV[3],
            'epoch', ARGV[4], 'max_lines', ARGV[5], 'max_cps', ARGV[6])
 return v
@@ -365,10 +369,11 @@ class Gate:
     def _write_stage(self, pipe: Pipeline, gate: tuple[Any, ...], notify: Sequence[str]) -> None:
         campaign_id, status, version, max_concurrency, max_lines, max_cps = gate
         lines = max_concurrency if max_lines is None else max_lines
+        k = self.keys
         self._sha(
             pipe,
             self._write,
-            [self.keys.gate(campaign_id)],
+            [k.gate(campaign_id), k.leases(campaign_id), k.lines(campaign_id), k.cps(campaign_id)],
             [status, version, max_concurrency, self.epoch, lines, max_cps or 0],
         )
         pipe.sadd(self.keys.gates_index, campaign_id)

@@ -5,9 +5,9 @@ A live attempt (``dialing``, ``ringing``, ``answered``) is swept when
 - its worker's heartbeat is gone (``worker_ttl``) and it started more than a lease ago:
   the worker died while placing it or with the call up (its line expires by itself,
   ``max_call_seconds`` after the claim: the far end may still hold the call until then).
-- it was never placed (``dialing``, no outcome) three leases after it started (the
-  placement of the call before it in its message, its claim's wait and its own placement
-  each fit in a lease): the worker lost its write;
+- it was never placed (``dialing``, no outcome) three leases after it started (its
+  message's claim waits at most 2 s for room, and the placement of its calls fits in a
+  lease): the worker lost its write;
 - it started longer ago than any call may last (``max_call_seconds`` plus the line's
   margin): an end that was lost.
 
@@ -60,8 +60,8 @@ class Recovery(Loop):
             alive = fleet.live(self.redis, self.keys, self.settings.worker_ttl)
         except redis.RedisError:
             alive = None  # who is alive is not known: only the call's own bound applies
-        # Never placed, long after a placement ahead of it, its own claim's wait and its own
-        # placement could have taken (each within a lease): its write was lost.
+        # Never placed, long after its message's claim and placement could have taken
+        # (each within a lease): its write was lost.
         unplaced = now - timedelta(seconds=3 * self.settings.lease_ttl_ms / 1000 + 2 * MARGIN_S)
         stale_when = [
             Attempt.started_at < bound,

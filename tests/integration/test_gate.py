@@ -210,11 +210,14 @@ def test_acknowledged_versions_only_go_up(gate):
 
 def test_a_gate_left_by_another_database_is_overwritten_whatever_its_version(gate, client):
     old = Gate(client, gate.keys, epoch="old-database")
-    old.write(9, "completed", 7, 2)
+    old.write(9, "running", 7, 2)
+    assert old.claim(9, 1, "w", 7, 30_000).ok  # a call of the old database, never ended
     new = Gate(client, gate.keys, epoch="new-database")
     assert new.write(9, "running", 1, 2) == 1  # a recreated database starts again at 1
     state = new.read(9)
     assert state is not None and (state.status, state.version) == ("running", 1)
+    # The old database's leases and lines are not the new one's campaign 9's.
+    assert (new.inflight(9), new.lines(9), new.room(9, 1)) == (0, 0, "ok")
     assert old.write(9, "paused", 5, 2) == 5  # and back: epochs differ, the writer wins
     assert new.write(9, "running", 2, 2) == 2
     assert new.write(9, "paused", 1, 2) == 2  # same database: the CAS holds
