@@ -197,10 +197,10 @@ def main() -> None:
         help="a setting for every dialgate process (repeat); the defaults otherwise",
     )
     args = ap.parse_args()
-    settings = dict(kv.split("=", 1) for kv in args.set)
-    bad = [k for k in settings if not k.startswith("DIALGATE_")]
+    bad = [kv for kv in args.set if not kv.startswith("DIALGATE_") or "=" not in kv]
     if bad:
         ap.error(f"--set takes DIALGATE_NAME=VALUE, got {bad[0]!r}")
+    settings = dict(kv.split("=", 1) for kv in args.set)
     rows = []
     for seed in args.seeds:
         if args.only == "dialgate":

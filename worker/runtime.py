@@ -220,14 +220,15 @@ class _Dial:
         self.campaign_id = batch.campaign_id
         self.todo = batch.args()
         self.out = [""] * len(self.todo)  # what became of each attempt, in message order
-        self.open: list[tuple[int, DialArgs]] = []  # started, neither placed nor denied
+        # Started, neither placed nor denied: message index, attempt, its do-not-call lookups.
+        self.open: list[tuple[int, DialArgs, list[tuple[str, str]]]] = []
         self.denied: dict[tuple[str, datetime | None], list[int]] = {}  # -> message indexes
         self.held: list[str] = []  # leases of calls placed, given back with the next claim
         self.written: list[Future[Any]] = []  # the placements' events handed to the ledger
+        self.deadline = time.monotonic() + CONCURRENCY_WAIT_S  # the wait for room, all told
 
     def run(self) -> list[str]:
         rt = self.rt
-        self.deadline = time.monotonic() + CONCURRENCY_WAIT_S
         closed = self.wait_for_room()
         if closed is not None:
             # Nothing started: the attempts are parked where they are (one write instead of
@@ -248,7 +249,7 @@ class _Dial:
             args = q.dialing(phone)  # from here on the number is the contact's as stored
             denial = rt.checks.calling_window(args)
             if denial is None:
-                self.open.append((i, args))
+                self.open.append((i, args, rt.checks.dnc_probes(args)))
             else:
                 self.deny(i, denial)
         try:
@@ -256,7 +257,7 @@ class _Dial:
         finally:
             if self.held:
                 rt.gate.release(self.campaign_id, *self.held)
-            for i, _ in self.open:  # leaving early (an error): started, never dialed
+            for i, *_ in self.open:  # leaving early (an error): started, never dialed
                 self.deny(i, Denial(DenyReason.ABORTED))
             self.park()
             for f in self.written:
@@ -283,16 +284,14 @@ class _Dial:
         ``CONCURRENCY_WAIT_S``) while the gate is open but full; a gate denial holds for
         the whole campaign, so it denies every attempt still open."""
         rt, cid = self.rt, self.campaign_id
-        deadline = self.deadline
         while self.open:
-            probes = [rt.checks.dnc_probes(args) for _, args in self.open]
             claims = rt.gate.claim_many(
                 cid,
-                [args.attempt_id for _, args in self.open],
+                [args.attempt_id for _, args, _ in self.open],
                 rt.worker_id,
                 rt.observed.get(cid, 0),
                 rt.settings.lease_ttl_ms,
-                [p for ps in probes for p in ps],
+                [p for *_, ps in self.open for p in ps],
                 rt.line_ttl_ms,
                 release=self.held,
             )
@@ -307,7 +306,7 @@ class _Dial:
             answers = iter(claims.members or ())
             go: list[tuple[int, DialArgs, str]] = []
             back: list[tuple[int, str]] = []
-            for (i, args), lease, ps in zip(granted, claims.leases, probes, strict=False):
+            for (i, args, ps), lease in zip(granted, claims.leases, strict=False):
                 denial = rt.checks.dnc_verdict(tuple(next(answers) for _ in ps))
                 if denial is None:
                     go.append((i, args, lease))
@@ -321,17 +320,17 @@ class _Dial:
             now = time.monotonic()
             if not self.open:
                 return
-            if claims.reason not in WAITS or now >= deadline:
-                for i, _ in self.open:
+            if claims.reason not in WAITS or now >= self.deadline:
+                for i, *_ in self.open:
                     self.deny(i, Denial(claims.reason))
                 self.open = []
                 return
             if go:
                 continue  # room may be back with the leases just given back: claim again
             if claims.reason == DenyReason.CPS:
-                time.sleep(max(0.001, min(claims.retry_after_ms / 1000, deadline - now)))
+                time.sleep(max(0.001, min(claims.retry_after_ms / 1000, self.deadline - now)))
             else:
-                rt.gate.wait_freed(cid, min(FREED_LOOK_S, deadline - now))
+                rt.gate.wait_freed(cid, min(FREED_LOOK_S, self.deadline - now))
 
     def place(self, go: list[tuple[int, DialArgs, str]], version: int) -> None:
         """Place the granted calls at once; their placements go to the ledger. The leases go
