@@ -101,12 +101,17 @@ def dialgate(
     cycles: int = 40,
     profile: bool = False,
     settings: dict[str, str] | None = None,
+    before: Callable[[Dialgate], None] | None = None,
 ) -> dict[str, Any]:
+    """One dialgate run of the protocol; ``before`` prepares the stack first (after it is
+    up, before the measured campaign is made)."""
     tmp = Path(tempfile.mkdtemp(prefix="dialgate-bench-peer-"))
     log = tmp / "calls.jsonl"
     env = {"DIALGATE_SIM_LATENCY_MS": "5", "DIALGATE_SIM_CALL_LOG": str(log), **(settings or {})}
     dg = Dialgate(tmp, workers=3, threads=4, env=env, db=db, up=True)
     try:
+        if before is not None:
+            before(dg)
         cid = dg.api("POST", "/campaigns", json={"name": "peer", "max_concurrency": 12})["id"]
         numbers = phones(jobs)
         for i in range(0, jobs, 20_000):
@@ -169,6 +174,7 @@ def dialgate(
             "calls_per_s": round(in_running / running_s, 1),
             "pause_p50_ms": round(pct(pause_ms, 50), 1),
             "pause_max_ms": round(max(pause_ms), 1),
+            "pause_p99_ms": round(pct(pause_ms, 99), 1),
             "drain_p50_ms": round(pct(drain_ms, 50), 1),
             "resume_to_first_call_p50_ms": round(pct(first, 50), 1),
             "double_dials": doubled,

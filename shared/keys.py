@@ -86,6 +86,12 @@ class Keys:
         return f"{self.namespace}:feed-nudge"
 
     @property
+    def credentials_changed(self) -> str:
+        """Pub/sub channel: "a token or session ended", so every API process forgets the
+        credentials it remembers (:mod:`control.auth.memory`)."""
+        return f"{self.namespace}:credentials-changed"
+
+    @property
     def workers(self) -> str:
         """Sorted set: worker id -> last heartbeat (unix seconds)."""
         return f"{self.namespace}:workers"

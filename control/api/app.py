@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -27,8 +28,9 @@ from control.api import admin, campaigns, probes, reports, safety, twilio
 from control.api.errors import HANDLED, answer
 from control.api.headers import ASGIApp, SecurityHeaders
 from control.api.limits import BodyLimit
+from control.auth.memory import Remembered
 from control.auth.security import Gatekeeper, Security
-from control.auth.tokens import Tokens
+from control.auth.tokens import Checked, Tokens
 from control.campaigns.service import Control
 from control.web import assets, login, pages
 
@@ -45,9 +47,19 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,64}")
 
 
 def create_app(control: Control) -> FastAPI:
-    tokens = Tokens(control.settings, control.sessions)
+    memory: Remembered[Checked] = Remembered(control.redis, control.keys.credentials_changed)
+    tokens = Tokens(control.settings, control.sessions, memory)
     security = Security(control, tokens)
-    app = App(title="dialgate", version="0.1.0", docs_url=None, redoc_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        memory.start()  # credentials are remembered only while revocations are heard
+        try:
+            yield
+        finally:
+            memory.stop()
+
+    app = App(title="dialgate", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.control = control
     app.state.tokens = tokens
     app.state.security = security

@@ -10,6 +10,9 @@ when it is revoked or expires, and a session opened with ``DIALGATE_ADMIN_TOKEN`
 when that token is replaced (it keeps an HMAC of its own id keyed with the token, which
 only the same token reproduces; without the session id, the stored MAC says nothing
 about the token).
+
+A passed check is remembered for a few seconds, and forgotten by every API process the
+moment any credential ends (:mod:`control.auth.memory`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from control.auth.memory import Remembered
 from control.auth.roles import Principal, Role, Who
 from control.auth.trail import record
 from shared.errors import InvalidInput, NotFound, Unauthenticated
@@ -66,10 +70,17 @@ def token_view(t: ApiToken) -> dict[str, Any]:
     }
 
 
+# What a remembered check gives: the principal, and the CSRF token of a web session.
+Checked = tuple[Principal, str | None]
+
+
 class Tokens:
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], memory: Remembered[Checked]
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.memory = memory
 
     # -- tokens --------------------------------------------------------------------------
     def create(
@@ -123,17 +134,30 @@ class Tokens:
                     .values(expires_at=t.revoked_at)
                 )
                 record(s, who, "token.revoked", f"token:{t.id}", t.org, name=t.name)
-            return token_view(t)
+            view = token_view(t)
+        self.memory.changed()
+        return view
 
     # -- authentication ------------------------------------------------------------------
+    def remembers(self, kind: str, secret: str) -> bool:
+        """Whether a check of this credential (``token`` or ``session``) needs no query."""
+        return self.memory.get(f"{kind}:{digest(secret)}") is not None
+
     def authenticate(self, secret: str) -> Principal:
         """The principal of a bearer token, or :class:`Unauthenticated`."""
         admin = self.settings.secret("admin_token")
         if admin and hmac.compare_digest(secret.encode(), admin.encode()):
             return env_admin(self.settings)
+        key = f"token:{digest(secret)}"
+        hit = self.memory.get(key)
+        if hit is not None:
+            return hit[0]
+        generation = self.memory.generation()
         with self.sessions() as s:
             t = s.scalar(select(ApiToken).where(ApiToken.secret_hash == digest(secret)))
-            return self._principal(s, t)
+            principal = self._principal(s, t)
+            self.memory.put(key, (principal, None), generation, t.expires_at if t else None)
+            return principal
 
     def _principal(self, s: Session, t: ApiToken | None) -> Principal:
         now = utcnow()
@@ -172,6 +196,11 @@ class Tokens:
 
     def session(self, sid: str) -> tuple[Principal, str]:
         """The principal and CSRF token of a live session, or :class:`Unauthenticated`."""
+        key = f"session:{digest(sid)}"
+        hit = self.memory.get(key)
+        if hit is not None and hit[1] is not None:
+            return hit[0], hit[1]
+        generation = self.memory.generation()
         with self.sessions() as s:
             ws = s.get(WebSession, digest(sid))
             if ws is None or ws.expires_at <= utcnow():
@@ -185,8 +214,17 @@ class Tokens:
                         "your session has ended: the admin token it was opened with is no "
                         "longer the one configured; sign in again"
                     )
-                return env_admin(self.settings), ws.csrf
-            return self._principal(s, s.get(ApiToken, ws.token_id)), ws.csrf
+                principal, until = env_admin(self.settings), ws.expires_at
+            else:
+                t = s.get(ApiToken, ws.token_id)
+                principal = self._principal(s, t)
+                until = (
+                    ws.expires_at
+                    if t is None or t.expires_at is None
+                    else min(ws.expires_at, t.expires_at)
+                )
+            self.memory.put(key, (principal, ws.csrf), generation, until)
+            return principal, ws.csrf
 
     def sign_out(self, sid: str) -> None:
         with self.sessions.begin() as s:
@@ -195,3 +233,4 @@ class Tokens:
                 .where(WebSession.id_hash == digest(sid))
                 .values(expires_at=utcnow())
             )
+        self.memory.changed()

@@ -40,6 +40,7 @@ class Reads:
     redis: redis.Redis
     gate: Gate
     keys: Keys
+    _orgs: dict[int, str]
 
     def get(self, s: Session, campaign_id: int) -> Campaign:
         c = s.get(Campaign, campaign_id)
@@ -134,9 +135,19 @@ class Reads:
             return {"gate": None, "inflight": None, "propagation": None, "emergency_stop": None}
 
     def campaign_org(self, campaign_id: int) -> str | None:
-        """The organisation a campaign belongs to (``None``: no such campaign)."""
-        with self.sessions() as s:
-            return s.scalar(select(Campaign.org).where(Campaign.id == campaign_id))
+        """The organisation a campaign belongs to (``None``: no such campaign); remembered,
+        as a campaign never changes organisation."""
+        org = self._orgs.get(campaign_id)
+        if org is None:
+            with self.sessions() as s:
+                org = s.scalar(select(Campaign.org).where(Campaign.id == campaign_id))
+            if org is not None:
+                self._orgs[campaign_id] = org
+        return org
+
+    def org_known(self, raw_id: str) -> bool:
+        """Whether :meth:`campaign_org` of this path id is answered from memory."""
+        return raw_id.isascii() and raw_id.isdigit() and int(raw_id) in self._orgs
 
     def campaign_ids(self, org: str, status: Status | None = None) -> set[int]:
         """The ids of an organisation's campaigns (of one status, if given)."""

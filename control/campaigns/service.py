@@ -42,3 +42,4 @@ class Control(Transitions, Setup, Outcomes):
         self.keys = keys
         self.dnc = DncList(sessions, DncSet(redis_client, keys))
         self._answers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="answer")
+        self._orgs: dict[int, str] = {}  # campaign id -> organisation (never changes)

@@ -1,8 +1,10 @@
 """Reconciler: rebuilds every campaign's gate in Redis from the database.
 
 Redis may lose everything at any moment (it keeps nothing on disk in many deployments).
-At start-up and every ``reconcile_interval`` seconds, each campaign's gate is compared
-with its row and rewritten through the same versioned compare-and-set as a transition,
+At start-up all at once, then once every ``reconcile_interval`` seconds spread evenly
+over the interval (:data:`BATCH` campaigns per step, so 10,000 campaigns cost twenty
+small steps, not one burst), each campaign's gate is compared with its row, and only a
+gate that differs is rewritten, through the same versioned compare-and-set as a transition,
 so a reconciler reading an older row can never overwrite a newer gate. Until a gate is
 rebuilt, claims find it missing and are denied (fail closed). The do-not-call set is
 rebuilt the same way when it is missing or its size differs from the table's, and an
@@ -24,7 +26,7 @@ from shared.gate import Gate, GateState
 from shared.models import Campaign, EmergencyStop, effective_concurrency
 from shared.settings import Settings
 
-BATCH = 500
+BATCH = 500  # campaigns compared per step (one query, one Redis pipeline)
 
 
 class Reconciler(Loop):
@@ -43,22 +45,40 @@ class Reconciler(Loop):
         self.redis = redis_client  # the repair counter (the gates go through ``gate``)
         self.gate = gate
         self.dnc = dnc
+        self._after = 0  # the sweep's position: the last campaign id compared
+        self._steps = 1  # how many steps the last sweep took (paces the next one)
+        self._taken = 0
 
     def step(self) -> int:
-        """Repair what differs; returns 0 so the loop then waits a full interval."""
-        self.reconcile()
+        """Compare the next :data:`BATCH` campaigns; returns 0 so the loop then waits its
+        share of the interval."""
+        _, done = self._slice()
+        self._taken += 1
+        if done:
+            self._steps, self._taken = self._taken, 0
         return 0
 
+    def wait_s(self) -> float:
+        """Each step's share of the interval: a sweep of every campaign takes one
+        interval, spread evenly, never one burst."""
+        return self.interval / self._steps
+
     def reconcile(self) -> int:
-        with self.sessions() as s:  # the emergency stop first: before any gate can open
-            latest = s.scalars(
-                select(EmergencyStop).order_by(EmergencyStop.id.desc()).limit(1)
-            ).first()
-        restore(self.gate, latest)
-        for org in self.dnc.orgs():  # every organisation's set, or its dials fail closed
-            rebuilt = self.dnc.reconcile(org)
-            if rebuilt is not None:
-                self.log.warning("dnc_set_rebuilt", org=org, phones=rebuilt)
+        """A whole sweep at once (at start-up, before any worker may dial); returns how
+        many gates were repaired."""
+        self._after = 0
+        repaired, done = self._slice()
+        while not done:
+            more, done = self._slice()
+            repaired += more
+        return repaired
+
+    def _slice(self) -> tuple[int, bool]:
+        """Repair what differs among the next :data:`BATCH` campaigns by id; (repaired,
+        whether the sweep is complete). A sweep begins with the emergency stop and the
+        do-not-call sets, before any gate can open."""
+        if self._after == 0:
+            self._safety()
         with self.sessions() as s:
             found = list(
                 s.execute(
@@ -71,37 +91,45 @@ class Reconciler(Loop):
                         Campaign.max_lines,
                         Campaign.max_cps,
                     )
+                    .where(Campaign.id > self._after)
+                    .order_by(Campaign.id)
+                    .limit(BATCH)
                 )
             )
-        rows = [
-            GateState(st, v, effective_concurrency(m, cap), lines, cps)
-            for st, v, m, cap, lines, cps in ((r[1], r[2], r[3], r[4], r[5], r[6]) for r in found)
-        ]
-        ids = [r[0] for r in found]
+        wanted = {
+            cid: GateState(st, v, effective_concurrency(m, cap), lines, cps)
+            for cid, st, v, m, cap, lines, cps in found
+        }
+        current = self.gate.states(list(wanted))
         repaired = 0
-        for i in range(0, len(rows), BATCH):
-            batch = list(zip(ids[i : i + BATCH], rows[i : i + BATCH], strict=True))
-            current = self.gate.states([cid for cid, _ in batch])
-            for cid, want in batch:
-                held = current[cid]
-                if held == want:
-                    continue
-                stored = self.gate.write(
-                    cid,
-                    want.status,
-                    want.version,
-                    want.max_concurrency,
-                    want.max_lines,
-                    want.max_cps,
-                )
-                repaired += 1
-                self.log.warning(
-                    "gate_repaired",
-                    campaign_id=cid,
-                    status=want.status,
-                    version=want.version,
-                    found=None if held is None else f"{held.status}@{held.version}",
-                    stored=stored,
-                )
+        for cid, want in wanted.items():
+            held = current[cid]
+            if held == want:
+                continue
+            stored = self.gate.write(
+                cid, want.status, want.version, want.max_concurrency, want.max_lines, want.max_cps
+            )
+            repaired += 1
+            self.log.warning(
+                "gate_repaired",
+                campaign_id=cid,
+                status=want.status,
+                version=want.version,
+                found=None if held is None else f"{held.status}@{held.version}",
+                stored=stored,
+            )
         metrics.count(self.redis, self.gate.keys, metrics.LoopCount.RECONCILER_REPAIRS, repaired)
-        return repaired
+        done = len(found) < BATCH
+        self._after = 0 if done else found[-1][0]
+        return repaired, done
+
+    def _safety(self) -> None:
+        with self.sessions() as s:
+            latest = s.scalars(
+                select(EmergencyStop).order_by(EmergencyStop.id.desc()).limit(1)
+            ).first()
+        restore(self.gate, latest)
+        for org in self.dnc.orgs():  # every organisation's set, or its dials fail closed
+            rebuilt = self.dnc.reconcile(org)
+            if rebuilt is not None:
+                self.log.warning("dnc_set_rebuilt", org=org, phones=rebuilt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 from shared import fleet
@@ -16,17 +17,17 @@ def test_a_worker_killed_mid_dial_and_one_stopped_with_sigterm_lose_and_double_n
     # Still dialing after the SIGTERM. Held calls keep their lines (until they end) but not
     # their leases (2 s): lines for every thread, so the held dials spread over the workers.
     run = Run.start(stack, contacts=1500, workers=3, max_lines=12)
-    killed, leaving = stack.workers[0], stack.workers[1]
-
     hold = stack.tmp / "hold"
     hold.touch()  # every call is held after its claim, before the provider places it
     wait_for(lambda: stack.campaign(run.cid)["counts"]["dialing"] >= 4, 30, "dials in flight")
 
-    def killed_is_dialing() -> bool:  # on a loaded machine one worker may not have any yet
+    def dialing() -> list[subprocess.Popen[bytes]]:  # the workers holding dials in flight
         records = fleet.records(stack.redis, stack.keys, stack.live_workers())
-        return any(r.inflight and _group(r.pid) == killed.pid for r in records.values())
+        groups = {_group(r.pid) for r in records.values() if r.inflight}
+        return [w for w in stack.workers if w.pid in groups]
 
-    wait_for(killed_is_dialing, 30, "the worker to kill to hold dials in flight")
+    killed = wait_for(dialing, 30, "a worker holding dials in flight")[0]
+    leaving = next(w for w in stack.workers if w is not killed)
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(10)
     stack.workers.remove(killed)

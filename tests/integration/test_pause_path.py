@@ -6,8 +6,10 @@ import time
 from collections import Counter
 from datetime import datetime
 
+import pytest
 from sqlalchemy import func, select
 
+from control.loops import reconciler as reconciler_module
 from shared.models import Attempt
 from tests.support.stack import TestStack, wait_for
 
@@ -212,3 +214,23 @@ def test_transitions_made_while_rabbitmq_is_down_are_published_after_it_returns(
     done = stack.wait_status(cid, "completed", timeout=120)
     assert done["counts"]["done"] == 100
     assert_each_contact_dialed_once(stack, cid, 100)
+
+
+def test_the_reconciler_spreads_its_sweep_over_the_interval_a_batch_per_step(
+    make_stack, monkeypatch
+):
+    monkeypatch.setattr(reconciler_module, "BATCH", 2)
+    stack = make_stack().start(loops=False)
+    reconciler = stack.stack.reconciler
+    ids = [
+        stack.api("POST", "/campaigns", expect=201, json={"name": f"c{i}"})["id"] for i in range(5)
+    ]
+    assert reconciler.reconcile() == 0  # every gate was written by its creation
+    for cid in ids:
+        stack.redis.delete(stack.keys.gate(cid))
+    rebuilt = []
+    for _ in range(3):  # a sweep of 5 campaigns, 2 per step
+        reconciler.step()
+        rebuilt.append(sorted(c for c in ids if stack.redis.exists(stack.keys.gate(c))))
+    assert rebuilt == [ids[:2], ids[:4], ids]
+    assert reconciler.wait_s() == pytest.approx(reconciler.interval / 3)
