@@ -1,6 +1,10 @@
 """Gate overhead: dials per second with the gate ÷ the same pipeline with it switched off
 (``--against nochecks``: with the calling-window and do-not-call checks ÷ without them).
 
+Dial messages of one attempt (the test stacks' ``dial_batch``), so both variants are
+bounded by the same ``workers × threads`` calls at once: without the gate, a message of
+many attempts would place them all at once, past the campaign's concurrency.
+
 Alternates gate / no-gate runs of the same campaign size (so drift on this shared
 machine hits both), each a fresh stack: ``--workers`` processes × ``--threads``, the
 simulated provider at ``--latency-ms``. Reports every run and the ratio of the medians.

@@ -29,9 +29,17 @@ VARIANT = os.environ.get("DIALGATE_BENCH_VARIANT", "gate")
 
 
 def _open(
-    campaign_id: int, attempt_ids: Sequence[int], worker_id: str, *args: Any, **kw: Any
+    campaign_id: int,
+    attempt_ids: Sequence[int],
+    worker_id: str,
+    min_version: int,
+    ttl_ms: int,
+    probes: Sequence[tuple[str, str]] = (),
+    *args: Any,
+    **kw: Any,
 ) -> Claims:
-    return Claims("ok", 0, tuple(f"{a}:{worker_id}:nogate" for a in attempt_ids), ())
+    leases = tuple(f"{a}:{worker_id}:nogate" for a in attempt_ids)
+    return Claims("ok", 0, leases, tuple(False for _ in probes))  # no number is listed
 
 
 def _naive(
