@@ -21,9 +21,11 @@ def test_a_worker_killed_mid_dial_and_one_stopped_with_sigterm_lose_and_double_n
     hold.touch()  # every call is held after its claim, before the provider places it
     wait_for(lambda: stack.campaign(run.cid)["counts"]["dialing"] >= 4, 30, "dials in flight")
 
-    def dialing() -> list[subprocess.Popen[bytes]]:  # the workers holding dials in flight
+    def dialing() -> list[subprocess.Popen[bytes]]:  # the workers holding leased dials
         records = fleet.records(stack.redis, stack.keys, stack.live_workers())
-        groups = {_group(r.pid) for r in records.values() if r.inflight}
+        leases = stack.redis.zrange(stack.keys.leases(run.cid), 0, -1)
+        holders = {w for w in records for lease in leases if f":{w}:" in lease}
+        groups = {_group(records[w].pid) for w in holders}
         return [w for w in stack.workers if w.pid in groups]
 
     killed = wait_for(dialing, 30, "a worker holding dials in flight")[0]

@@ -167,8 +167,7 @@ def test_after_redis_loses_every_gate_nothing_dials_until_the_reconciler_rebuilt
 
     # Redis loses this stack's data (the FLUSHALL of a Redis that keeps nothing on disk).
     flushed = time.time()
-    for key in stack.redis.scan_iter(f"{stack.namespace}:*"):
-        stack.redis.delete(key)
+    stack.redis.delete(*stack.redis.scan_iter(f"{stack.namespace}:*"))  # at once
     time.sleep(2.0)
     # Claims that passed the gate before the flush may still be placing their call.
     grace = 0.2
