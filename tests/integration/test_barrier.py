@@ -171,7 +171,7 @@ def test_an_emergency_stop_closes_every_campaign_at_once_outlives_redis_and_its_
     assert stack.http.get("/api/v1/emergency-stop").json()["reason"] == "carrier incident"
     # Redis restarts empty: the reconciler sets the stop again from its record, before any
     # gate it rebuilds could let a worker dial.
-    stack.redis.delete(*stack.redis.scan_iter(f"{stack.namespace}*"))  # at once, as a restart
+    stack.redis.delete(*list(stack.redis.scan_iter(f"{stack.namespace}*")))  # at once
     wait_for(lambda: stack.campaign(a)["gate"] is not None, 10, "the gates rebuilt")
     restored = stack.http.get("/api/v1/emergency-stop").json()
     assert restored["active"] is True and restored["restored"] is True
