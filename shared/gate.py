@@ -645,10 +645,13 @@ class Gate:
             self._sha(pipe, self._room, keys, [min_version])
             pipe.get(k.estop)
 
+        started = time.perf_counter()
         try:
             reason, estop = self._pipelined(stage)
         except redis.RedisError:
             return DenyReason.REDIS_ERROR
+        finally:
+            metrics.GATE_CHECK_SECONDS.observe(time.perf_counter() - started)
         return DenyReason.ESTOP if estop is not None else str(reason)
 
     def wait_freed(self, campaign_id: int, timeout: float) -> None:

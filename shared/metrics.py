@@ -77,7 +77,8 @@ DIAL_MESSAGES_DROPPED = Counter(
 )
 GATE_CHECK_SECONDS = Histogram(
     "dialgate_gate_check_seconds",
-    "One gate claim round trip (Lua claim + emergency-stop read).",
+    "One gate round trip: a claim (Lua claim + emergency-stop read) or the room check "
+    "before a message starts.",
     buckets=_FAST,
     registry=WORKER,
 )
