@@ -78,7 +78,7 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     org: Mapped[str] = mapped_column(String(64), default="default", index=True)
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     max_concurrency: Mapped[int] = mapped_column(Integer, default=1)
     # Live calls at once (dialing + ringing + answered) across the fleet; calls started per
