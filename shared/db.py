@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -10,9 +11,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import Settings
 
+# libpq's several hosts, ``postgresql://[user@]host1:port1,host2:port2/db?...``, which
+# SQLAlchemy's URL does not parse: its form is one ``host=`` query parameter per host.
+_HOSTS = re.compile(
+    r"^(?P<scheme>postgres(?:ql)?(?:\+\w+)?://)(?P<userinfo>[^@/]*@)?"
+    r"(?P<hosts>[^/?@]*,[^/?@]*)(?P<path>/[^?]*)?(?:\?(?P<query>.*))?$"
+)
+
 
 def normalise_url(url: str) -> str:
-    """``postgresql://`` means psycopg 3 here (SQLAlchemy's default driver is psycopg2)."""
+    """``postgresql://`` means psycopg 3 here (SQLAlchemy's default driver is psycopg2); a
+    libpq multi-host URL (failover: ``postgresql://h1:5432,h2:5432/db?target_session_attrs=
+    read-write``, the first host that takes writes) becomes SQLAlchemy's ``?host=`` form,
+    which psycopg hands to libpq as the same list."""
+    m = _HOSTS.match(url)
+    if m is not None:
+        hosts = "&".join(f"host={h}" for h in m["hosts"].split(","))
+        query = f"{hosts}&{m['query']}" if m["query"] else hosts
+        url = f"{m['scheme']}{m['userinfo'] or ''}{m['path'] or '/'}?{query}"
     u = make_url(url)
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")
