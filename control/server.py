@@ -1,15 +1,15 @@
 """``dialgate control``: config → logging → connections → serve.
 
-One process serves the HTTP API; a child process (``--role loops``) runs the six
+One process serves the HTTP API (``--role api``); another (``--role loops``) runs the six
 background loops: outbox relay, feeder, gate reconciler, recovery sweep, cap lifter and
-monitor. Every loop is safe to run in several replicas at once.
+monitor. Every loop is safe to run in several replicas at once. ``dialgate control``
+(``--role all``) runs both as supervised children.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ from shared.keys import Keys
 from shared.queue import make_broker
 from shared.settings import Settings
 from shared.states import Action, Source
+from shared.supervisor import Spec, Supervisor, die_with_parent
 
 log = structlog.get_logger("dialgate.control")
 
@@ -143,24 +144,25 @@ def http_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
     )
 
 
-def serve(settings: Settings, role: str = "all") -> None:
+def serve(settings: Settings, role: str = "all") -> int:
     """``api``: HTTP only; ``loops``: the six loops only (relay, feeder, reconciler, recovery,
-    cap lifter, monitor); ``all``: both, the loops in a child process so that their work
-    never delays an answer (one Python process would make a pause wait for the loops' turns
-    at the GIL)."""
+    cap lifter, monitor); ``all``: both, each in a supervised child process
+    (:mod:`shared.supervisor`: one that dies is started again), so that the loops' work
+    never delays an answer (one Python process would make a pause wait for the loops'
+    turns at the GIL)."""
+    if role == "all":
+        exe = [sys.executable, "-m", "control.cli", "control", "--role"]
+        return Supervisor(
+            "dialgate control",
+            [Spec("api", [*exe, "api"]), Spec("loops", [*exe, "loops"])],
+            redis_client=make_redis(settings),
+            keys=Keys(settings.namespace),
+            env={**os.environ, "DIALGATE_HTTP_PORT": str(settings.http_port)},  # --port
+        ).run()
+    die_with_parent()
     if role == "loops":
         run_loops(settings)
-        return
-    child = None
-    if role == "all":
-        env = {**os.environ, "DIALGATE_HTTP_PORT": str(settings.http_port)}
-        child = subprocess.Popen(
-            [sys.executable, "-m", "control.cli", "control", "--role", "loops"], env=env
-        )
+        return 0
     stack = build(settings)
-    try:
-        uvicorn.Server(http_config(stack.app, settings.http_host, settings.http_port)).run()
-    finally:
-        if child is not None:
-            child.terminate()
-            child.wait(30)
+    uvicorn.Server(http_config(stack.app, settings.http_host, settings.http_port)).run()
+    return 0

@@ -106,6 +106,11 @@ class Keys:
         the worker."""
         return f"{self.namespace}:worker:{worker_id}"
 
+    @property
+    def supervisors(self) -> str:
+        """Hash: supervisor id -> its processes' state, JSON (:mod:`shared.supervisor`)."""
+        return f"{self.namespace}:supervisors"
+
     def auth_failures(self, client: str) -> str:
         """Counter of failed token checks from one client address (expires each minute)."""
         return f"{self.namespace}:auth-failures:{client}"

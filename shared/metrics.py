@@ -42,6 +42,7 @@ from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector
 
 from shared.keys import Keys
+from shared.supervisor import Supervised
 
 WORKER = CollectorRegistry(auto_describe=True)
 CONTROL = CollectorRegistry(auto_describe=True)
@@ -186,6 +187,7 @@ class State:
     emergency_stop: bool | None = None
     dial_queue: int | None = None
     loop_counts: dict[str, int] | None = None
+    processes: list[Supervised] | None = None  # every supervised process
     errors: tuple[str, ...] = ()  # sources that failed: database, redis, rabbitmq
 
 
@@ -252,6 +254,21 @@ class StateCollector(Collector):
                 c = CounterMetricFamily(f"dialgate_{what.value}", _LOOP_HELP[what])
                 c.add_metric([], st.loop_counts.get(what.value, 0))
                 yield c
+        if st.processes is not None:
+            labels = ["supervisor", "host", "process"]
+            restarts = CounterMetricFamily(
+                "dialgate_process_restarts",
+                "Times a supervised process died and was started again.",
+                labels=labels,
+            )
+            running = GaugeMetricFamily(
+                "dialgate_process_up", "1 while a supervised process runs.", labels=labels
+            )
+            for p in st.processes:
+                restarts.add_metric([p.supervisor, p.host, p.name], p.restarts)
+                running.add_metric([p.supervisor, p.host, p.name], int(p.running))
+            yield restarts
+            yield running
         up = GaugeMetricFamily(
             "dialgate_backend_up",
             "1 when this scrape could read the backing service.",

@@ -1,7 +1,9 @@
-"""``dialgate worker``: run dramatiq on the dial queue with the dialgate actors.
+"""``dialgate worker``: N supervised worker processes on the dial queue.
 
 Processes and threads come from ``--processes``/``--threads`` or
-``DIALGATE_WORKER_PROCESSES``/``DIALGATE_WORKER_THREADS``.
+``DIALGATE_WORKER_PROCESSES``/``DIALGATE_WORKER_THREADS``. Each process
+(:mod:`worker.process`) is a child of this one, restarted with backoff should it die
+(:mod:`shared.supervisor`); this process serves their metrics, summed, at ``/metrics``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import shutil
 import sys
 import tempfile
 
-from dramatiq.cli import main as dramatiq_main
-
+from shared.clients import make_redis
 from shared.keys import Keys
+from shared.logging import configure
 from shared.settings import load
+from shared.supervisor import die_with_parent
 from worker import backends
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it on import
@@ -33,16 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=settings.worker_threads)
     parser.add_argument("--shutdown-timeout", type=int, default=30_000, help="ms")
     args = parser.parse_args(argv)
-    # The worker processes dramatiq starts read their settings from the environment.
+    die_with_parent()  # under `dialgate up`: ends with it
+    configure(settings.log_level, settings.log_json)
+    # The worker processes read their settings from the environment.
     os.environ["DIALGATE_WORKER_THREADS"] = str(args.threads)
-    # Before any process imports prometheus_client (the forked worker processes inherit
-    # what this one imported): they all write their samples to this private directory,
-    # and this process (dramatiq's main one) serves their sum at /metrics. dramatiq's own
-    # Prometheus middleware uses one directory and one port per host: two workers on a
-    # host would wipe each other's samples.
+    # Before any process imports prometheus_client: every worker process writes its
+    # samples to this private directory, and this one serves their sum at /metrics
+    # (two workers on one host never wipe each other's samples).
     metrics_dir = tempfile.mkdtemp(prefix="dialgate-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
     from shared import metrics
+    from shared.supervisor import Spec, Supervisor
 
     try:
         port = metrics.serve_worker(settings.worker_metrics_host, settings.worker_metrics_port)
@@ -56,21 +60,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     print(f"dialgate worker: metrics on :{port}/metrics", file=sys.stderr, flush=True)
-    sys.argv = [
-        "dramatiq",
-        "worker.actors",
-        "--processes",
-        str(args.processes),
-        "--threads",
-        str(args.threads),
-        "--queues",
-        Keys(settings.namespace).dial_queue,
-        "--worker-shutdown-timeout",
-        str(args.shutdown_timeout),
-        "--skip-logging",
-    ]
+    command = [sys.executable, "-m", "worker.process", "--threads", str(args.threads)]
+    command += ["--shutdown-timeout", str(args.shutdown_timeout)]
+    specs = [Spec(f"worker-{i + 1}", command) for i in range(args.processes)]
+    supervisor = Supervisor(
+        "dialgate worker",
+        specs,
+        redis_client=make_redis(settings),
+        keys=Keys(settings.namespace),
+        on_exit=metrics.process_exited,
+    )
     try:
-        return int(dramatiq_main() or 0)
+        return supervisor.run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 

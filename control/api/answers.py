@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 from control.api.schemas import CallingWindow, MonitorRules
 from control.auth.roles import Role
 from shared.states import Action, DenyReason, Disposition, Source, Status
+from shared.supervisor import Supervised
 
 
 def _iso(value: datetime) -> str:
@@ -426,4 +427,12 @@ class Checks(Answer):
 
 class Readiness(Answer):
     ready: bool
+    status: Literal["ready", "degraded", "unavailable"]
     checks: Checks
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="Supervised processes down or restarted in the last 10 minutes, by name.",
+    )
+    processes: list[Supervised] | None = Field(
+        default=None, description="Every supervised process (None: Redis unreadable)."
+    )

@@ -1,10 +1,16 @@
-"""Probes for orchestrators and Prometheus: ``/healthz``, ``/readyz``, ``/metrics``."""
+"""Probes for orchestrators and Prometheus: ``/healthz``, ``/readyz``, ``/metrics``.
+
+``/readyz`` answers 503 while the database, Redis or RabbitMQ is unreachable; while a
+supervised process is down or has restarted in the last 10 minutes it answers 200 with
+``status: degraded``, naming the process (:mod:`shared.supervisor`).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
+import redis
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
@@ -15,6 +21,7 @@ from control.campaigns.observe import read_state
 from control.campaigns.service import Control
 from shared import metrics
 from shared.clients import quick_amqp
+from shared.supervisor import Supervised, supervised
 
 
 def router(control: Control) -> APIRouter:
@@ -39,7 +46,19 @@ def router(control: Control) -> APIRouter:
         )
         ready = all(c.ok for c in (checks.database, checks.redis, checks.rabbitmq))
         response.status_code = 200 if ready else 503
-        return Readiness(ready=ready, checks=checks)
+        now = time.time()
+        try:
+            found: list[Supervised] | None = supervised(control.redis, control.keys, now)
+        except redis.RedisError:
+            found = None  # the redis check above says why
+        degraded = [t for p in found or () if (t := p.trouble(now)) is not None]
+        return Readiness(
+            ready=ready,
+            status="unavailable" if not ready else "degraded" if degraded else "ready",
+            checks=checks,
+            degraded=degraded,
+            processes=found,
+        )
 
     @r.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

@@ -21,6 +21,7 @@ from shared.clients import quick_amqp
 from shared.metrics import State
 from shared.models import Campaign
 from shared.states import Status
+from shared.supervisor import supervised
 
 log = structlog.get_logger("dialgate.observe")
 
@@ -78,6 +79,7 @@ def _read_redis(
     st.leases_in_flight = gate.inflight_all()
     st.emergency_stop = gate.estop() is not None
     st.loop_counts = metrics.loop_counts(control.redis, control.keys)
+    st.processes = supervised(control.redis, control.keys)
     if active is None:
         return  # the database did not answer: nothing to compare the gates with
     found = gate.propagation([cid for cid, _, _ in active])

@@ -90,6 +90,12 @@ def status(args: argparse.Namespace) -> int:
     else:
         print("emergency stop: not in force")
     print(f"live workers: {len(live)}")
+    processes = ready.get("processes")
+    if processes is not None:
+        restarts = sum(p["restarts"] for p in processes)
+        print(f"supervised processes: {len(processes)}, restarts {restarts}")
+        for trouble in ready.get("degraded", []):
+            print(f"DEGRADED: {esc(trouble)}")
     counts = ", ".join(f"{n} {esc(s)}" for s, n in sorted(by_status.items()))
     print("campaigns: " + (counts or "none"))
     return 0

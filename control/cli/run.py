@@ -36,7 +36,7 @@ def service(args: argparse.Namespace) -> int:
     else:
         from control.server import serve
 
-        serve(settings, role=args.role)
+        return serve(settings, role=args.role)
     return 0
 
 
@@ -60,12 +60,15 @@ def add(sub: Commands) -> None:
         choices=["all", "api", "loops"],
         default="all",
         help="api: HTTP only; loops: the six background loops (relay, feeder, reconciler, "
-        "recovery, cap lifter, monitor) only; all (default): both, the loops in a child process",
+        "recovery, cap lifter, monitor) only; all (default): both, each in a supervised child "
+        "process (restarted should it die)",
     )
     ctl.set_defaults(run=service)
     sub.add_parser(
         "monitor", help="run the monitor alone (the control service runs it too)"
     ).set_defaults(run=service)
-    w = sub.add_parser("worker", help="run dialer worker processes (dramatiq)", add_help=False)
+    w = sub.add_parser(
+        "worker", help="run supervised dialer worker processes (dramatiq)", add_help=False
+    )
     w.add_argument("rest", nargs=argparse.REMAINDER)
     w.set_defaults(run=worker)

@@ -1,21 +1,20 @@
 """``dialgate up``: the whole stack in the foreground, for a laptop or a demo.
 
 Checks that Redis and RabbitMQ answer (and says how to start the one that does not),
-applies the migrations, starts the control service and N worker processes as child
-processes, optionally creates and starts a demo campaign, prints where to look, and
-stops everything cleanly on Ctrl-C. What it prints carries no secret of yours: URLs are
-masked, and an admin token is printed only when ``up`` made it for this run.
+applies the migrations, starts the API, the control loops and N worker processes as
+supervised child processes (:mod:`shared.supervisor`: one that dies is started again,
+the rest keep running), optionally creates and starts a demo campaign, prints where to
+look, and stops everything cleanly on Ctrl-C or SIGTERM. What it prints carries no secret
+of yours: URLs are masked, and an admin token is printed only when ``up`` made it for
+this run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from typing import Any
 
 import httpx
@@ -23,7 +22,10 @@ import phonenumbers
 
 from control.auth.tokens import new_secret
 from control.cli.client import Client
+from shared.clients import make_redis
+from shared.keys import Keys
 from shared.settings import Settings, load, mask_url
+from shared.supervisor import Spec, Supervisor
 
 HOW_TO_START = {
     "redis": "Redis is not reachable at {url}: start it with `redis-server --daemonize yes "
@@ -79,18 +81,11 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return True
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    return False
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def admin_token(settings: Settings, url: str) -> tuple[str, str]:
@@ -130,9 +125,6 @@ def up(args: argparse.Namespace) -> int:
     if args.port:
         settings.http_port = args.port
     url = f"http://{settings.http_host}:{settings.http_port}"
-    # SIGTERM and SIGHUP stop the stack like Ctrl-C does: children never outlive `up`.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.default_int_handler)
     problems = check_services(settings)
     if not _port_free(settings.http_host, settings.http_port):
         problems.append(
@@ -156,30 +148,27 @@ def up(args: argparse.Namespace) -> int:
         "DIALGATE_URL": url,
         "DIALGATE_ADMIN_TOKEN": token,
     }
-    exe = [sys.executable, "-m", "control.cli"]
-    procs: list[subprocess.Popen[bytes]] = []
+    exe = [sys.executable, "-m", "control.cli", "control", "--role"]
+    workers = [sys.executable, "-m", "worker", "--processes", str(args.workers)]
+    supervisor = Supervisor(
+        "dialgate up",
+        [
+            Spec("api", [*exe, "api"]),
+            Spec("loops", [*exe, "loops"]),
+            Spec("workers", [*workers, "--threads", str(args.threads)]),
+        ],
+        redis_client=make_redis(settings),
+        keys=Keys(settings.namespace),
+        env=env,
+    ).start()
     try:
-        control = subprocess.Popen([*exe, "control"], env=env)
-        procs.append(control)
-        if not _wait_ready(url, control):
+        if not supervisor.wait(lambda: _healthy(url), 30):
+            if supervisor.stopping:
+                return 0
             print(
                 "dialgate up: the control service did not start; see its log above", file=sys.stderr
             )
             return 1
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "worker",
-                    "--processes",
-                    str(args.workers),
-                    "--threads",
-                    str(args.threads),
-                ],
-                env=env,
-            )
-        )
         demo = ""
         if args.demo:
             client = Client(url, token=token)
@@ -214,22 +203,9 @@ def up(args: argparse.Namespace) -> int:
             f"  metrics     {url}/metrics, workers :{settings.worker_metrics_port}/metrics\n"
             f"  workers     {args.workers} processes × {args.threads} threads\n"
             f"{token_lines}{demo}\n"
-            "Ctrl-C stops everything.\n",
+            "A process that dies is started again; Ctrl-C stops everything.\n",
             flush=True,
         )
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-        print("dialgate up: a child process exited; stopping the rest", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ndialgate up: stopping…", file=sys.stderr)
-        return 0
+        return supervisor.run()  # until Ctrl-C or SIGTERM; a process that dies restarts
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        supervisor.stop()

@@ -145,6 +145,25 @@ class TestStack:
         self.loops_procs.append(proc)
         return proc
 
+    def start_up(self, workers: int = 2, threads: int = 2) -> subprocess.Popen[bytes]:
+        """``dialgate up`` on this stack's settings, as a user runs it (its own supervised
+        API, loops and workers), stopped with the workers; the stack's control objects are
+        built too, unserved, for the safety checker."""
+        log = self.tmp / "up.log"
+        cmd = [sys.executable, "-m", "control.cli", "up", "--workers", str(workers)]
+        proc = subprocess.Popen(
+            [*cmd, "--threads", str(threads)],
+            env={**self.worker_env(), "DIALGATE_WORKER_METRICS_PORT": "0"},
+            cwd=ROOT,
+            stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(proc)
+        wait_for(lambda: b"Ctrl-C stops everything" in log.read_bytes(), 60, "dialgate up")
+        self.stack = build(self.settings)
+        return proc
+
     def worker_env(self) -> dict[str, str]:
         """This stack's settings as the ``DIALGATE_*`` environment of a child process."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIALGATE_")}
