@@ -8,6 +8,7 @@ monitor. Every loop is safe to run in several replicas at once. ``dialgate contr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -164,5 +165,9 @@ def serve(settings: Settings, role: str = "all") -> int:
         run_loops(settings)
         return 0
     stack = build(settings)
-    uvicorn.Server(http_config(stack.app, settings.http_host, settings.http_port)).run()
+    server = uvicorn.Server(http_config(stack.app, settings.http_host, settings.http_port))
+    # After a graceful shutdown on Ctrl-C uvicorn raises the signal again, for the default
+    # handler: a KeyboardInterrupt here, and its traceback, once everything has stopped.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     return 0
