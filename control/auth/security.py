@@ -97,38 +97,49 @@ class Security:
         request.state.who = who
         return who
 
-    def remembered(self, request: Request, path_params: dict[str, Any]) -> bool:
-        """Whether :meth:`authorize` can answer from memory alone (no query, no I/O)."""
-        header = request.headers.get("authorization")
-        if header:
-            scheme, _, secret = header.partition(" ")
-            known = scheme.lower() == "bearer" and self.tokens.remembers("token", secret.strip())
-        else:
-            sid = request.cookies.get(SESSION_COOKIE)
-            known = bool(sid) and self.tokens.remembers("session", sid or "")
-        raw = path_params.get("campaign_id")
-        return known and (raw is None or self.control.org_known(str(raw)))
-
-    def authenticate(self, request: Request) -> Principal:
+    @staticmethod
+    def credential(request: Request) -> tuple[str, str] | None:
+        """What the request presents: (``token``, secret) from its bearer header, else
+        (``session``, id) from its cookie; None: nothing."""
         header = request.headers.get("authorization")
         if header:
             scheme, _, secret = header.partition(" ")
             secret = secret.strip()
             if scheme.lower() != "bearer" or not secret:
                 raise Unauthenticated("send the token as `Authorization: Bearer <token>`")
-            return self.checked(request, secret, lambda: self.tokens.authenticate(secret))
+            return "token", secret
         sid = request.cookies.get(SESSION_COOKIE)
-        if sid:
-            principal, csrf = self.checked(request, sid, lambda: self.tokens.session(sid))
-            if request.method in UNSAFE and request.headers.get(CSRF_HEADER) != csrf:
-                raise Forbidden(
-                    f"missing or wrong {CSRF_HEADER} header (the page sends it; reload the page)"
-                )
-            return principal
-        raise Unauthenticated(
-            "sign in: send `Authorization: Bearer <token>` (the CLI reads DIALGATE_TOKEN), "
-            "or sign in on the web page at /login"
+        return ("session", sid) if sid else None
+
+    def remembered(self, request: Request, path_params: dict[str, Any]) -> bool:
+        """Whether :meth:`authorize` can answer from memory alone (no query, no I/O)."""
+        try:
+            presented = self.credential(request)
+        except Unauthenticated:
+            return False  # answered by the full check, which counts the failure
+        raw = path_params.get("campaign_id")
+        return (
+            presented is not None
+            and self.tokens.remembers(*presented)
+            and (raw is None or self.control.org_known(str(raw)))
         )
+
+    def authenticate(self, request: Request) -> Principal:
+        presented = self.credential(request)
+        if presented is None:
+            raise Unauthenticated(
+                "sign in: send `Authorization: Bearer <token>` (the CLI reads DIALGATE_TOKEN), "
+                "or sign in on the web page at /login"
+            )
+        kind, secret = presented
+        if kind == "token":
+            return self.checked(request, secret, lambda: self.tokens.authenticate(secret))
+        principal, csrf = self.checked(request, secret, lambda: self.tokens.session(secret))
+        if request.method in UNSAFE and request.headers.get(CSRF_HEADER) != csrf:
+            raise Forbidden(
+                f"missing or wrong {CSRF_HEADER} header (the page sends it; reload the page)"
+            )
+        return principal
 
     def checked(self, request: Request, credential: str, check: Callable[[], T]) -> T:
         """Run a credential check; a failure is counted against the client's address and
