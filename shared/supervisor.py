@@ -132,7 +132,10 @@ class Supervisor:
         self.redis = redis_client
         self.keys = keys
         self.on_exit = on_exit
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{name}"
+        # Supervised itself (the workers' supervisor under dialgate up): keyed by its parent,
+        # so the record of one that was killed is replaced by its successor's, not doubled.
+        owner = os.environ.get(PARENT_ENV, str(os.getpid()))
+        self.id = f"{socket.gethostname()}:{owner}:{name}"
         self._signal: int | None = None
         self._started = False
         self._gave_up: str | None = None

@@ -98,6 +98,7 @@ def test_dialgate_up_restarts_each_kind_of_process_killed_under_load(fresh) -> N
         assert f"{name} of dialgate up" in degraded, degraded
     assert "worker-1 of dialgate worker" in degraded, degraded
     restarts = {(p["supervisor"], p["name"]): p["restarts"] for p in ready["processes"]}
+    assert len(restarts) == len(ready["processes"]), "a killed supervisor is still reported"
     assert restarts[("dialgate worker", "worker-1")] == 1, ready["processes"]
     assert all(restarts[("dialgate up", name)] == 1 for name in ("workers", "loops", "api"))
     counted = {k: v for k, v in stack.control_metrics().items() if "process_restarts_total" in k}
