@@ -81,7 +81,8 @@ def build(settings: Settings) -> Stack:
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
     client = make_redis(settings)
-    gate = Gate(client, keys, database_epoch(engine))
+    replicas = 1 if settings.redis_sentinels else 0  # a pause is on the replica too
+    gate = Gate(client, keys, database_epoch(engine), replicas=replicas)
     control = Control(settings, sessions, client, gate, keys)
 
     def complete(campaign_id: int) -> None:

@@ -8,27 +8,77 @@ many diagnoses, one connection.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from typing import Any, cast
 
 import pika
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from shared.settings import Settings
+from shared.settings import Settings, host_ports
 
 
 def make_redis(settings: Settings) -> redis.Redis:
+    """The process's Redis client: redis-py's cluster client on
+    ``DIALGATE_REDIS_CLUSTER_NODES``, its Sentinel client's master on
+    ``DIALGATE_REDIS_SENTINELS``, else one node at ``DIALGATE_REDIS_URL``."""
     t = settings.redis_timeout
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=t,
-        socket_connect_timeout=t,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
-        health_check_interval=30,
-        decode_responses=True,
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": t,
+        "socket_connect_timeout": t,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+        "health_check_interval": 30,
+        "decode_responses": True,
+    }
+    password = settings.secret("redis_password")
+    if settings.redis_cluster_nodes is not None:
+        nodes = [ClusterNode(h, p) for h, p in host_ports(settings.redis_cluster_nodes)]
+        # The cluster client offers every command dialgate sends (pipelines, scripts by
+        # SHA, pub/sub; each script's keys share one hash tag, see shared.keys), as the
+        # suite proves on a real cluster; it is typed apart from redis.Redis only.
+        return cast(redis.Redis, _cluster(settings, nodes, password, options))
+    if settings.redis_sentinels is not None:
+        assert settings.redis_sentinel_master is not None  # the settings check both
+        sentinel = Sentinel(
+            host_ports(settings.redis_sentinels),
+            sentinel_kwargs={"socket_timeout": t, "socket_connect_timeout": t},
+        )
+        return sentinel.master_for(settings.redis_sentinel_master, password=password, **options)
+    return redis.Redis.from_url(settings.redis_url, **options)
+
+
+# What a Redis call may raise when Redis is away: redis-py's cluster client also raises
+# RedisClusterException (not a RedisError) when it has no node to ask.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+
+CLUSTER_WAIT_SAY_S = 5.0  # how often a process waiting for the cluster says so
+
+
+def _cluster(
+    settings: Settings, nodes: list[ClusterNode], password: str | None, options: dict[str, Any]
+) -> RedisCluster:
+    """redis-py's cluster client, which must read the cluster's slot map to exist: a
+    process started while no start-up node answers waits for one (saying so every few
+    seconds) instead of exiting, so a supervisor does not count a crash loop."""
+    said = 0.0
+    while True:
+        try:
+            return RedisCluster(startup_nodes=nodes, password=password, **options)
+        except REDIS_ERRORS as exc:
+            if time.monotonic() - said >= CLUSTER_WAIT_SAY_S:
+                print(
+                    f"dialgate: waiting for {settings.redis_where()} ({exc})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                said = time.monotonic()
+            time.sleep(0.5)
 
 
 def amqp_parameters(settings: Settings) -> pika.URLParameters:

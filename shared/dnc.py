@@ -60,11 +60,11 @@ class DncSet:
         """Replace the set by the table's phones (``read()``); returns how many."""
         first = read()
         key, tmp = self.keys.dnc(org), self.keys.dnc_build(org)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(tmp)
-        pipe.sadd(tmp, READY, *first)
-        pipe.rename(tmp, key)
-        pipe.execute()
+        # Built aside, then swapped in by RENAME, the one atomic step (a cluster's client
+        # takes no RENAME in a pipeline; both keys share a hash tag, so it may rename).
+        self.r.delete(tmp)
+        self.r.sadd(tmp, READY, *first)
+        self.r.rename(tmp, key)
         gained = read() - first  # committed while we were swapping
         self.add(org, gained)
         return len(first) + len(gained)

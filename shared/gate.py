@@ -42,7 +42,10 @@ their own client.
 
 The emergency stop is a global key. It is read in the same pipeline right *after* the
 claim script (one round trip): a claim that ran before the stop was set holds a lease
-that a drain waits for, a claim after it sees the stop and gives its lease back.
+that a drain waits for, a claim after it sees the stop and gives its lease back. On a
+Redis Cluster the stop's key lives on another node than the campaign's, and a pipeline
+sent to two nodes is not run in order: there the stop is read after the claim's answer
+(a second round trip, only when something was granted).
 
 Every failure to reach Redis is a denial (fail closed).
 """
@@ -58,13 +61,18 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from shared import metrics
+from shared.clients import REDIS_ERRORS
 from shared.keys import Keys
 from shared.states import DenyReason
 
 WRITE_LUA = """
+-- ARGV: status, version, max_concurrency, epoch, max_lines, max_cps, campaign id, channels.
+-- The notices go out from the script: a cluster's pipelines may not hold a PUBLISH.
+for i = 8, #ARGV do redis.call('PUBLISH', ARGV[i], ARGV[7]) end
 local cur = redis.call('HMGET', KEYS[1], 'version', 'epoch')
 local v = tonumber(ARGV[2])
 if cur[1] and tonumber(cur[1]) > v and cur[2] == ARGV[4] then return tonumber(cur[1]) end
@@ -244,6 +252,18 @@ class Drain:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """What Redis knows of a campaign now (:meth:`Gate.snapshot`)."""
+
+    live_workers: tuple[str, ...]
+    acks: dict[str, int]  # worker id -> version it applied
+    gate: GateState | None
+    inflight: int  # live leases (placements in progress)
+    lines: int  # live lines (calls up, or of unknown fate until they expire)
+    estop: str | None  # the emergency stop's record while it is in force
+
+
+@dataclass(frozen=True)
 class GateState:
     status: str
     version: int
@@ -251,6 +271,9 @@ class GateState:
     max_lines: int | None = None  # None: as max_concurrency
     max_cps: float | None = None
 
+
+# How long a closing waits for its replicas (a replica away: the pause goes on without).
+REPLICA_WAIT_MS = 200
 
 # A drain blocked on its token looks at the leases again at least this often.
 DRAIN_LOOK_S = 0.05
@@ -282,8 +305,15 @@ class Gate:
         keys: Keys,
         epoch: str = "",
         provider_cps: float | None = None,
+        replicas: int = 0,
     ) -> None:
         self._r = client
+        # Behind a Sentinel: a closing waits (WAIT, at most REPLICA_WAIT_MS) until this many
+        # replicas have it, so a failover right after a pause does not lose the pause.
+        self.replicas = replicas
+        # One server runs a pipeline in order (a node, a Sentinel's master); a cluster's
+        # pipeline goes to several nodes, which answer in any order.
+        self.in_order = not isinstance(client, RedisCluster)
         self.keys = keys
         self.epoch = epoch  # the database's epoch, stamped on every gate written
         self.provider_cps = provider_cps  # DIALGATE_PROVIDER_MAX_CPS (None: no limit)
@@ -361,6 +391,8 @@ class Gate:
 
         def stage(pipe: Pipeline) -> None:
             self._write_stage(pipe, gate, notify)
+            if self.replicas:
+                pipe.wait(self.replicas, REPLICA_WAIT_MS)
             self._count_stage(pipe, campaign_id)
 
         stored, *_, n = self._pipelined(stage)
@@ -374,11 +406,18 @@ class Gate:
             pipe,
             self._write,
             [k.gate(campaign_id), k.leases(campaign_id), k.lines(campaign_id), k.cps(campaign_id)],
-            [status, version, max_concurrency, self.epoch, lines, max_cps or 0],
+            [
+                status,
+                version,
+                max_concurrency,
+                self.epoch,
+                lines,
+                max_cps or 0,
+                campaign_id,
+                *notify,
+            ],
         )
         pipe.sadd(self.keys.gates_index, campaign_id)
-        for channel in notify:
-            pipe.publish(channel, campaign_id)
 
     def _count_stage(self, pipe: Pipeline, campaign_id: int) -> None:
         """The drain's first look: a token left by an earlier pause means nothing now, so it
@@ -467,25 +506,26 @@ class Gate:
                 self._r.blpop([signal], timeout=max(0.001, min(DRAIN_LOOK_S, left)))
                 n = self.inflight(campaign_id)
 
-    def snapshot(
-        self, campaign_id: int, live_since: float
-    ) -> tuple[list[str], dict[str, int], GateState | None, int, str | None]:
-        """Live workers, acks, gate, in-flight leases and emergency stop: one round trip."""
+    def snapshot(self, campaign_id: int, live_since: float) -> Snapshot:
+        """Live workers, acks, gate, in-flight leases, lines and emergency stop: one round
+        trip."""
         k = self.keys
-        live, acks, g, inflight, estop = self._pipelined(
+        live, acks, g, inflight, lines, estop = self._pipelined(
             lambda pipe: (
                 pipe.zrangebyscore(k.workers, live_since, "+inf"),
                 pipe.hgetall(k.acks(campaign_id)),
                 pipe.hmget(k.gate(campaign_id), *_FIELDS),
                 self._sha(pipe, self._inflight, [k.leases(campaign_id)], []),
+                self._sha(pipe, self._inflight, [k.lines(campaign_id)], []),
                 pipe.get(k.estop),
             )
         )
-        return (
-            [str(w) for w in live],
+        return Snapshot(
+            tuple(str(w) for w in live),
             {str(w): int(v) for w, v in acks.items()},
             _state(*g),
             int(inflight),
+            int(lines),
             estop,
         )
 
@@ -564,13 +604,17 @@ class Gate:
                     ],
                     [holder, min_version, ttl_ms, line_ttl_ms, *attempt_ids],
                 )
-                pipe.get(k.estop)
+                if self.in_order:
+                    pipe.get(k.estop)
 
             replies = self._pipelined(stage)[1 if release else 0 :]
-            *answers, (_, reason, version, wait, expired, *leases), estop = replies
+            estop = replies.pop() if self.in_order else None
+            *answers, (_, reason, version, wait, expired, *leases) = replies
             members = tuple(bool(a) for a in answers)
             v = int(version)
             granted = [str(x) for x in leases]
+            if granted and not self.in_order:
+                estop = self._estop_after(campaign_id, attempt_ids, granted)
             if granted and estop is not None:
                 self.give_back(campaign_id, attempt_ids[: len(granted)], granted)
                 return Claims(DenyReason.ESTOP, v, (), members, 0, int(expired))
@@ -583,10 +627,22 @@ class Gate:
                     self.give_back(campaign_id, attempt_ids[cut : len(granted)], granted[cut:])
                     granted, reason, wait = granted[:cut], DenyReason.CPS, trunk_wait
             return Claims(str(reason), v, tuple(granted), members, int(wait), int(expired))
-        except redis.RedisError:
+        except REDIS_ERRORS:
             return Claims(DenyReason.REDIS_ERROR, -1)
         finally:
             metrics.GATE_CHECK_SECONDS.observe(time.perf_counter() - started)
+
+    def _estop_after(
+        self, campaign_id: int, attempt_ids: Sequence[int], granted: list[str]
+    ) -> str | None:
+        """On a cluster, the emergency stop read after the claim's answer (the stop's key
+        is on another node, which could answer a pipelined read first); if it cannot be
+        read, the claims are given back and the error raised (fail closed)."""
+        try:
+            return self.estop()
+        except REDIS_ERRORS:
+            self.give_back(campaign_id, attempt_ids[: len(granted)], granted)
+            raise
 
     def _release(self, pipe: Pipeline, campaign_id: int, leases: Sequence[str]) -> None:
         k = self.keys
@@ -598,7 +654,7 @@ class Gate:
         live one of a closed gate wakes its drain. If Redis is away they expire on their
         own. The lines stay until the calls end."""
         if leases:
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 self._pipelined(lambda pipe: self._release(pipe, campaign_id, leases))
 
     def give_back(
@@ -616,7 +672,7 @@ class Gate:
             pipe.zrem(k.cps(campaign_id), *leases)
 
         if leases:
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 self._pipelined(stage)
 
     def end_lines(self, campaign_id: int, attempt_ids: Sequence[int]) -> None:
@@ -624,7 +680,7 @@ class Gate:
         expire on their own)."""
         if attempt_ids:
             k = self.keys
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 self._pipelined(
                     lambda pipe: self._sha(
                         pipe,
@@ -648,7 +704,7 @@ class Gate:
         started = time.perf_counter()
         try:
             reason, estop = self._pipelined(stage)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             return DenyReason.REDIS_ERROR
         finally:
             metrics.GATE_CHECK_SECONDS.observe(time.perf_counter() - started)
@@ -657,8 +713,21 @@ class Gate:
     def wait_freed(self, campaign_id: int, timeout: float) -> None:
         """Block until a lease or line of the campaign is given back (at most ``timeout``
         s): a dial denied for room tries again then, not on a timer."""
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             self._r.blpop([self.keys.freed(campaign_id)], timeout=max(0.001, timeout))
+
+    def holders(self, campaign_ids: Sequence[int]) -> dict[int, tuple[list[str], list[int]]]:
+        """Each campaign's leases and the attempts holding its lines (live or not yet
+        expired), in one round trip: what the reconciler compares with the database."""
+        pipe = self._r.pipeline(transaction=False)
+        for cid in campaign_ids:
+            pipe.zrange(self.keys.leases(cid), 0, -1)
+            pipe.zrange(self.keys.lines(cid), 0, -1)
+        got = pipe.execute()
+        return {
+            cid: ([str(x) for x in got[2 * n]], [int(a) for a in got[2 * n + 1]])
+            for n, cid in enumerate(campaign_ids)
+        }
 
     def lines(self, campaign_id: int) -> int:
         """The campaign's live lines (calls up), fleet-wide."""

@@ -41,6 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector
 
+from shared.clients import REDIS_ERRORS
 from shared.keys import Keys
 from shared.supervisor import Supervised
 
@@ -163,7 +164,7 @@ _LOOP_HELP = {
 def count(r: redis.Redis, keys: Keys, what: LoopCount, n: int = 1) -> None:
     """Add ``n`` to a loop counter; a metric never fails the loop that counts it."""
     if n:
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             r.hincrby(keys.stats, what.value, n)
 
 

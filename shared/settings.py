@@ -15,14 +15,16 @@ from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import MAX_BATCH
 
 MASK = "***"
 URLS = ("database_url", "redis_url", "amqp_url", "url")
-SecretName = Literal["admin_token", "token", "control_key", "sip_password", "twilio_auth_token"]
+SecretName = Literal[
+    "admin_token", "token", "control_key", "sip_password", "twilio_auth_token", "redis_password"
+]
 # scheme://user:password@rest; the last "@" ends the credentials (a password may hold one).
 _CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>.*)@(?P<rest>.*)$")
 _PASSWORD_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pass|pwd)=)[^&;#]*")
@@ -60,6 +62,20 @@ def sim_weights(spec: str) -> dict[str, float]:
     return weights
 
 
+def host_ports(spec: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` as (host, port) pairs (a Redis Cluster's or Sentinels')."""
+    pairs = []
+    for entry in (e.strip() for e in spec.split(",")):
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"{entry!r} is not host:port; give host:port pairs separated by commas, "
+                "e.g. 10.0.0.1:7000,10.0.0.2:7000"
+            )
+        pairs.append((host.strip("[]"), int(port)))
+    return pairs
+
+
 def _at_least(n: int) -> AfterValidator:
     def check(secret: SecretStr) -> SecretStr:
         if len(secret.get_secret_value()) < n:
@@ -80,7 +96,28 @@ class Settings(BaseSettings):
         default="sqlite:///dialgate.db",
         description="SQLAlchemy URL of the database, the source of truth.",
     )
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for gates.")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis for gates (one node; not used with a cluster or Sentinels).",
+    )
+    redis_cluster_nodes: str | None = Field(
+        default=None,
+        description="host:port,host:port,... start-up nodes of a Redis Cluster: when set, "
+        "every process uses redis-py's cluster client on them instead of redis_url.",
+    )
+    redis_sentinels: str | None = Field(
+        default=None,
+        description="host:port,... of Redis Sentinels: with redis_sentinel_master, every "
+        "process asks them for the master (and follows a failover) instead of redis_url.",
+    )
+    redis_sentinel_master: str | None = Field(
+        default=None, description="The master's name the Sentinels monitor."
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the Redis nodes of a cluster or of a Sentinel master "
+        "(redis_url carries its own).",
+    )
     amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ.")
     namespace: str = Field(
         default="dialgate",
@@ -138,6 +175,11 @@ class Settings(BaseSettings):
     redis_timeout: float = Field(default=1.0, gt=0)
     db_timeout: float = Field(default=5.0, gt=0)
     amqp_heartbeat: int = Field(default=10, ge=0)
+    amqp_quorum: bool = Field(
+        default=False,
+        description="Declare the dial queue (with its delay and dead-letter queues) as "
+        "quorum queues, replicated across the RabbitMQ cluster's nodes.",
+    )
 
     # Gate and leases.
     lease_ttl_ms: int = Field(
@@ -260,6 +302,37 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("redis_cluster_nodes", "redis_sentinels")
+    @classmethod
+    def _nodes_parse(cls, value: str | None) -> str | None:
+        if value is not None:
+            host_ports(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> Settings:
+        if (self.redis_sentinels is None) != (self.redis_sentinel_master is None):
+            raise ValueError(
+                "DIALGATE_REDIS_SENTINELS and DIALGATE_REDIS_SENTINEL_MASTER go together: "
+                "set both (the Sentinels' host:port list and the master's name) or neither"
+            )
+        if self.redis_sentinels is not None and self.redis_cluster_nodes is not None:
+            raise ValueError(
+                "set DIALGATE_REDIS_CLUSTER_NODES or DIALGATE_REDIS_SENTINELS, not both"
+            )
+        return self
+
+    def redis_where(self) -> str:
+        """Which Redis is meant, for a message (passwords masked)."""
+        if self.redis_cluster_nodes is not None:
+            return f"the Redis Cluster at {self.redis_cluster_nodes}"
+        if self.redis_sentinels is not None:
+            return (
+                f"the Redis master {self.redis_sentinel_master!r} of the Sentinels at "
+                f"{self.redis_sentinels}"
+            )
+        return mask_url(self.redis_url)
+
     @field_validator("sim_dispositions")
     @classmethod
     def _dispositions_parse(cls, value: str) -> str:
@@ -308,6 +381,9 @@ def load(prog: str) -> Settings:
         return Settings()
     except ValidationError as exc:
         for e in exc.errors():
+            if not e["loc"]:  # settings that go together (the message names them)
+                print(f"{prog}: {e['msg']}", file=sys.stderr)
+                continue
             name = "DIALGATE_" + "_".join(str(p) for p in e["loc"]).upper()
             print(f"{prog}: {name}: {e['msg']}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -41,6 +41,7 @@ from typing import Any
 import redis
 import structlog
 
+from shared.clients import REDIS_ERRORS
 from shared.keys import Keys
 
 log = structlog.get_logger("dialgate.supervisor")
@@ -297,7 +298,7 @@ class Supervisor:
             pipe.hset(self.keys.supervisors, self.id, record)
             pipe.execute()
             self._unreported = False
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             if not self._unreported:
                 log.warning("supervisor_report_failed", error=str(exc))
             self._unreported = True
@@ -305,7 +306,7 @@ class Supervisor:
     def forget(self) -> None:
         if self.redis is None or self.keys is None:
             return
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             self.redis.hdel(self.keys.supervisors, self.id)
 
 

@@ -16,11 +16,18 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tests.support.services import PrivateRabbitMQ, PrivateRedis
+    from tests.support.services import (
+        PrivateRabbitMQ,
+        PrivateRedis,
+        PrivateRedisCluster,
+        PrivateSentinel,
+    )
     from tests.support.stack import TestStack
 
 PG_URL = os.environ.get("DIALGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("DIALGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Set, every stack of the suite (but those with a Redis of their own) runs on that cluster.
+REDIS_CLUSTER_NODES = os.environ.get("DIALGATE_TEST_REDIS_CLUSTER_NODES")
 AMQP_URL = os.environ.get("DIALGATE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 START = {
@@ -93,6 +100,41 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedisCluster]:
+    """A 3-master Redis Cluster of this test session's own (tests may kill its nodes)."""
+    from tests.support.services import PrivateRedisCluster
+
+    cluster = PrivateRedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.kill()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path: Path) -> Iterator[PrivateSentinel]:
+    """A Redis master, its replica and a Sentinel of this test's own (it may fail over)."""
+    from tests.support.services import PrivateSentinel
+
+    (tmp_path / "sentinel").mkdir()
+    sentinel = PrivateSentinel(tmp_path / "sentinel")
+    try:
+        yield sentinel.start()
+    finally:
+        sentinel.kill()
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_engine(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Stack settings for one Redis node (the shared one) or for the session's cluster: a
+    test that takes this fixture runs on both."""
+    if request.param == "redis":
+        return {}
+    cluster: PrivateRedisCluster = request.getfixturevalue("redis_cluster")
+    return {"redis_cluster_nodes": cluster.startup_nodes}
 
 
 @pytest.fixture(scope="session")

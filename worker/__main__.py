@@ -17,6 +17,7 @@ import tempfile
 from shared.clients import make_redis
 from shared.keys import Keys
 from shared.logging import configure
+from shared.queue import queue_conflict
 from shared.settings import load
 from shared.supervisor import die_with_parent
 from worker import backends
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         backends.check(settings)
     except ValueError as exc:
         print(f"dialgate worker: {exc}", file=sys.stderr)
+        return 2
+    if conflict := queue_conflict(settings):
+        print(f"dialgate worker: {conflict}", file=sys.stderr)
         return 2
     parser = argparse.ArgumentParser(prog="dialgate worker", description=__doc__)
     parser.add_argument("--processes", type=int, default=settings.worker_processes)

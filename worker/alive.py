@@ -12,10 +12,8 @@ import argparse
 import socket
 import sys
 
-import redis
-
 from shared import fleet
-from shared.clients import make_redis
+from shared.clients import REDIS_ERRORS, make_redis
 from shared.keys import Keys
 from shared.settings import Settings
 
@@ -28,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     host = socket.gethostname()
     try:
         live = fleet.live(make_redis(settings), Keys(settings.namespace), settings.worker_ttl)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         print(f"alive: Redis unreachable ({exc}); not judging the worker", file=sys.stderr)
         return 0
     mine = [w for w in live if w.startswith(f"{host}-")]

@@ -9,10 +9,10 @@ import contextlib
 import threading
 import time
 
-import redis
 import structlog
 
 from shared import fleet, metrics
+from shared.clients import REDIS_ERRORS
 from shared.keys import Keys
 from worker.runtime import Runtime
 
@@ -34,7 +34,7 @@ class Heartbeat:
 
     def leave(self) -> None:
         """Remove this worker from the live set (graceful shutdown)."""
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             fleet.leave(self.runtime.redis, self.keys, self.runtime.worker_id)
 
     def _run(self) -> None:

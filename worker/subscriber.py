@@ -1,6 +1,7 @@
 """Control-plane subscriber: one thread per worker process.
 
-Consumes ``<namespace>.control`` through the worker's own exclusive queue. On every
+Consumes ``<namespace>.control`` through the worker's own queue (exclusive, or a quorum
+queue with ``DIALGATE_AMQP_QUORUM``: :func:`shared.queue.control_queue_options`). On every
 (re)connection it first reads every gate from Redis (so events missed while away do
 not matter), then applies events in any order: a version not newer than the one
 already heard of is ignored; a newer one raises the minimum gate version this worker's
@@ -17,12 +18,11 @@ from datetime import UTC, datetime
 
 import pika
 import pika.exceptions
-import redis
 import structlog
 from pydantic import ValidationError
 
 from shared import metrics
-from shared.clients import amqp_parameters
+from shared.clients import REDIS_ERRORS, amqp_parameters
 from shared.keys import Keys
 from shared.messages import (
     HANGUP_ROUTING_KEY,
@@ -32,6 +32,7 @@ from shared.messages import (
     HangupRequest,
     signed_by,
 )
+from shared.queue import control_queue_options
 from worker.runtime import Runtime
 
 log = structlog.get_logger("dialgate.subscriber")
@@ -52,11 +53,9 @@ class Subscriber:
         return self
 
     def stop(self) -> None:
+        """The consuming loop sees the stop within half a second, deletes a quorum control
+        queue and closes its connection."""
         self.stop_event.set()
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.add_callback_threadsafe(conn.close)
         if self._thread is not None:
             self._thread.join(5)
 
@@ -66,7 +65,7 @@ class Subscriber:
             try:
                 self._consume()
                 backoff = 0.2
-            except (pika.exceptions.AMQPError, OSError, redis.RedisError) as exc:
+            except (pika.exceptions.AMQPError, OSError, *REDIS_ERRORS) as exc:
                 self.connected.clear()
                 log.warning(
                     "control_subscriber_disconnected", error=repr(exc)[:300], retry_in_s=backoff
@@ -81,7 +80,7 @@ class Subscriber:
             ch = conn.channel()
             ch.exchange_declare(self.keys.control_exchange, exchange_type="topic", durable=True)
             queue = self.keys.control_queue(self.runtime.worker_id)
-            ch.queue_declare(queue, exclusive=True, auto_delete=True)
+            ch.queue_declare(queue, **control_queue_options(self.runtime.settings))
             ch.queue_bind(queue, self.keys.control_exchange, routing_key="campaign.#")
             ch.queue_bind(queue, self.keys.control_exchange, routing_key=HANGUP_ROUTING_KEY)
             # Bound first, then read the gates: anything after this read arrives as an event.
@@ -92,6 +91,9 @@ class Subscriber:
             log.info("control_subscriber_connected", queue=queue)
             while not self.stop_event.is_set() and conn.is_open:
                 conn.process_data_events(time_limit=0.5)
+            if self.runtime.settings.amqp_quorum and conn.is_open:  # not left to expire
+                with contextlib.suppress(pika.exceptions.AMQPError):
+                    ch.queue_delete(queue)
         finally:
             self.connected.clear()
             if conn.is_open:
@@ -110,7 +112,7 @@ class Subscriber:
             return False
         try:
             self.runtime.gate.ack(campaign_id, self.runtime.worker_id, version)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("ack_failed", campaign_id=campaign_id, error=str(exc))
         return True
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import redis
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
@@ -20,7 +19,7 @@ from control.api.deps import Service
 from control.campaigns.observe import read_state
 from control.campaigns.service import Control
 from shared import metrics
-from shared.clients import quick_amqp
+from shared.clients import REDIS_ERRORS, quick_amqp
 from shared.supervisor import Supervised, supervised
 
 
@@ -49,7 +48,7 @@ def router(control: Control) -> APIRouter:
         now = time.time()
         try:
             found: list[Supervised] | None = supervised(control.redis, control.keys, now)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             found = None  # the redis check above says why
         degraded = [t for p in found or () if (t := p.trouble(now)) is not None]
         return Readiness(

@@ -27,8 +27,11 @@ from typing import Generic, TypeVar
 import redis
 import structlog
 
+from shared.clients import REDIS_ERRORS
 from shared.models import utcnow
 
+# What ends a subscription: Redis away, or its socket.
+LOST: tuple[type[Exception], ...] = (*REDIS_ERRORS, OSError)
 log = structlog.get_logger("dialgate.security")
 
 T = TypeVar("T")
@@ -85,7 +88,7 @@ class Remembered(Generic[T]):
         self.forget()
         try:
             self.client.publish(self.channel, "changed")
-        except redis.RedisError as exc:  # the others stop remembering when they lose Redis
+        except REDIS_ERRORS as exc:  # the others stop remembering when they lose Redis
             log.warning("credential_change_not_published", error=str(exc))
 
     # -- the subscription ---------------------------------------------------------------
@@ -119,11 +122,11 @@ class Remembered(Generic[T]):
                         self._set_listening(True)
                     else:
                         self.forget()
-            except (redis.RedisError, OSError) as exc:
+            except LOST as exc:
                 if self._listening:
                     log.warning("credential_changes_unheard", error=str(exc), retry_in_s=RETRY_S)
                 self._set_listening(False)
                 self._stop.wait(RETRY_S)
             finally:
-                with contextlib.suppress(redis.RedisError, OSError):
+                with contextlib.suppress(*REDIS_ERRORS, OSError):
                     pubsub.close()

@@ -27,7 +27,6 @@ import hashlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
-import redis
 import structlog
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +36,7 @@ from control.auth.proxies import FORWARDED_FOR, Origin, Proxies
 from control.auth.roles import Can, Principal, Who, match
 from control.auth.tokens import Tokens
 from control.campaigns.service import Control
+from shared.clients import REDIS_ERRORS
 from shared.errors import (
     Forbidden,
     InvalidInput,
@@ -169,7 +169,7 @@ class Security:
                 pipe.incr(key)
                 pipe.expire(key, 60, nx=True)
             counts = pipe.execute()[::2]
-        except redis.RedisError as exc:  # the limiter fails open; the check itself does not
+        except REDIS_ERRORS as exc:  # the limiter fails open; the check itself does not
             log.warning("auth_rate_limit_unavailable", error=str(exc))
             return False
         over = max(int(n) for n in counts) > self.settings.auth_failures_per_minute

@@ -16,11 +16,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-
 from control.campaigns.service import Control
 from control.loops.relay import backlog
-from shared.clients import broker_probe
+from shared.clients import REDIS_ERRORS, broker_probe
 from shared.gate import GateState
 from shared.states import TERMINAL, Action, ContactState, Status
 
@@ -44,6 +42,7 @@ class Facts:
     redis_error: str | None = None
     gate: GateState | None = None
     inflight: int = 0
+    lines: int = 0
     live_workers: tuple[str, ...] = ()
     acks: dict[str, int] | None = None
     estop: dict[str, Any] | None = None
@@ -74,16 +73,15 @@ def gather(control: Control, campaign_id: int) -> Facts:
     if unsent.oldest is not None:
         facts.outbox_oldest_s = max(0.0, (now - unsent.oldest).total_seconds())
     try:
-        live, acks, g, inflight, estop = control.gate.snapshot(
-            campaign_id, time.time() - control.settings.worker_ttl
-        )
-        facts.gate, facts.inflight, facts.live_workers, facts.acks = g, inflight, tuple(live), acks
-        if estop is not None:
+        snap = control.gate.snapshot(campaign_id, time.time() - control.settings.worker_ttl)
+        facts.gate, facts.inflight, facts.lines = snap.gate, snap.inflight, snap.lines
+        facts.live_workers, facts.acks = snap.live_workers, snap.acks
+        if snap.estop is not None:
             try:
-                facts.estop = dict(json.loads(estop))
+                facts.estop = dict(json.loads(snap.estop))
             except (ValueError, TypeError):
-                facts.estop = {"reason": str(estop)}
-    except redis.RedisError as exc:
+                facts.estop = {"reason": str(snap.estop)}
+    except REDIS_ERRORS as exc:
         facts.redis_error = f"{type(exc).__name__}: {exc}"[:300]
     facts.broker_error = broker_probe(control.settings)()  # a few seconds old at most
     return facts
@@ -162,6 +160,25 @@ def concurrency_saturated(f: Facts) -> Reason | None:
         f"{f.inflight} dials in flight, concurrency limit {limit}",
         "wait for the dials in flight to end"
         + (", or let the temporary cap lift" if cap else "; raise max_concurrency if needed"),
+    )
+
+
+def lines_full(f: Facts) -> Reason | None:
+    limit = None if f.gate is None else f.gate.max_lines or f.gate.max_concurrency
+    if limit is None or f.lines < limit:
+        return None
+    unknown = int(f.campaign["counts"].get("unknown", 0))
+    held = f"{f.lines} of {limit} lines are held by calls up"
+    if unknown:
+        held += (
+            f"; the campaign has {unknown} calls of unknown fate (their worker died), whose "
+            "lines are held until DIALGATE_MAX_CALL_SECONDS after they started"
+        )
+    return Reason(
+        "lines_full",
+        "Every line is taken",
+        held,
+        "wait for calls to end (or their lines to expire); raise max_lines if the trunk has room",
     )
 
 
@@ -254,6 +271,7 @@ CHECKS: list[Check] = [
     emergency_stop,
     no_pending_contacts,
     concurrency_saturated,
+    lines_full,
     redis_unreachable,
     no_live_workers,
     workers_not_acknowledging,

@@ -7,13 +7,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-import redis
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.auth.roles import Who
 from control.auth.trail import record
+from shared.clients import REDIS_ERRORS
 from shared.dnc import DncSet
 from shared.errors import Conflict, InvalidInput, NotFound, Unavailable
 from shared.models import DEFAULT_ORG, Campaign, Dnc, utcnow
@@ -66,7 +66,7 @@ class DncList:
         phones = normalise_all(raw)
         try:
             self.set.add(org, phones)  # before the commit: never a listed number missing
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise Unavailable(f"Redis is unreachable ({exc}); nothing was added") from exc
         for _ in range(3):
             new: list[str] = []
@@ -85,7 +85,7 @@ class DncList:
         else:
             raise Conflict("the do-not-call list is changing too fast; retry")
         # Again after the commit, in case a rebuild swapped the set in between.
-        with contextlib.suppress(redis.RedisError):  # the first write holds
+        with contextlib.suppress(*REDIS_ERRORS):  # the first write holds
             self.set.add(org, phones)
         return {"added": len(new), "already_listed": len(phones) - len(new)}
 
@@ -102,7 +102,7 @@ class DncList:
                 raise NotFound(f"{phone} is not on the do-not-call list")
             record(s, who, "dnc.removed", "dnc", org, phone=phone)
         # If Redis is away the number stays blocked (the safe side) until the rebuild.
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             self.set.remove(org, phone)
         return {"removed": phone}
 

@@ -17,7 +17,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,6 +25,7 @@ from control.auth.trail import record
 from control.campaigns.hangups import hang_up
 from control.campaigns.service import Control
 from shared import metrics
+from shared.clients import REDIS_ERRORS
 from shared.errors import IllegalTransition, Unavailable
 from shared.gate import Gate
 from shared.messages import HANGUP_ROUTING_KEY, HangupRequest
@@ -47,7 +47,7 @@ def state(control: Control, who: Who) -> dict[str, Any]:
 def _current(control: Control) -> dict[str, Any]:
     try:
         raw = control.gate.estop()
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise Unavailable(f"Redis is unreachable, the emergency stop is unknown: {exc}") from exc
     if raw is None:
         return {"active": False}
@@ -77,14 +77,14 @@ def stop(
             control.gate.set_estop(json.dumps(record))
         timeout = control.settings.drain_timeout if drain_timeout is None else drain_timeout
         d = control.gate.drain(None, timeout)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise Unavailable(
             f"Redis is unreachable, the emergency stop was not set: {exc}. Workers cannot "
             "claim without Redis, so nothing dials while it is away; retry when it is back."
         ) from exc
     metrics.observe_drain("estop", d.drain_ms, d.drained)
     recorded = _record(control, "stop", actor, reason, request_id, now, d.drained, who, hangup)
-    with contextlib.suppress(redis.RedisError):
+    with contextlib.suppress(*REDIS_ERRORS):
         control.redis.publish(control.keys.outbox_nudge, 0)  # the hang-up goes out at once
     left = max(0.0, timeout - (time.monotonic() - started))
     hung = hang_up(control.sessions, None, hangup, left) if recorded else {}
@@ -115,7 +115,7 @@ def lift(
     now = datetime.now(UTC)
     try:
         active = control.gate.estop() is not None
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise Unavailable(
             f"Redis is unreachable, the emergency stop is still in force: {exc}"
         ) from exc
@@ -126,7 +126,7 @@ def lift(
         )
     try:
         was = control.gate.lift_estop() if active else False
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise Unavailable(
             f"Redis is unreachable, the emergency stop is still in force: {exc}"
         ) from exc

@@ -10,14 +10,13 @@ import contextlib
 from datetime import UTC, datetime
 
 import pika
-import redis
 import structlog
 from sqlalchemy import func, select
 
 from control.campaigns.service import Control
 from control.loops.relay import backlog
 from shared import metrics
-from shared.clients import quick_amqp
+from shared.clients import REDIS_ERRORS, quick_amqp
 from shared.metrics import State
 from shared.models import Campaign
 from shared.states import Status
@@ -52,7 +51,7 @@ def read_state(control: Control) -> State:
         log.warning("metrics_database_unreadable", error=str(exc)[:300])
     try:
         _read_redis(control, st, active if "database" not in errors else None)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         errors.append("redis")
         log.warning("metrics_redis_unreadable", error=str(exc)[:300])
     try:

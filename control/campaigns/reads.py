@@ -22,6 +22,7 @@ from control.campaigns.views import (
     worker_view,
 )
 from shared import fleet
+from shared.clients import REDIS_ERRORS
 from shared.errors import NotFound
 from shared.gate import Gate
 from shared.keys import Keys
@@ -117,20 +118,19 @@ class Reads:
     def _live_view(self, campaign_id: int, version: int) -> dict[str, Any]:
         """What Redis knows: gate, leases, propagation, emergency stop. ``None`` if away."""
         try:
-            live, acks, g, inflight, estop = self.gate.snapshot(
-                campaign_id, time.time() - self.settings.worker_ttl
-            )
+            now = self.gate.snapshot(campaign_id, time.time() - self.settings.worker_ttl)
+            g, live = now.gate, now.live_workers
             return {
                 "gate": None if g is None else {"status": g.status, "version": g.version},
-                "inflight": inflight,
+                "inflight": now.inflight,
                 "propagation": {
                     "version": version,
                     "workers_live": len(live),
-                    "workers_acked": sum(1 for w in live if acks.get(w, 0) >= version),
+                    "workers_acked": sum(1 for w in live if now.acks.get(w, 0) >= version),
                 },
-                "emergency_stop": estop is not None,
+                "emergency_stop": now.estop is not None,
             }
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("redis_unreachable_for_view", error=str(exc))
             return {"gate": None, "inflight": None, "propagation": None, "emergency_stop": None}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 import structlog
 from sqlalchemy import update
 
@@ -12,6 +11,7 @@ from control.api.schemas import CampaignCreate, CampaignUpdate
 from control.auth.roles import Who
 from control.auth.trail import record
 from control.campaigns.reads import Reads
+from shared.clients import REDIS_ERRORS
 from shared.models import DEFAULT_ORG, Campaign, Contact, utcnow
 from shared.states import ContactState, Status
 
@@ -52,7 +52,7 @@ class Setup(Reads):
                 data.max_lines or data.max_concurrency,
                 data.max_cps,
             )
-        except redis.RedisError as exc:  # the reconciler writes it later; draft never dials
+        except REDIS_ERRORS as exc:  # the reconciler writes it later; draft never dials
             log.warning("gate_write_failed", campaign_id=cid, error=str(exc))
         log.info("campaign_created", campaign_id=cid)
         return self.campaign(cid)
@@ -99,7 +99,7 @@ class Setup(Reads):
         if fields & {"max_lines", "max_cps"}:
             try:  # the same version, new limits (the reconciler also repairs a missed one)
                 self.gate.write(*gate)
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("gate_write_failed", campaign_id=campaign_id, error=str(exc))
         log.info("campaign_updated", campaign_id=campaign_id, fields=sorted(fields))
         return self.campaign(campaign_id)

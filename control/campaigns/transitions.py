@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
 import structlog
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -30,6 +29,7 @@ from control.campaigns.hangups import hang_up
 from control.campaigns.reads import Reads
 from control.campaigns.views import campaign_state
 from shared import metrics
+from shared.clients import REDIS_ERRORS
 from shared.errors import ConfirmationRequired, Conflict, InvalidInput, Unavailable
 from shared.gate import Drain
 from shared.keys import Keys
@@ -268,7 +268,7 @@ class Transitions(Reads):
             else:
                 stored = self.gate.write(*gate_values, notify=notify)
             gate["written"] = stored == c.version
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             # Workers cannot claim without Redis either, so a closing gate is still closed;
             # an opening one opens when the reconciler next writes it.
             log.error("gate_write_failed", campaign_id=c.id, error=str(exc))
@@ -279,7 +279,7 @@ class Transitions(Reads):
         if closing:
             left = max(0.0, timeout - (time.monotonic() - started))
             gate.update(hang_up(self.sessions, c.id, scope, left))
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 gate["live_calls"] = self.gate.lines(c.id)
         at = datetime.now(UTC)
         recorded = self._answers.submit(

@@ -35,7 +35,11 @@ def service(args: argparse.Namespace) -> int:
         run_monitor(settings)
     else:
         from control.server import serve
+        from shared.queue import queue_conflict
 
+        if conflict := queue_conflict(settings):
+            print(f"dialgate control: {conflict}", file=sys.stderr)
+            return 2
         return serve(settings, role=args.role)
     return 0
 

@@ -42,14 +42,20 @@ def check_services(settings: Settings) -> list[str]:
 
     from shared.clients import amqp_unreachable, make_redis
     from shared.db import make_engine
+    from shared.queue import queue_conflict
 
     problems = []
     try:
         make_redis(settings).ping()
     except Exception:
-        problems.append(HOW_TO_START["redis"].format(url=mask_url(settings.redis_url)))
+        if settings.redis_cluster_nodes is None and settings.redis_sentinels is None:
+            problems.append(HOW_TO_START["redis"].format(url=mask_url(settings.redis_url)))
+        else:
+            problems.append(f"Redis is not reachable: {settings.redis_where()} does not answer")
     if amqp_unreachable(settings):
         problems.append(HOW_TO_START["rabbitmq"].format(url=mask_url(settings.amqp_url)))
+    elif conflict := queue_conflict(settings):
+        problems.append(conflict)
     try:
         with make_engine(settings).connect() as conn:
             conn.execute(text("SELECT 1"))

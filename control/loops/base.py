@@ -14,6 +14,8 @@ import redis
 import structlog
 from redis.client import PubSub
 
+from shared.clients import REDIS_ERRORS
+
 
 class Loop(ABC):
     name = "loop"
@@ -67,7 +69,7 @@ class Loop(ABC):
                 self._pubsub = self.nudge[0].pubsub(ignore_subscribe_messages=True)
                 self._pubsub.subscribe(self.nudge[1])
             self._pubsub.get_message(timeout=wait)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             self._pubsub = None
             self.stop_event.wait(wait)
 

@@ -10,6 +10,14 @@ rebuilt, claims find it missing and are denied (fail closed). The do-not-call se
 rebuilt the same way when it is missing or its size differs from the table's, and an
 emergency stop whose latest record is a stop is set again, before any gate, when the key
 is gone.
+
+A line whose call the database says is over (ended, parked, cancelled, blocked) is given
+back too: its end was recorded while Redis was away (the line would otherwise hold its
+place until it expires, up to ``max_call_seconds``, and a brief Redis outage could hold
+a campaign's every line for an hour). A line of an attempt still queued is a claim in
+progress, and one of an ``unknown`` attempt may be a call still up: both stay. Likewise
+the lease of an attempt placed (ringing, answered) or over: a release lost while Redis was
+away would hold a slot, and make a pause's drain wait, until the lease expires.
 """
 
 from __future__ import annotations
@@ -23,10 +31,25 @@ from control.campaigns.emergency import restore
 from control.loops.base import Loop
 from shared import metrics
 from shared.gate import Gate, GateState
-from shared.models import Campaign, EmergencyStop, effective_concurrency
+from shared.models import Attempt, Campaign, EmergencyStop, effective_concurrency
 from shared.settings import Settings
+from shared.states import AttemptState
 
 BATCH = 500  # campaigns compared per step (one query, one Redis pipeline)
+# Attempts whose call is known to be over (or never placed): their lines are given back.
+CALL_OVER = (
+    AttemptState.ENDED,
+    AttemptState.PARKED,
+    AttemptState.CANCELLED,
+    AttemptState.BLOCKED_DNC,
+)
+# Attempts whose placement is over (the call placed, or never to be): their leases go.
+PLACED = (*CALL_OVER, AttemptState.RINGING, AttemptState.ANSWERED)
+
+
+def _attempt(lease: str) -> int:
+    """The attempt a lease is for (``<attempt>:<worker>:<random>:v<version>``)."""
+    return int(lease.split(":", 1)[0])
 
 
 class Reconciler(Loop):
@@ -118,10 +141,35 @@ class Reconciler(Loop):
                 found=None if held is None else f"{held.status}@{held.version}",
                 stored=stored,
             )
+        self._lines(list(wanted))
         metrics.count(self.redis, self.gate.keys, metrics.LoopCount.RECONCILER_REPAIRS, repaired)
         done = len(found) < BATCH
         self._after = 0 if done else found[-1][0]
         return repaired, done
+
+    def _lines(self, campaign_ids: list[int]) -> None:
+        """Give back the lines of calls the database says are over, and the leases of
+        attempts it says were placed or are over."""
+        held = {c: h for c, h in self.gate.holders(campaign_ids).items() if h[0] or h[1]}
+        if not held:
+            return
+        asked = {a for leases, lines in held.values() for a in [*map(_attempt, leases), *lines]}
+        with self.sessions() as s:
+            rows = s.execute(
+                select(Attempt.id, Attempt.state).where(
+                    Attempt.id.in_(asked), Attempt.state.in_(PLACED)
+                )
+            )
+            state = {attempt_id: st for attempt_id, st in rows}
+        for cid, (leases, lines) in held.items():
+            ended = [a for a in lines if state.get(a) in CALL_OVER]
+            placed = [x for x in leases if _attempt(x) in state]
+            if ended:
+                self.gate.end_lines(cid, ended)
+                self.log.warning("lines_given_back", campaign_id=cid, attempts=ended)
+            if placed:
+                self.gate.release(cid, *placed)
+                self.log.warning("leases_given_back", campaign_id=cid, leases=placed)
 
     def _safety(self) -> None:
         with self.sessions() as s:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from control.loops.base import Loop
 from shared import fleet
+from shared.clients import REDIS_ERRORS
 from shared.gate import LINE_MARGIN_S
 from shared.keys import Keys
 from shared.models import Attempt, Contact, utcnow
@@ -58,7 +59,7 @@ class Recovery(Loop):
         live = [s.value for s in LIVE]
         try:
             alive = fleet.live(self.redis, self.keys, self.settings.worker_ttl)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             alive = None  # who is alive is not known: only the call's own bound applies
         # Never placed, long after its message's claim and placement could have taken
         # (each within a lease): its write was lost.

@@ -190,6 +190,7 @@ def test_probes_name_each_dependency_and_its_state(make_stack):
     broken = stack.settings.model_copy(
         update={
             "redis_url": "redis://127.0.0.1:1/0",
+            "redis_cluster_nodes": None,
             "amqp_url": "amqp://guest:guest@127.0.0.1:1/%2F",
             "redis_timeout": 0.2,
         }
@@ -209,7 +210,11 @@ def test_a_pause_while_redis_is_unreachable_is_committed_and_says_the_gate_was_n
     stack = make_stack().start(loops=False)
     cid = stack.make_campaign(contacts=1)
     broken = stack.settings.model_copy(
-        update={"redis_url": "redis://127.0.0.1:1/0", "redis_timeout": 0.2}
+        update={
+            "redis_url": "redis://127.0.0.1:1/0",
+            "redis_cluster_nodes": None,
+            "redis_timeout": 0.2,
+        }
     )
     client = TestClient(build(Settings(**broken.model_dump())).app, headers=stack.auth)
     answer = client.post(f"/api/v1/campaigns/{cid}/pause")

@@ -37,8 +37,10 @@ def acked(stack: TestStack, cid: int) -> dict[str, int]:
     return {w: int(v) for w, v in stack.redis.hgetall(stack.keys.acks(cid)).items()}
 
 
-def test_a_stale_resume_delivered_after_a_newer_pause_leaves_the_campaign_paused(make_stack):
-    stack = make_stack().start()
+def test_a_stale_resume_delivered_after_a_newer_pause_leaves_the_campaign_paused(
+    make_stack, redis_engine
+):
+    stack = make_stack(**redis_engine).start()
     stack.start_worker()
     stack.wait_workers(1)
     cid = stack.make_campaign(contacts=200, max_concurrency=2)

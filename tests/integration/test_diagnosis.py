@@ -128,7 +128,9 @@ def test_an_unreachable_redis_is_a_reason_and_hides_the_checks_that_need_it(make
     cid = stack.make_campaign(contacts=1)
     # A second control service on the same database whose Redis cannot be reached.
     away = build(
-        stack.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+        stack.settings.model_copy(
+            update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "redis_cluster_nodes": None}
+        )
     )
     try:
         reasons = {r["code"]: r for r in diagnose(away.control, cid)["reasons"]}

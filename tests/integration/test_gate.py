@@ -1,4 +1,4 @@
-"""The gate's Lua scripts against a real Redis."""
+"""The gate's Lua scripts against a real Redis, one node and a cluster."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from shared.clients import make_redis
 from shared.gate import Drain, Gate
 from shared.keys import Keys
 from shared.settings import Settings
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_CLUSTER_NODES, REDIS_URL
 
 
 @pytest.fixture
-def client(services: None) -> Iterator[redis.Redis]:
-    yield make_redis(Settings(redis_url=REDIS_URL))
+def client(services: None, redis_engine: dict[str, str]) -> Iterator[redis.Redis]:
+    """Each test runs on one Redis node and on a Redis Cluster."""
+    nodes = redis_engine.get("redis_cluster_nodes", REDIS_CLUSTER_NODES)
+    yield make_redis(Settings(redis_url=REDIS_URL, redis_cluster_nodes=nodes))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from control.loops import reconciler as reconciler_module
-from shared.models import Attempt
+from shared.models import Attempt, Contact
 from tests.support.stack import TestStack, wait_for
 
 
@@ -234,3 +234,30 @@ def test_the_reconciler_spreads_its_sweep_over_the_interval_a_batch_per_step(
         rebuilt.append(sorted(c for c in ids if stack.redis.exists(stack.keys.gate(c))))
     assert rebuilt == [ids[:2], ids[:4], ids]
     assert reconciler.wait_s() == pytest.approx(reconciler.interval / 3)
+
+
+def test_the_reconciler_gives_back_what_the_database_says_is_over_and_keeps_the_rest(
+    make_stack,
+):
+    """Releases and call ends recorded while Redis was away leave leases and lines behind:
+    the reconciler gives back the leases of attempts placed or over and the lines of calls
+    over (not a claim still in progress, not a call up or of unknown fate)."""
+    stack = make_stack(db="sqlite").start(loops=False)
+    assert stack.stack is not None
+    cid = stack.make_campaign(contacts=5, max_concurrency=5, start=False)
+    states = ["ended", "parked", "answered", "queued", "unknown"]
+    with stack.stack.control.sessions.begin() as s:
+        contacts = s.scalars(select(Contact.id).where(Contact.campaign_id == cid)).all()
+        pairs = zip(contacts, states, strict=True)
+        rows = [Attempt(campaign_id=cid, contact_id=c, state=st) for c, st in pairs]
+        s.add_all(rows)
+        s.flush()
+        ids = [a.id for a in rows]
+    gate = stack.stack.control.gate
+    gate.write(cid, "running", 1, 5)
+    assert len(gate.claim_many(cid, ids, "w", 1, 30_000).leases) == 5
+
+    stack.stack.reconciler.reconcile()
+    leases, lines = gate.holders([cid])[cid]
+    assert sorted(int(x.split(":")[0]) for x in leases) == ids[3:]  # queued, unknown
+    assert sorted(lines) == ids[2:]  # answered (up), queued, unknown

@@ -24,15 +24,16 @@ from tests.support.stack import free_port, wait_for
 
 
 class PrivateRedis:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *extra: str) -> None:
         self.tmp = tmp
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.extra = extra  # more redis-server options (a cluster node's)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrivateRedis:
         cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        cmd += ["--appendonly", "no", "--dir", str(self.tmp)]
+        cmd += ["--appendonly", "no", "--dir", str(self.tmp), *self.extra]
         self.proc = subprocess.Popen(
             cmd,
             stdout=open(self.tmp / "redis.log", "ab"),  # noqa: SIM115 - closed with the process
@@ -62,6 +63,145 @@ class PrivateRedis:
             yield
         finally:
             os.kill(self.proc.pid, signal.SIGCONT)
+
+
+class PrivateRedisCluster:
+    """A Redis Cluster of its own: ``masters`` nodes on free loopback ports, no replicas
+    (``redis-cli --cluster create``). A node killed and started again keeps its place and
+    its slots (its ``nodes.conf`` stays) and comes back empty."""
+
+    def __init__(self, tmp: Path, masters: int = 3) -> None:
+        self.nodes = []
+        for i in range(masters):
+            (tmp / f"n{i}").mkdir()
+            options = ("--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+            options += ("--cluster-port", str(free_port()))  # not port + 10000: may not exist
+            self.nodes.append(PrivateRedis(tmp / f"n{i}", *options))
+
+    @property
+    def startup_nodes(self) -> str:
+        """What ``DIALGATE_REDIS_CLUSTER_NODES`` says."""
+        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> PrivateRedisCluster:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0"],
+            input=b"yes\n",
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        self.wait_ok()
+        return self
+
+    def state(self, node: PrivateRedis) -> str:
+        client = redis.Redis(port=node.port, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return str(client.cluster("INFO")["cluster_state"])
+        finally:
+            client.close()
+
+    def serves(self, node: PrivateRedis) -> bool:
+        """The node answers and says every slot is served."""
+        try:
+            return self.state(node) == "ok"
+        except redis.RedisError:
+            return False
+
+    def wait_ok(self, timeout: float = 60) -> None:
+        """Every node says ``cluster_state:ok`` (every slot served)."""
+        wait_for(
+            lambda: all(self.serves(n) for n in self.nodes),
+            timeout,
+            "the Redis Cluster to serve every slot",
+            every=0.2,
+        )
+
+    def node_of(self, key: str) -> PrivateRedis:
+        """The node serving ``key``'s slot."""
+        client = redis.Redis(port=self.nodes[0].port, socket_timeout=1)
+        try:
+            slot = int(client.cluster("KEYSLOT", key))
+            for start, end, primary, *_ in client.cluster("SLOTS"):
+                if start <= slot <= end:
+                    return next(n for n in self.nodes if n.port == int(primary[1]))
+        finally:
+            client.close()
+        raise LookupError(f"no node serves {key!r}")
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
+class PrivateSentinel:
+    """A Redis master, its replica and one Sentinel watching them (quorum 1, a master
+    silent for 1 s is down): a failover promotes the replica within seconds."""
+
+    MASTER = "dialgate"
+
+    def __init__(self, tmp: Path) -> None:
+        for name in ("master", "replica", "sentinel"):
+            (tmp / name).mkdir()
+        self.master = PrivateRedis(tmp / "master")
+        self.replica = PrivateRedis(
+            tmp / "replica", "--replicaof", "127.0.0.1", str(self.master.port)
+        )
+        self.tmp = tmp / "sentinel"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sentinels(self) -> str:
+        """What ``DIALGATE_REDIS_SENTINELS`` says."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> PrivateSentinel:
+        self.master.start()
+        self.replica.start()
+        conf = self.tmp / "sentinel.conf"  # Sentinel rewrites it: a fresh one each start
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.tmp}\n"
+            f"sentinel monitor {self.MASTER} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.MASTER} 1000\n"
+            f"sentinel failover-timeout {self.MASTER} 5000\n"
+        )
+        self.proc = subprocess.Popen(
+            ["redis-server", str(conf), "--sentinel"],
+            stdout=open(self.tmp / "sentinel.log", "ab"),  # noqa: SIM115 - closed with it
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: self.replicated(), 30, "the replica in sync, seen by the Sentinel")
+        return self
+
+    def _ask(self, *command: str) -> object:
+        client = redis.Redis(port=self.port, socket_timeout=1, decode_responses=True)
+        try:
+            return client.execute_command(*command)
+        finally:
+            client.close()
+
+    def replicated(self) -> bool:
+        try:
+            replicas = self._ask("SENTINEL", "REPLICAS", self.MASTER)
+        except redis.RedisError:
+            return False
+        return isinstance(replicas, list) and len(replicas) == 1
+
+    def master_port(self) -> int:
+        """The port of the master the Sentinel names now."""
+        _, port = self._ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.MASTER)  # type: ignore[misc]
+        return int(port)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.master.kill()
+        self.replica.kill()
 
 
 class PrivateRabbitMQ:

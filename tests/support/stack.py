@@ -36,7 +36,7 @@ from shared.keys import DIAL_ACTOR, Keys
 from shared.migrate import upgrade
 from shared.queue import make_broker
 from shared.settings import Settings
-from tests.conftest import AMQP_URL, PG_URL, REDIS_URL
+from tests.conftest import AMQP_URL, PG_URL, REDIS_CLUSTER_NODES, REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,6 +105,8 @@ class TestStack:
             # httpx keeps no Secure cookie over http://; the browser tests use the default.
             "cookie_secure": False,
         }
+        if REDIS_CLUSTER_NODES and "redis_url" not in overrides:  # a test's own Redis wins
+            values["redis_cluster_nodes"] = REDIS_CLUSTER_NODES
         values.update(overrides)
         self.settings = Settings(**values)
         self.namespace = self.settings.namespace

@@ -19,6 +19,22 @@ from worker import backends
     [
         ({"DIALGATE_PROVIDER": "nope"}, "DIALGATE_PROVIDER: Input should be 'simulated', 'sip'"),
         ({"DIALGATE_SIP_TARGET": "sip:x@trunk"}, "DIALGATE_SIP_TARGET: Value error, give a SIP"),
+        (
+            {"DIALGATE_REDIS_CLUSTER_NODES": "10.0.0.1:7000,redis-b"},
+            "DIALGATE_REDIS_CLUSTER_NODES: Value error, 'redis-b' is not host:port",
+        ),
+        (
+            {"DIALGATE_REDIS_SENTINELS": "10.0.0.1:26379"},
+            "Value error, DIALGATE_REDIS_SENTINELS and DIALGATE_REDIS_SENTINEL_MASTER go together",
+        ),
+        (
+            {
+                "DIALGATE_REDIS_SENTINELS": "10.0.0.1:26379",
+                "DIALGATE_REDIS_SENTINEL_MASTER": "m",
+                "DIALGATE_REDIS_CLUSTER_NODES": "10.0.0.1:7000",
+            },
+            "Value error, set DIALGATE_REDIS_CLUSTER_NODES or DIALGATE_REDIS_SENTINELS, not both",
+        ),
     ],
 )
 def test_a_bad_setting_is_named_in_one_line_and_exits_2(

@@ -22,6 +22,7 @@ from control.campaigns.diagnosis import (
     concurrency_saturated,
     emergency_stop,
     gate_out_of_date,
+    lines_full,
     no_live_workers,
     no_pending_contacts,
     not_running,
@@ -163,6 +164,16 @@ def test_a_final_campaign_is_not_also_blamed_for_its_empty_list(status: str):
 def test_contacts_waiting_for_their_retry_are_still_to_dial():
     counts = dict.fromkeys(STATES, 0) | {"retry_wait": 5, "failed": 1}
     assert no_pending_contacts(healthy(campaign=campaign(counts=counts))) is None
+
+
+# -- lines_full --------------------------------------------------------------------------------
+def test_every_line_taken_names_the_calls_of_unknown_fate_that_hold_them():
+    assert lines_full(healthy(lines=4)) is None
+    counts = {**campaign()["counts"], "unknown": 3}
+    r = lines_full(healthy(lines=5, campaign=campaign(counts=counts)))
+    assert r is not None and r.code == "lines_full"
+    assert r.evidence.startswith("5 of 5 lines are held by calls up; the campaign has 3 calls")
+    assert "DIALGATE_MAX_CALL_SECONDS" in r.evidence and "raise max_lines" in r.fix
 
 
 # -- concurrency_saturated ------------------------------------------------------------------
