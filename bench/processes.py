@@ -149,6 +149,21 @@ class Dialgate:
             timeout=300,
         )
 
+    def processes(self) -> dict[int, str]:
+        """This stack's processes (their environment names its namespace): pid -> command."""
+        found = {}
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                env = (p / "environ").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if f"DIALGATE_NAMESPACE={self.namespace}" in env:
+                found[int(p.name)] = cmd
+        return found
+
     def profile(self, seconds: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
         """py-spy (``pip install py-spy``) records one worker process, the API process and
         the control loops for ``seconds`` (collapsed stacks in ``profile-worker.txt``,
@@ -162,15 +177,11 @@ class Dialgate:
             ("api", "control.cli control"),
             ("loops", "--role loops"),
         ):
-            pids = []
-            for p in Path("/proc").iterdir():
-                try:
-                    cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    mine = self.namespace in (p / "environ").read_bytes().decode(errors="replace")
-                except OSError:
-                    continue
-                if mine and mark in cmd and (name == "loops" or "--role loops" not in cmd):
-                    pids.append(int(p.name))
+            pids = [
+                pid
+                for pid, cmd in self.processes().items()
+                if mark in cmd and (name == "loops" or "--role loops" not in cmd)
+            ]
             if not pids:
                 continue
             out = self.tmp / f"profile-{name}.txt"
