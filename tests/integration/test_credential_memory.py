@@ -1,5 +1,6 @@
 """Credentials served from memory (:mod:`control.auth.memory`): a revocation through one
-API process is refused at once by another that remembered the credential, and a
+API process is refused by another that remembered the credential as soon as it hears of
+it, and a
 process that is not listening for revocations remembers nothing."""
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def two_apis(make_stack: Any) -> Iterator[tuple[TestStack, httpx.Client, Tokens]
         thread.join(10)
 
 
-def test_a_token_revoked_through_one_api_process_is_refused_at_once_by_another(
+def test_a_token_revoked_through_one_api_process_is_refused_by_another_once_it_hears(
     two_apis: tuple[TestStack, httpx.Client, Tokens],
 ) -> None:
     stack, other, tokens = two_apis
@@ -49,8 +50,14 @@ def test_a_token_revoked_through_one_api_process_is_refused_at_once_by_another(
     assert other.get("/api/v1/campaigns", headers=headers).status_code == 200  # from memory
 
     stack.api("DELETE", f"/tokens/{made['id']}")  # through the first process
-    refused = other.get("/api/v1/campaigns", headers=headers)
-    assert refused.status_code == 401, refused.text
+    # Refused as soon as the other process hears the revocation (milliseconds; on a
+    # loaded machine its listener thread may take a little longer than one request).
+    refused = wait_for(
+        lambda: (r := other.get("/api/v1/campaigns", headers=headers)).status_code == 401 and r,
+        2,
+        "the other process to hear the revocation",
+        every=0.01,
+    )
     assert "revoked" in refused.json()["error"]["message"]
     assert not tokens.remembers("token", made["token"])
 
