@@ -177,8 +177,8 @@ class Settings(BaseSettings):
     amqp_heartbeat: int = Field(default=10, ge=0)
     amqp_quorum: bool = Field(
         default=False,
-        description="Declare the dial queue (with its delay and dead-letter queues) as "
-        "quorum queues, replicated across the RabbitMQ cluster's nodes.",
+        description="Declare the dial queue (with its delay and dead-letter queues) and the "
+        "workers' control queues as quorum queues, replicated across the RabbitMQ cluster.",
     )
 
     # Gate and leases.

@@ -43,7 +43,6 @@ class Subscriber:
         self.runtime = runtime
         self.keys = keys
         self.stop_event = threading.Event()
-        self._conn: pika.BlockingConnection | None = None
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
 
@@ -75,7 +74,7 @@ class Subscriber:
 
     def _consume(self) -> None:
         params = amqp_parameters(self.runtime.settings)
-        self._conn = conn = pika.BlockingConnection(params)
+        conn = pika.BlockingConnection(params)
         try:
             ch = conn.channel()
             ch.exchange_declare(self.keys.control_exchange, exchange_type="topic", durable=True)

@@ -44,7 +44,7 @@ CALL_OVER = (
     AttemptState.BLOCKED_DNC,
 )
 # Attempts whose placement is over (the call placed, or never to be): their leases go.
-PLACED = (*CALL_OVER, AttemptState.RINGING, AttemptState.ANSWERED)
+PLACEMENT_OVER = (*CALL_OVER, AttemptState.RINGING, AttemptState.ANSWERED)
 
 
 def _attempt(lease: str) -> int:
@@ -141,13 +141,13 @@ class Reconciler(Loop):
                 found=None if held is None else f"{held.status}@{held.version}",
                 stored=stored,
             )
-        self._lines(list(wanted))
+        self._give_back(list(wanted))
         metrics.count(self.redis, self.gate.keys, metrics.LoopCount.RECONCILER_REPAIRS, repaired)
         done = len(found) < BATCH
         self._after = 0 if done else found[-1][0]
         return repaired, done
 
-    def _lines(self, campaign_ids: list[int]) -> None:
+    def _give_back(self, campaign_ids: list[int]) -> None:
         """Give back the lines of calls the database says are over, and the leases of
         attempts it says were placed or are over."""
         held = {c: h for c, h in self.gate.holders(campaign_ids).items() if h[0] or h[1]}
@@ -157,7 +157,7 @@ class Reconciler(Loop):
         with self.sessions() as s:
             rows = s.execute(
                 select(Attempt.id, Attempt.state).where(
-                    Attempt.id.in_(asked), Attempt.state.in_(PLACED)
+                    Attempt.id.in_(asked), Attempt.state.in_(PLACEMENT_OVER)
                 )
             )
             state = {attempt_id: st for attempt_id, st in rows}
