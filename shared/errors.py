@@ -15,7 +15,7 @@
     └── Unavailable              503  a backing service (database, Redis, RabbitMQ) is away
 
 HTTP status codes are attached here but only turned into responses at the API edge,
-as ``{"error": {"code", "message"}}``.
+as ``{"error": {"code", "message"}}`` (and ``details`` where an error has them).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from __future__ import annotations
 class DialgateError(Exception):
     status_code = 500
     code = "internal"
+    # What the answer carries beside the message, for a program (e.g. the holds that remain).
+    details: list[dict[str, object]] | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -56,7 +56,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -70,16 +70,25 @@ from shared.keys import Keys
 from shared.states import DenyReason
 
 WRITE_LUA = """
--- ARGV: status, version, max_concurrency, epoch, max_lines, max_cps, campaign id, channels.
+-- ARGV: status, version, max_concurrency, epoch, max_lines, max_cps, campaign id, canary
+-- calls (0: none), the canary's version, its calls already made, channels.
 -- The notices go out from the script: a cluster's pipelines may not hold a PUBLISH.
-for i = 8, #ARGV do redis.call('PUBLISH', ARGV[i], ARGV[7]) end
-local cur = redis.call('HMGET', KEYS[1], 'version', 'epoch')
+for i = 11, #ARGV do redis.call('PUBLISH', ARGV[i], ARGV[7]) end
+local cur = redis.call('HMGET', KEYS[1], 'version', 'epoch', 'canary_since', 'canary_used')
 local v = tonumber(ARGV[2])
 if cur[1] and tonumber(cur[1]) > v and cur[2] == ARGV[4] then return tonumber(cur[1]) end
 -- Another database's gate: its leases, lines and calls-per-second window are not ours.
 if cur[1] and cur[2] ~= ARGV[4] then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', v, 'max_concurrency', ARGV[3],
            'epoch', ARGV[4], 'max_lines', ARGV[5], 'max_cps', ARGV[6])
+-- A canary's count of calls only grows while it is the same canary.
+if tonumber(ARGV[8]) > 0 then
+  local used = tonumber(ARGV[10])
+  if cur[3] == ARGV[9] and cur[2] == ARGV[4] then used = math.max(used, tonumber(cur[4])) end
+  redis.call('HSET', KEYS[1], 'canary', ARGV[8], 'canary_since', ARGV[9], 'canary_used', used)
+else
+  redis.call('HDEL', KEYS[1], 'canary', 'canary_since', 'canary_used')
+end
 return v
 """
 
@@ -102,7 +111,7 @@ CLAIM_LUA = (
 -- ARGV: holder, min version, lease ttl ms, line ttl ms, attempt ids (in dial order).
 -- {granted, reason the rest was not, version, cps wait ms, lines expired, lease...}
 local g = redis.call('HMGET', KEYS[1], 'status', 'version', 'max_concurrency', 'max_lines',
-                     'max_cps')
+                     'max_cps', 'canary', 'canary_used')
 if not g[1] then return {0, 'gate_missing', -1, 0, 0} end
 local v = tonumber(g[2])
 if v < tonumber(ARGV[2]) then return {0, 'gate_behind', v, 0, 0} end
@@ -118,6 +127,13 @@ local expired = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 room = tonumber(g[4] or g[3]) - redis.call('ZCARD', KEYS[3])
 left = math.min(left, room)
 if room < n then n, reason = math.max(0, room), 'lines' end
+-- A canary resume: no more calls than it watches until its verdict.
+local canary = tonumber(g[6] or '0')
+if canary > 0 then
+  room = canary - tonumber(g[7] or '0')
+  left = math.min(left, room)
+  if room < n then n, reason = math.max(0, room), 'canary' end
+end
 local r = tonumber(g[5] or '0')
 local win = 0
 if r > 0 and n > 0 then
@@ -140,6 +156,7 @@ for i = 1, n do
   out[5 + i] = lease
 end
 if r > 0 and n > 0 then redis.call('PEXPIRE', KEYS[4], win * 2) end
+if canary > 0 and n > 0 then redis.call('HINCRBY', KEYS[1], 'canary_used', n) end
 -- Room left after a claim that got all it asked for: wake the next dial waiting for room.
 if reason == 'ok' and left > n and redis.call('EXISTS', KEYS[5]) == 0 then
   redis.call('LPUSH', KEYS[5], '1')
@@ -193,7 +210,8 @@ return n
 # Is there room for a call (KEYS: gate, leases, lines; ARGV: min version)? A read: 'ok',
 # or why not (the claim's reasons). The claim still decides.
 ROOM_LUA = """
-local g = redis.call('HMGET', KEYS[1], 'status', 'version', 'max_concurrency', 'max_lines')
+local g = redis.call('HMGET', KEYS[1], 'status', 'version', 'max_concurrency', 'max_lines',
+                     'canary', 'canary_used')
 if not g[1] then return 'gate_missing' end
 if tonumber(g[2]) < tonumber(ARGV[1]) then return 'gate_behind' end
 if g[1] ~= 'running' then return g[1] end
@@ -201,6 +219,7 @@ local t = redis.call('TIME')
 local now = '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 if redis.call('ZCOUNT', KEYS[2], now, '+inf') >= tonumber(g[3]) then return 'concurrency' end
 if redis.call('ZCOUNT', KEYS[3], now, '+inf') >= tonumber(g[4] or g[3]) then return 'lines' end
+if g[5] and tonumber(g[6] or '0') >= tonumber(g[5]) then return 'canary' end
 return 'ok'
 """
 
@@ -270,6 +289,26 @@ class GateState:
     max_concurrency: int
     max_lines: int | None = None  # None: as max_concurrency
     max_cps: float | None = None
+    # A canary resume: the calls it watches and the resume's version (None: no canary);
+    # the calls claimed under it so far (Redis's own count, not compared).
+    canary: int | None = None
+    canary_since: int | None = None
+    canary_used: int = field(default=0, compare=False)
+
+    @property
+    def canary_spent(self) -> bool:
+        """Every call of a canary is claimed: the rest wait for its verdict."""
+        return self.canary is not None and self.canary_used >= self.canary
+
+
+@dataclass(frozen=True)
+class Canary:
+    """What a gate write says of a canary: its calls, the resume's version, the calls
+    already made under it (a lower bound: Redis keeps the larger count)."""
+
+    calls: int
+    since: int
+    used: int = 0
 
 
 # How long a closing waits for its replicas (a replica away: the pause goes on without).
@@ -279,7 +318,16 @@ REPLICA_WAIT_MS = 200
 DRAIN_LOOK_S = 0.05
 
 # The gate hash's fields a claim reads.
-_FIELDS = ("status", "version", "max_concurrency", "max_lines", "max_cps")
+_FIELDS = (
+    "status",
+    "version",
+    "max_concurrency",
+    "max_lines",
+    "max_cps",
+    "canary",
+    "canary_since",
+    "canary_used",
+)
 
 
 def _state(
@@ -288,13 +336,23 @@ def _state(
     limit: str | None,
     lines: str | None = None,
     cps: str | None = None,
+    canary: str | None = None,
+    canary_since: str | None = None,
+    canary_used: str | None = None,
 ) -> GateState | None:
     """The gate hash's :data:`_FIELDS` as a :class:`GateState` (None: no gate)."""
     if status is None or version is None or limit is None:
         return None
     rate = float(cps) if cps else 0.0
     return GateState(
-        str(status), int(version), int(limit), int(lines or limit), rate if rate > 0 else None
+        str(status),
+        int(version),
+        int(limit),
+        int(lines or limit),
+        rate if rate > 0 else None,
+        int(canary) if canary else None,
+        int(canary_since) if canary_since else None,
+        int(canary_used or 0),
     )
 
 
@@ -365,11 +423,13 @@ class Gate:
         max_lines: int | None = None,
         max_cps: float | None = None,
         notify: Sequence[str] = (),
+        canary: Canary | None = None,
     ) -> int:
         """Versioned compare-and-set; returns the version the gate holds afterwards.
-        ``max_lines`` defaults to ``max_concurrency``; ``max_cps`` None: no limit. The
-        campaign's id is published on each channel of ``notify`` in the same round trip."""
-        gate = (campaign_id, status, version, max_concurrency, max_lines, max_cps)
+        ``max_lines`` defaults to ``max_concurrency``; ``max_cps`` None: no limit; ``canary``
+        None: none. The campaign's id is published on each channel of ``notify`` in the
+        same round trip."""
+        gate = (campaign_id, status, version, max_concurrency, max_lines, max_cps, canary)
         stored, *_ = self._pipelined(lambda pipe: self._write_stage(pipe, gate, notify))
         return int(stored)
 
@@ -385,8 +445,8 @@ class Gate:
         timeout: float,
     ) -> tuple[int, Drain]:
         """:meth:`write` a closed gate and :meth:`drain` it: the write, the notices and the
-        drain's first count in one round trip."""
-        gate = (campaign_id, status, version, max_concurrency, max_lines, max_cps)
+        drain's first count in one round trip (a closed gate keeps no canary)."""
+        gate = (campaign_id, status, version, max_concurrency, max_lines, max_cps, None)
         start = time.perf_counter()
 
         def stage(pipe: Pipeline) -> None:
@@ -399,7 +459,7 @@ class Gate:
         return int(stored), self._drained(campaign_id, int(n), start, start + timeout)
 
     def _write_stage(self, pipe: Pipeline, gate: tuple[Any, ...], notify: Sequence[str]) -> None:
-        campaign_id, status, version, max_concurrency, max_lines, max_cps = gate
+        campaign_id, status, version, max_concurrency, max_lines, max_cps, canary = gate
         lines = max_concurrency if max_lines is None else max_lines
         k = self.keys
         self._sha(
@@ -414,6 +474,9 @@ class Gate:
                 lines,
                 max_cps or 0,
                 campaign_id,
+                canary.calls if canary else 0,
+                canary.since if canary else 0,
+                canary.used if canary else 0,
                 *notify,
             ],
         )

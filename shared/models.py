@@ -1,8 +1,9 @@
 """Database models (SQLAlchemy 2). The database is the source of truth.
 
 Tables: campaigns, transitions (append-only, per-campaign monotonic version), contacts,
-attempts (one row per dial attempt), outbox (events to broadcast), emergency_stops, dnc,
-meta (the database's epoch), api_tokens, web_sessions, audit_events.
+attempts (one row per dial attempt), holds (who or what keeps a campaign paused), outbox
+(events to broadcast), emergency_stops, dnc, meta (the database's epoch), api_tokens,
+web_sessions, audit_events.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ class Campaign(Base):
     cap_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Monitor thresholds that override the global settings for this campaign.
     monitor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # A canary resume being watched: ``{calls, max_failure_ratio, version, at}`` (the
+    # resume's version and time); cleared by its verdict (passed, or paused again).
+    canary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -142,6 +146,36 @@ class Transition(Base):
     # the safety checker replays calls against these.
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     drained: Mapped[bool | None] = mapped_column(nullable=True)
+    # The holds it placed or released and how (acknowledged, approved, overridden
+    # preflight findings, a canary): ``control.campaigns.holds``.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class Hold(Base):
+    """One reason a campaign is paused: who or what placed it, why, when; and, once
+    released, by whom (the resume that released it). A compliance hold's release is asked
+    for by one token and approved by another (``release_requested_*``)."""
+
+    __tablename__ = "holds"
+    __table_args__ = (Index("ix_holds_campaign_released", "campaign_id", "released_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    # What a resume acknowledges to release it: the monitor rule, the alert's name.
+    rule: Mapped[str | None] = mapped_column(String(ACTOR_MAX), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    placed_by: Mapped[str] = mapped_column(String(ACTOR_MAX))
+    placed_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    placed_version: Mapped[int] = mapped_column(Integer)
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    release_requested_by: Mapped[str | None] = mapped_column(String(ACTOR_MAX), nullable=True)
+    # The requesting credential (token id, or "admin"): the approver must be another one.
+    release_requested_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    release_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    released_by: Mapped[str | None] = mapped_column(String(ACTOR_MAX), nullable=True)
+    released_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Contact(Base):

@@ -224,6 +224,13 @@ class Settings(BaseSettings):
 
     # Monitor (docs/monitors.md); each threshold is overridable per campaign.
     monitor_interval: float = Field(default=1.0, gt=0)
+    approval_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        le=7 * 24 * 60,
+        description="How long a compliance hold's asked-for release waits for a second "
+        "person's approval.",
+    )
     monitor_failure_ratio: float = Field(default=0.25, gt=0, le=1)
     monitor_failure_window: int = Field(default=200, ge=1, description="Last N outcomes.")
     monitor_failure_min_samples: int = Field(default=50, ge=1)

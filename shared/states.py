@@ -8,7 +8,11 @@ Campaign::
       └──────cancel──► cancelled ◄──cancel──┘  (from draft, running, paused)
 
 ``lift_cap`` (system) keeps the status: it ends a temporary concurrency cap that a
-resume set (``running`` or ``paused``), as a transition of its own.
+resume set (``running`` or ``paused``), as a transition of its own. So do ``hold`` (a
+pause of a campaign already paused: one more hold, :class:`HoldKind`) and
+``canary_passed`` (system: the calls a canary resume watched went well).
+
+A paused campaign is paused while any hold remains: a resume releases every hold or none.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class Action(StrEnum):
     CANCEL = "cancel"
     COMPLETE = "complete"
     LIFT_CAP = "lift_cap"
+    HOLD = "hold"  # one more hold on a campaign already paused
+    CANARY_PASSED = "canary_passed"
 
 
 class Source(StrEnum):
@@ -49,16 +55,18 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status | None]] = {
     Action.CANCEL: (frozenset({Status.DRAFT, Status.RUNNING, Status.PAUSED}), Status.CANCELLED),
     Action.COMPLETE: (frozenset({Status.RUNNING}), Status.COMPLETED),
     Action.LIFT_CAP: (frozenset({Status.RUNNING, Status.PAUSED}), None),
+    Action.HOLD: (frozenset({Status.PAUSED}), None),
+    Action.CANARY_PASSED: (frozenset({Status.RUNNING}), None),
 }
 
 TERMINAL = frozenset({Status.CANCELLED, Status.COMPLETED})
 # Actions that close the gate: the answer waits for the campaign's leases to drain.
-CLOSING = frozenset({Action.PAUSE, Action.CANCEL})
+CLOSING = frozenset({Action.PAUSE, Action.CANCEL, Action.HOLD})
 
 
-# Only the system completes a campaign (when nothing is left to dial) and lifts a cap
-# (when its time is up).
-SYSTEM_ONLY = frozenset({Action.COMPLETE, Action.LIFT_CAP})
+# Only the system completes a campaign (when nothing is left to dial), lifts a cap (when
+# its time is up) and passes a canary; a hold is asked for with a pause.
+SYSTEM_ONLY = frozenset({Action.COMPLETE, Action.LIFT_CAP, Action.CANARY_PASSED, Action.HOLD})
 # The operator's actions (the ``POST /api/v1/campaigns/{id}/{action}`` route's).
 OPERATOR_ACTIONS = tuple(a for a in Action if a not in SYSTEM_ONLY)
 
@@ -79,6 +87,21 @@ def next_status(status: Status, action: Action) -> Status:
             f"cannot {action.value} a campaign that is {status.value}; allowed: {allowed}"
         )
     return status if target is None else target
+
+
+class HoldKind(StrEnum):
+    """Who or what holds a paused campaign (``holds.kind``), and so who may release it."""
+
+    OPERATOR = "operator"  # a person's pause: a supervisor or admin releases it
+    MONITOR = "monitor"  # a monitor rule (or a monitor's token): released once acknowledged
+    ALERT = "alert"  # an Alertmanager alert: released once acknowledged
+    ORG_STOP = "org_stop"  # the organisation's emergency stop: a supervisor or admin
+    COMPLIANCE = "compliance"  # two people: one asks for the release, another approves it
+    CANARY = "canary"  # a canary resume that failed: released once acknowledged
+
+
+# Holds released only by a resume that names their rule in ``acknowledge``.
+ACKNOWLEDGED = frozenset({HoldKind.MONITOR, HoldKind.ALERT, HoldKind.CANARY})
 
 
 class ContactState(StrEnum):
@@ -178,6 +201,7 @@ class DenyReason(StrEnum):
     LINES = "lines"  # every line (live call) of the campaign is taken
     CPS = "cps"  # the campaign's or the provider's calls-per-second limit is reached
     ESTOP = "estop"
+    CANARY = "canary"  # a canary resume's calls are all out: the rest wait for its verdict
     REDIS_ERROR = "redis_error"
     # The checks beside the claim (worker.checks): outside the calling window, on the
     # do-not-call list, the list unknown (Redis lost it or is away: fail closed).

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 
 from control.api.schemas import CallingWindow, MonitorRules
 from control.auth.roles import Role
-from shared.states import Action, DenyReason, Disposition, Source, Status
+from shared.states import Action, DenyReason, Disposition, HoldKind, Source, Status
 from shared.supervisor import Supervised
 
 
@@ -110,11 +110,50 @@ class LiveParts(Answer):
     emergency_stop: bool | None
 
 
-class CampaignDetail(CampaignRow, LiveParts):
-    """A campaign with its last 24 h of automatic pauses; the live parts from Redis are
-    ``null`` while Redis is unreachable."""
+class HoldView(Answer):
+    """One reason a campaign is paused, who or what placed it, and what releases it."""
 
-    automatic_pauses_24h: dict[str, int] = Field(description="System pauses per rule or actor.")
+    id: int
+    kind: HoldKind
+    rule: str | None = Field(description="What a resume acknowledges to release it.")
+    reason: str | None
+    placed_by: str
+    placed_role: str | None
+    placed_at: Instant
+    version: int = Field(description="The transition that placed it.")
+    release_requested_by: str | None = Field(description="A compliance hold's asked release.")
+    release_expires_at: Instant | None
+    released_by: str | None
+    released_at: Instant | None
+    needs: str | None = Field(description="What releasing it takes (null: released).")
+
+
+class Cause(Answer):
+    """Holds placed for one cause (a rule, or a reason a person gave) lately."""
+
+    kind: HoldKind
+    rule: str | None
+    reason: str | None
+    last_24h: int
+    last_7d: int
+    last_at: Instant
+    times: list[Instant] = Field(description="When, in the last 24 h.")
+    repeated: bool = Field(description="Placed 3 times or more in 24 h: fix the cause.")
+
+
+class HoldsPart(Answer):
+    holds: list[HoldView] = Field(description="The holds in force (empty: none).")
+    pause_causes: list[Cause] = Field(description="Holds of the last 7 days, per cause.")
+    repeated_causes: list[Cause] = Field(description="The causes placed 3+ times in 24 h.")
+
+
+class Holds(HoldsPart):
+    campaign_id: int
+
+
+class CampaignDetail(CampaignRow, LiveParts, HoldsPart):
+    """A campaign with its holds and their causes; the live parts from Redis are ``null``
+    while Redis is unreachable."""
 
 
 class Campaign(CampaignDetail):
@@ -152,6 +191,38 @@ class Transitioned(CampaignState, LiveParts):
     campaign for its counts)."""
 
     gate: GateAnswer
+    hold: HoldView | None = Field(default=None, description="pause: the hold it placed.")
+    holds: list[HoldView] | None = Field(default=None, description="The holds in force now.")
+    released: list[HoldView] | None = Field(
+        default=None, description="resume: the holds it released, and how."
+    )
+    owner: str | None = Field(default=None, description="resume: who owns it (approved it).")
+
+
+class Finding(Answer):
+    code: str
+    severity: Literal["info", "warning", "blocking"]
+    message: str
+    overridable: bool = Field(description='A resume may pass it with "override": [code].')
+
+
+class Preflight(Answer):
+    """What a resume now would do (``would_resume``: no blocking finding)."""
+
+    campaign_id: int
+    status: Status
+    checked_at: Instant
+    would_resume: bool
+    findings: list[Finding]
+    contacts: dict[str, Any] = Field(
+        description="pending, dialable_now, calling_window {contacts, open, opens_at}, dnc, "
+        "waiting (dial_after later)"
+    )
+    provider: dict[str, Any] = Field(
+        description="recent, failed, failure_share, last_outcome, last_error"
+    )
+    workers: dict[str, Any] = Field(description="live, acknowledged (the latest version)")
+    holds: list[HoldView]
 
 
 class TransitionRow(Answer):
@@ -172,6 +243,10 @@ class TransitionRow(Answer):
     cap: CapView | None
     answered_at: Instant | None
     drained: bool | None
+    details: dict[str, Any] | None = Field(
+        description="The holds it placed (hold) or released (released, owner, overrides, canary)."
+    )
+    note: str | None = Field(description='In words, e.g. "resumed by … (approved …)".')
 
 
 class Transitions(Answer):

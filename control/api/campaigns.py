@@ -15,11 +15,12 @@ from control.api import answers
 from control.api.deps import Caller, ObjectId, Service, actor, source
 from control.api.schemas import CampaignCreate, CampaignUpdate, ContactsIn, TransitionIn
 from control.auth.roles import Role, offered, scope
-from control.campaigns import contacts, diagnosis
+from control.campaigns import contacts, diagnosis, preflight
+from control.campaigns.holds import Release
 from control.campaigns.overview import overview
-from control.campaigns.service import Cap
+from control.campaigns.service import CanaryWatch, Cap
 from shared.errors import InvalidInput
-from shared.states import OPERATOR_ACTIONS, Action, Disposition, Hangup
+from shared.states import OPERATOR_ACTIONS, Action, Disposition, Hangup, HoldKind
 
 r = APIRouter(prefix="/api/v1/campaigns")
 ACTIONS = ", ".join(a.value for a in OPERATOR_ACTIONS)
@@ -68,6 +69,19 @@ def attempts(
 @r.get("/{campaign_id}/diagnosis", response_model=answers.Diagnosis)
 def diagnose(campaign_id: ObjectId, control: Service) -> dict[str, Any]:
     return diagnosis.diagnose(control, campaign_id)
+
+
+@r.get("/{campaign_id}/preflight", response_model=answers.Preflight)
+def resume_preflight(campaign_id: ObjectId, control: Service) -> dict[str, Any]:
+    """What a resume now would do: contacts dialable and held back, the provider's last
+    calls, workers, holds, the emergency stop; each finding with a severity."""
+    return preflight.preflight(control, campaign_id)
+
+
+@r.get("/{campaign_id}/holds", response_model=answers.Holds)
+def campaign_holds(campaign_id: ObjectId, control: Service) -> dict[str, Any]:
+    """The holds in force, and every cause of the last 7 days counted."""
+    return control.holds(campaign_id)
 
 
 @r.get(
@@ -145,6 +159,13 @@ def act(
         else Cap(body.max_concurrency, body.for_minutes),
         who=w,
         hangup=hangup,
+        hold=None if body.hold is None else HoldKind(body.hold),
+        release=Release(frozenset(body.acknowledge), frozenset(body.override))
+        if body.acknowledge or body.override
+        else None,
+        canary=None
+        if body.canary is None
+        else CanaryWatch(body.canary.calls, body.canary.max_failure_ratio),
     )
     view = offered(w, result.campaign)
     return {**view, "gate": {**(view.get("gate") or {}), **result.gate}}

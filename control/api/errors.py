@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import structlog
 from fastapi import Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.exc import OperationalError
@@ -14,8 +15,13 @@ from shared.errors import DialgateError, InvalidInput, Unauthenticated
 log = structlog.get_logger("dialgate.api")
 
 
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error(
+    status: int, code: str, message: str, details: list[dict[str, object]] | None = None
+) -> JSONResponse:
+    body: dict[str, object] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = jsonable_encoder(details)
+    return JSONResponse({"error": body}, status_code=status)
 
 
 def answer(request: Request, exc: Exception) -> Response:
@@ -30,7 +36,7 @@ def answer(request: Request, exc: Exception) -> Response:
             and not request.url.path.startswith("/api/")
         ):  # a page: send the visitor to sign in, and back here afterwards
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-        return error(exc.status_code, exc.code, exc.message)
+        return error(exc.status_code, exc.code, exc.message, exc.details)
     if isinstance(exc, OperationalError):
         log.error("database_unavailable", error=str(exc.orig))
         return error(503, "unavailable", "the database is unreachable or timed out; retry")

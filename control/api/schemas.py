@@ -172,6 +172,14 @@ class ContactsIn(Strict):
     contacts: list[ContactIn] = Field(max_length=100_000)
 
 
+class CanaryIn(Strict):
+    """A canary resume: the first ``calls`` after it are watched, and more than
+    ``max_failure_ratio`` of them failing pauses the campaign again by itself."""
+
+    calls: int = Field(ge=1, le=1000)
+    max_failure_ratio: float = Field(ge=0, lt=1)
+
+
 class TransitionIn(Strict):
     reason: Reason | None = None
     actor: Label | None = None
@@ -180,6 +188,21 @@ class TransitionIn(Strict):
     # Controlled resume: a temporary concurrency cap that lifts by itself (both or neither).
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
     for_minutes: float | None = Field(default=None, gt=0, le=24 * 60)
+    hold: Literal["operator", "compliance"] | None = Field(
+        default=None,
+        description="pause: the hold it places (default: the caller's own, e.g. operator; a "
+        "compliance hold is released by two people)",
+    )
+    acknowledge: list[Label] = Field(
+        default_factory=list,
+        max_length=100,
+        description="resume: the rules of monitor, alert and canary holds it releases",
+    )
+    override: list[Literal["emergency_stop", "provider_failing"]] = Field(
+        default_factory=list,
+        description="resume: blocking preflight findings to resume past (recorded)",
+    )
+    canary: CanaryIn | None = Field(default=None, description="resume: watch the first calls")
 
     @model_validator(mode="after")
     def _cap_pair(self) -> TransitionIn:

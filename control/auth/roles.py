@@ -102,6 +102,8 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("POST", "/api/v1/provider/twilio/status"): Can.PUBLIC,
     ("GET", f"{CAMPAIGN}/diagnosis"): Can.READ,
     ("GET", f"{CAMPAIGN}/overview"): Can.READ,
+    ("GET", f"{CAMPAIGN}/preflight"): Can.READ,
+    ("GET", f"{CAMPAIGN}/holds"): Can.READ,
     # The web pages and their live fragments.
     ("GET", "/fragments/campaigns"): Can.READ,
     ("GET", "/campaigns/{campaign_id}"): Can.READ,

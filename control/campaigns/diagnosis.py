@@ -87,6 +87,10 @@ def gather(control: Control, campaign_id: int) -> Facts:
     return facts
 
 
+def _hold(h: dict[str, Any]) -> str:
+    return f"{h['kind']}" + (f" {h['rule']}" if h.get("rule") else "") + f" ({h['needs']})"
+
+
 # -- the checks, one per reason -----------------------------------------------------------
 def not_running(f: Facts) -> Reason | None:
     c = f.campaign
@@ -96,12 +100,16 @@ def not_running(f: Facts) -> Reason | None:
         p = f.last_pause or {}
         who = f"{p.get('actor', '?')} ({p.get('source') or c.get('pause_source') or '?'})"
         why = c.get("pause_reason") or "no reason given"
+        held = c.get("holds") or []
+        acks = "".join(f" --ack {h['rule']}" for h in held if h.get("rule"))
+        more = f"; {len(held)} holds: " + ", ".join(_hold(h) for h in held) if held else ""
         return Reason(
             "paused",
             "The campaign is paused",
-            f"paused at {_iso(c.get('paused_at'))} by {who}: {why}",
-            f"once the cause is understood: dialgate resume {cid} "
-            f"(or, supervised: dialgate resume {cid} --max-concurrency 2 --for-minutes 15)",
+            f"paused at {_iso(c.get('paused_at'))} by {who}: {why}{more}",
+            f"once the cause is understood: dialgate resume {cid} --dry-run, then "
+            f"dialgate resume {cid}{acks} (or, supervised: --canary 20, or "
+            "--max-concurrency 2 --for-minutes 15)",
         )
     if status == Status.DRAFT.value:
         return Reason(

@@ -26,11 +26,11 @@ from control.campaigns.hangups import hang_up
 from control.campaigns.service import Control
 from shared import metrics
 from shared.clients import REDIS_ERRORS
-from shared.errors import IllegalTransition, Unavailable
+from shared.errors import Conflict, Unavailable
 from shared.gate import Gate
 from shared.messages import HANGUP_ROUTING_KEY, HangupRequest
 from shared.models import DEFAULT_ORG, EmergencyStop, Outbox
-from shared.states import Action, Hangup, Source, Status
+from shared.states import Action, Hangup, HoldKind, Source, Status
 
 log = structlog.get_logger("dialgate.estop")
 
@@ -154,11 +154,15 @@ def stop_org(
     drain_timeout: float | None,
     hangup: Hangup = Hangup.RINGING,
 ) -> dict[str, Any]:
-    """An organisation admin's emergency stop: pause every running campaign of the
-    organisation, each through the transition service (resume stays deliberate)."""
+    """An organisation admin's emergency stop: an ``org_stop`` hold on every running or
+    paused campaign of the organisation, each through the transition service (resume
+    stays deliberate: it releases the hold with the others)."""
     why = f"emergency stop of {who.org}" + (f": {reason}" if reason else "")
     paused: list[dict[str, Any]] = []
-    for cid in sorted(control.campaign_ids(who.org, Status.RUNNING)):
+    held = control.campaign_ids(who.org, Status.RUNNING) | control.campaign_ids(
+        who.org, Status.PAUSED
+    )
+    for cid in sorted(held):
         try:
             result = control.transition(
                 cid,
@@ -170,8 +174,9 @@ def stop_org(
                 drain_timeout=drain_timeout,
                 who=who,
                 hangup=hangup,
+                hold=HoldKind.ORG_STOP,
             )
-        except IllegalTransition:  # paused by someone else meanwhile
+        except Conflict:  # cancelled meanwhile, or already held by an organisation stop
             continue
         paused.append({"id": cid, "gate": result.gate})
     log.warning("org_emergency_stop", org=who.org, by=who.name, paused=len(paused))

@@ -4,7 +4,6 @@ history, the fleet of workers. Nothing here writes."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
 import redis
@@ -12,6 +11,7 @@ import structlog
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from control.campaigns import holds
 from control.campaigns.views import (
     COUNTED_STATES,
     DISPOSITIONS,
@@ -28,7 +28,7 @@ from shared.gate import Gate
 from shared.keys import Keys
 from shared.models import Attempt, Campaign, Contact, Transition, utcnow
 from shared.settings import Settings
-from shared.states import DIALED, Action, AttemptState, Source, Status
+from shared.states import DIALED, Action, AttemptState, Status
 
 log = structlog.get_logger("dialgate.control")
 
@@ -167,23 +167,6 @@ class Reads:
             .limit(1)
         ).first()
 
-    @staticmethod
-    def _automatic_pauses(s: Session, campaign_id: int) -> dict[str, int]:
-        """System pauses in the last 24 h per monitor rule (or other actor, e.g.
-        ``alertmanager:<alert>``): repeated pauses for one root cause show."""
-        since = utcnow() - timedelta(hours=24)
-        rows = s.execute(
-            select(Transition.actor, func.count())
-            .where(
-                Transition.campaign_id == campaign_id,
-                Transition.action == Action.PAUSE.value,
-                Transition.source == Source.SYSTEM.value,
-                Transition.created_at >= since,
-            )
-            .group_by(Transition.actor)
-        )
-        return {actor.removeprefix("monitor:"): n for actor, n in rows}
-
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         with self.sessions() as s:
             view = self._stored_view(s, self.get(s, campaign_id))
@@ -191,10 +174,24 @@ class Reads:
         return view
 
     def _stored_view(self, s: Session, c: Campaign) -> dict[str, Any]:
-        """The campaign as the database has it (row, counts, automatic pauses)."""
+        """The campaign as the database has it (row, counts, its holds and their causes)."""
         view = campaign_view(c, self._counts(s, [c.id])[c.id], self._calls(s, [c.id])[c.id])
-        view["automatic_pauses_24h"] = self._automatic_pauses(s, c.id)
+        view.update(self._holds(s, c.id))
         return view
+
+    @staticmethod
+    def _holds(s: Session, campaign_id: int) -> dict[str, Any]:
+        found = holds.causes(s, campaign_id, utcnow())
+        return {
+            "holds": [holds.view(h) for h in holds.active(s, campaign_id)],
+            "pause_causes": found,
+            "repeated_causes": [c for c in found if c["repeated"]],
+        }
+
+    def holds(self, campaign_id: int) -> dict[str, Any]:
+        with self.sessions() as s:
+            self.get(s, campaign_id)
+            return {"campaign_id": campaign_id, **self._holds(s, campaign_id)}
 
     def campaigns(self, org: str | None = None) -> list[dict[str, Any]]:
         """Every campaign, or those of one organisation."""

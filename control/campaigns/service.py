@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from control.campaigns.dnc import DncList
 from control.campaigns.outcomes import Outcomes
 from control.campaigns.setup import Setup
-from control.campaigns.transitions import Cap, TransitionResult, Transitions
+from control.campaigns.transitions import CanaryWatch, Cap, TransitionResult, Transitions
 from shared.dnc import DncSet
 from shared.gate import Gate
 from shared.keys import Keys
 from shared.settings import Settings
 
-__all__ = ["Cap", "Control", "TransitionResult"]
+__all__ = ["CanaryWatch", "Cap", "Control", "TransitionResult"]
 
 
 class Control(Transitions, Setup, Outcomes):

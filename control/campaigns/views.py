@@ -101,7 +101,35 @@ def transition_view(t: Transition) -> dict[str, Any]:
         "cap": cap_view(t.cap_concurrency, t.cap_until),
         "answered_at": t.answered_at,
         "drained": t.drained,
+        "details": t.details,
+        "note": transition_note(t.action, t.actor, t.details),
     }
+
+
+def transition_note(action: str, actor: str, details: dict[str, Any] | None) -> str | None:
+    """A transition's holds in words: "held: compliance (…)", "resumed by bob (approved
+    bob; released: operator hold of alice, monitor failure_ratio acknowledged)"."""
+    d = details or {}
+    if "hold" in d:
+        h = d["hold"]
+        return f"held: {h['kind']}" + (f" {h['rule']}" if h.get("rule") else "")
+    if action != "resume" or "released" not in d:
+        return None
+    parts = []
+    for h in d["released"]:
+        what = f"{h['kind']}" + (f" {h['rule']}" if h.get("rule") else "") + f" of {h['placed_by']}"
+        if h.get("acknowledged"):
+            what += " acknowledged"
+        if h.get("approved_by"):
+            what += f" (release asked by {h['requested_by']}, approved by {h['approved_by']})"
+        parts.append(what)
+    note = f"resumed by {actor} (approved {d.get('owner', actor)}"
+    note += f"; released: {', '.join(parts)}" if parts else ""
+    if d.get("overrides"):
+        note += f"; overrode: {', '.join(d['overrides'])}"
+    if d.get("canary"):
+        note += f"; canary of {d['canary']['calls']} calls"
+    return note + ")"
 
 
 def cap_view(cap: int | None, until: datetime | None) -> dict[str, Any] | None:

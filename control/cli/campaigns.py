@@ -14,6 +14,7 @@ from control.cli.client import make_client
 from control.cli.output import (
     STATES,
     attempts,
+    preflight,
     print_json,
     show,
     show_overview,
@@ -127,6 +128,17 @@ def act(args: argparse.Namespace) -> int:
         body["max_concurrency"] = args.max_concurrency
     if getattr(args, "for_minutes", None) is not None:
         body["for_minutes"] = args.for_minutes
+    if getattr(args, "hold", None):
+        body["hold"] = args.hold
+    for flag, key in (("ack", "acknowledge"), ("override", "override")):
+        if getattr(args, flag, None):
+            body[key] = args.__dict__[flag]
+    if getattr(args, "canary", None) is not None:
+        body["canary"] = {"calls": args.canary, "max_failure_ratio": args.canary_max_failure_ratio}
+    if getattr(args, "dry_run", False):
+        p = make_client().preflight(args.id)
+        print_json(p) if args.json else preflight(p)
+        return 0
     if args.cmd == "cancel":
         if not args.yes:
             print("cancel is irreversible: add --yes to confirm", file=sys.stderr)
@@ -182,6 +194,11 @@ def add(sub: Commands) -> None:
     command(sub, "start", "start a draft campaign", act)
     pa = command(sub, "pause", "pause a running campaign (waits for in-flight dials)", act)
     pa.add_argument("--reason")
+    pa.add_argument(
+        "--hold",
+        choices=["operator", "compliance"],
+        help="the hold it places (compliance: released by two people)",
+    )
     add_hangup(pa, "none")
     rs = command(
         sub, "resume", "resume a paused campaign, optionally with a temporary concurrency cap", act
@@ -191,6 +208,29 @@ def add(sub: Commands) -> None:
         "--max-concurrency", type=int, help="temporary cap (with --for-minutes), lifts by itself"
     )
     rs.add_argument("--for-minutes", type=float, help="how long the temporary cap lasts")
+    rs.add_argument(
+        "--ack",
+        action="append",
+        metavar="RULE",
+        help="acknowledge a monitor, alert or canary hold's rule (repeatable)",
+    )
+    rs.add_argument(
+        "--override",
+        action="append",
+        choices=["emergency_stop", "provider_failing"],
+        help="resume past this blocking preflight finding (recorded; repeatable)",
+    )
+    rs.add_argument("--canary", type=int, metavar="N", help="watch the first N calls")
+    rs.add_argument(
+        "--canary-max-failure-ratio",
+        type=float,
+        default=0.3,
+        metavar="R",
+        help="the canary pauses again if more than this share fails (default 0.3)",
+    )
+    rs.add_argument(
+        "--dry-run", action="store_true", help="only say what a resume now would do (preflight)"
+    )
     cn = command(sub, "cancel", "cancel a campaign (irreversible)", act)
     cn.add_argument("--yes", action="store_true", help="confirm")
     add_hangup(cn, "ringing")

@@ -52,6 +52,9 @@ class Client:
     def diagnosis(self, campaign_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/v1/campaigns/{campaign_id}/diagnosis"))
 
+    def preflight(self, campaign_id: int) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/v1/campaigns/{campaign_id}/preflight"))
+
     def overview(self, campaign_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/v1/campaigns/{campaign_id}/overview"))
 

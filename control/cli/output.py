@@ -105,10 +105,15 @@ def show(c: dict[str, Any]) -> None:
         local = ", and in each contact's local time" if w.get("contact_local_time") else ""
         days = esc(",".join(w["days"]))
         print(f"  window        {days} {esc(w['start'])}-{esc(w['end'])}{local}")
-    auto = c.get("automatic_pauses_24h")
-    if auto:
-        rules = ", ".join(f"{esc(rule)} {esc(n)}" for rule, n in sorted(auto.items()))
-        print(f"  auto pauses   {rules} (last 24 h)")
+    for h in c.get("holds") or []:
+        print(f"  hold          {hold(h)}")
+        print(f"                releasing it takes: {esc(h['needs'])}")
+    for cause in c.get("pause_causes") or []:
+        flag = "  REPEATED CAUSE: fix the process" if cause["repeated"] else ""
+        print(
+            f"  held for      {esc(cause_name(cause))}: {esc(cause['last_24h'])} in 24 h, "
+            f"{esc(cause['last_7d'])} in 7 days{flag}"
+        )
     if (c.get("dialing") or {}).get("blocked_by") == "calling_window":
         opens = esc(c["dialing"]["opens_at"])
         print(f"  NOT DIALING   outside the calling window; opens at {opens}")
@@ -163,6 +168,38 @@ def show_overview(o: dict[str, Any]) -> None:
     why(o["diagnosis"])
 
 
+def hold(h: dict[str, Any]) -> str:
+    rule = f" {esc(h['rule'])}" if h.get("rule") else ""
+    why = f": {esc(h['reason'])}" if h.get("reason") else ""
+    by = f"by {esc(h['placed_by'])} at {esc(h['placed_at'])}"
+    return f"#{esc(h['id'])} {esc(h['kind'])}{rule} {by}{why}"
+
+
+def cause_name(cause: dict[str, Any]) -> str:
+    return f"{cause['kind']} {cause['rule'] or cause['reason'] or ''}".strip()
+
+
+def preflight(p: dict[str, Any]) -> None:
+    verdict = "would go ahead" if p["would_resume"] else "would be refused"
+    print(f"campaign {esc(p['campaign_id'])} ({esc(p['status'])}): a resume now {verdict}")
+    k = p["contacts"]
+    print(
+        f"  contacts      pending {esc(k['pending'])}, dialable now {esc(k['dialable_now'])}, "
+        f"outside the window {esc(k['calling_window']['contacts'])}, do-not-call {esc(k['dnc'])}"
+        f", waiting {esc(k['waiting'])}"
+    )
+    pr = p["provider"]
+    share = "no calls yet" if pr["failure_share"] is None else f"{pr['failure_share']:.0%} failed"
+    print(f"  provider      last {esc(pr['recent'])} calls: {esc(share)}")
+    w = p["workers"]
+    print(f"  workers       {esc(w['live'])} live, {esc(w['acknowledged'])} on the latest version")
+    for h in p["holds"]:
+        print(f"  hold          {hold(h)}")
+    for f in p["findings"]:
+        more = " (override with --override " + esc(f["code"]) + ")" if f["overridable"] else ""
+        print(f"  {esc(f['severity']).upper():<13} {esc(f['message'])}{more}")
+
+
 def transitions(rows: list[dict[str, Any]]) -> None:
     table(
         [
@@ -178,7 +215,8 @@ def transitions(rows: list[dict[str, Any]]) -> None:
                     f" (cap {t['cap']['max_concurrency']} until {t['cap']['until']})"
                     if t.get("cap")
                     else ""
-                ),
+                )
+                + (f" — {t['note']}" if t.get("note") else ""),
             ]
             for t in rows
         ],

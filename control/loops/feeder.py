@@ -107,6 +107,8 @@ class Feeder(Loop):
             g = self.gate.read(cid)
             if g is None or g.status != Status.RUNNING.value or g.version != version:
                 continue  # gate not (yet) known to be open: the reconciler will fix it
+            if g.canary_spent:
+                continue  # a canary's calls are all out: nothing more before its verdict
             if not windows.check(window, tz, None, now).open:
                 continue  # outside its calling window (workers check it again at dial time)
             fed_now = self._feed(cid, version, max_concurrency * self.settings.feeder_queue_factor)

@@ -19,12 +19,21 @@ which threshold. A campaign that is no longer running is left alone: a second fi
 second monitor process, meets the transition service's version check and the state
 machine, and pauses nothing more. Thresholds are global settings, overridable per campaign
 (``campaigns.monitor``). Resume stays a human act.
+
+A **canary resume** (``campaigns.canary``: the first N calls after a resume are watched)
+is judged first, every step: the gate grants no more than N calls until the verdict
+(:mod:`shared.gate`), so the (N+1)th call never starts before it. More than
+``max_failure_ratio`` × N of them failed (a provider error, a ``failed`` end, or no
+outcome within the monitor's outcome bound) → paused again with a canary hold ("canary:
+9 of 20 calls failed"); all N over and within the limit → a ``canary_passed`` transition
+(recorded in the history), which takes the canary off the gate.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -33,10 +42,20 @@ from sqlalchemy.orm import Session
 from control.campaigns.service import Control
 from control.loops.base import Loop
 from shared import metrics
+from shared.clients import REDIS_ERRORS
 from shared.errors import Conflict
 from shared.models import Attempt, Campaign, Transition, utcnow
 from shared.settings import Settings
-from shared.states import Action, AttemptState, CallOutcome, Disposition, Source, Status
+from shared.states import (
+    DIALED,
+    Action,
+    AttemptState,
+    CallOutcome,
+    Disposition,
+    HoldKind,
+    Source,
+    Status,
+)
 
 PROVIDER_ERRORS = (CallOutcome.PROVIDER_ERROR, CallOutcome.AUTH_ERROR)
 # A call the provider took that ended ``failed`` (a SIP 4xx/5xx, a carrier error) counts
@@ -112,13 +131,16 @@ class Monitor(Loop):
         with self.control.sessions() as s:
             running = list(
                 s.execute(
-                    select(Campaign.id, Campaign.monitor).where(
+                    select(Campaign.id, Campaign.monitor, Campaign.canary).where(
                         Campaign.status == Status.RUNNING.value
                     )
                 )
             )
         paused = 0
-        for cid, overrides in running:
+        for cid, overrides, canary in running:
+            if canary and self._judge_canary(cid, canary):
+                paused += 1
+                continue
             rules = self.rules.overridden(overrides)
             with self.control.sessions() as s:
                 firing = evaluate(rules, *self._measure(s, cid, rules))
@@ -168,7 +190,62 @@ class Monitor(Loop):
         ]
         return labels, int(unrecorded), age
 
-    def _pause(self, cid: int, firing: Firing) -> bool:
+    def _judge_canary(self, cid: int, canary: dict[str, Any]) -> bool:
+        """The canary's verdict once it has one; True if it paused the campaign."""
+        with self.control.sessions() as s:
+            calls, failed, settled = self._canary_calls(s, cid, canary)
+        n, ratio = int(canary["calls"]), float(canary["max_failure_ratio"])
+        spent = calls >= n or self._canary_spent(cid)
+        if failed > ratio * n or (spent and settled == calls and calls and failed > ratio * calls):
+            reason = f"canary: {failed} of {n} calls failed (at most {ratio:.0%} allowed)"
+            return self._pause(cid, Firing("canary", reason), HoldKind.CANARY)
+        if spent and settled == calls:
+            summary = f"canary passed: {failed} of {calls} calls failed (at most {ratio:.0%})"
+            try:
+                self.control.transition(
+                    cid,
+                    Action.CANARY_PASSED,
+                    actor="monitor:canary",
+                    source=Source.SYSTEM,
+                    reason=summary,
+                )
+            except Conflict:
+                return False
+            self.log.info("canary_passed", campaign_id=cid, calls=calls, failed=failed)
+        return False
+
+    def _canary_spent(self, cid: int) -> bool:
+        """Has the gate granted every call of the canary (some may have been given back:
+        the do-not-call list, the trunk's rate)?"""
+        with contextlib.suppress(*REDIS_ERRORS):
+            g = self.control.gate.read(cid)
+            return g is not None and g.canary_spent
+        return False
+
+    def _canary_calls(self, s: Session, cid: int, canary: dict[str, Any]) -> tuple[int, int, int]:
+        """The calls made since the canary resume: (placed, failed, settled)."""
+        since = datetime.fromisoformat(canary["at"])
+        bound = utcnow() - timedelta(seconds=self.rules.outcome_bound_s)
+        rows = s.execute(
+            select(Attempt.state, Attempt.outcome, Attempt.disposition, Attempt.started_at).where(
+                Attempt.campaign_id == cid,
+                Attempt.started_at >= since,
+                Attempt.state.in_([a.value for a in DIALED]),
+            )
+        )
+        calls = failed = settled = 0
+        for state, outcome, disposition, started in rows:
+            calls += 1
+            late = started is not None and started < bound
+            lost = outcome is None and (state == AttemptState.UNKNOWN or late)
+            if outcome in PROVIDER_ERRORS or disposition == Disposition.FAILED or lost:
+                failed += 1
+                settled += 1
+            elif state in (AttemptState.ENDED, AttemptState.UNKNOWN):
+                settled += 1
+        return calls, failed, settled
+
+    def _pause(self, cid: int, firing: Firing, kind: HoldKind | None = None) -> bool:
         try:
             self.control.transition(
                 cid,
@@ -176,6 +253,7 @@ class Monitor(Loop):
                 actor=f"monitor:{firing.rule}",
                 source=Source.SYSTEM,
                 reason=firing.reason,
+                hold=kind,
             )
         except Conflict:  # no longer running (another monitor, an operator): nothing to do
             return False

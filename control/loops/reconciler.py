@@ -22,15 +22,18 @@ away would hold a slot, and make a pause's drain wait, until the lease expires.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.campaigns.dnc import DncList
 from control.campaigns.emergency import restore
 from control.loops.base import Loop
 from shared import metrics
-from shared.gate import Gate, GateState
+from shared.gate import Canary, Gate, GateState
 from shared.models import Attempt, Campaign, EmergencyStop, effective_concurrency
 from shared.settings import Settings
 from shared.states import AttemptState
@@ -113,6 +116,7 @@ class Reconciler(Loop):
                         Campaign.cap_concurrency,
                         Campaign.max_lines,
                         Campaign.max_cps,
+                        Campaign.canary,
                     )
                     .where(Campaign.id > self._after)
                     .order_by(Campaign.id)
@@ -120,9 +124,18 @@ class Reconciler(Loop):
                 )
             )
         wanted = {
-            cid: GateState(st, v, effective_concurrency(m, cap), lines, cps)
-            for cid, st, v, m, cap, lines, cps in found
+            cid: GateState(
+                st,
+                v,
+                effective_concurrency(m, cap),
+                lines,
+                cps,
+                canary["calls"] if canary else None,
+                canary["version"] if canary else None,
+            )
+            for cid, st, v, m, cap, lines, cps, canary in found
         }
+        canaries = {cid: canary for cid, *_, canary in found if canary}
         current = self.gate.states(list(wanted))
         repaired = 0
         for cid, want in wanted.items():
@@ -130,7 +143,13 @@ class Reconciler(Loop):
             if held == want:
                 continue
             stored = self.gate.write(
-                cid, want.status, want.version, want.max_concurrency, want.max_lines, want.max_cps
+                cid,
+                want.status,
+                want.version,
+                want.max_concurrency,
+                want.max_lines,
+                want.max_cps,
+                canary=self._canary(cid, canaries.get(cid)),
             )
             repaired += 1
             self.log.warning(
@@ -146,6 +165,20 @@ class Reconciler(Loop):
         done = len(found) < BATCH
         self._after = 0 if done else found[-1][0]
         return repaired, done
+
+    def _canary(self, cid: int, canary: dict[str, Any] | None) -> Canary | None:
+        """A canary as the database knows it: its calls made so far are those started since
+        its resume (Redis keeps its own count when it is higher)."""
+        if not canary:
+            return None
+        with self.sessions() as s:
+            used = s.scalar(
+                select(func.count()).where(
+                    Attempt.campaign_id == cid,
+                    Attempt.started_at >= datetime.fromisoformat(canary["at"]),
+                )
+            )
+        return Canary(int(canary["calls"]), int(canary["version"]), int(used or 0))
 
     def _give_back(self, campaign_ids: list[int]) -> None:
         """Give back the lines of calls the database says are over, and the leases of

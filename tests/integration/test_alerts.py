@@ -47,7 +47,7 @@ def test_a_firing_alert_pauses_its_campaign_and_a_resolved_one_never_resumes_it(
     c = stack.campaign(cid)
     assert c["status"] == "paused" and c["pause_source"] == "system"
     assert c["pause_reason"] == "HighFailureRate: 31% of calls failing"
-    assert c["automatic_pauses_24h"] == {"alertmanager:HighFailureRate": 1}
+    assert [(h["kind"], h["rule"]) for h in c["holds"]] == [("alert", "HighFailureRate")]
     last = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"][0]
     assert last["actor"] == "alertmanager:HighFailureRate" and last["source"] == "system"
 

@@ -149,13 +149,19 @@ def test_transitions_follow_the_state_machine_and_are_recorded_newest_first(make
     assert paused["pause_reason"].startswith("failure rate 31%")
     assert paused["paused_at"] is not None
     assert paused["gate"]["closed"] and paused["gate"]["drained"]
-    assert stack.act(cid, "pause", expect=409)["error"]["message"].startswith(
-        "cannot pause a campaign that is paused"
+    assert [(h["kind"], h["rule"]) for h in paused["holds"]] == [("monitor", "failures")]
+    again = dict(source="system", actor="monitor:failures", reason="again")
+    assert stack.act(cid, "pause", expect=409, **again)["error"]["message"].startswith(
+        f"campaign {cid} is already paused, and already held so: monitor hold failures"
     )
+    # The monitor's hold stays until a resume acknowledges its rule; nothing changes.
+    err = stack.act(cid, "resume", expect=409)["error"]
+    assert err["code"] == "holds_remain" and 'acknowledge "failures"' in err["message"]
+    assert err["details"][0]["rule"] == "failures" and stack.campaign(cid)["version"] == 2
     resp = stack.http.post(
         f"/api/v1/campaigns/{cid}/resume",
         headers={"X-Request-ID": "req-42"},
-        json={"actor": "ops:bob", "source": "operator"},
+        json={"actor": "ops:bob", "source": "operator", "acknowledge": ["failures"]},
     )
     assert resp.status_code == 200 and resp.headers["X-Request-ID"] == "req-42"
     resumed = resp.json()
@@ -168,6 +174,10 @@ def test_transitions_follow_the_state_machine_and_are_recorded_newest_first(make
     ]
     # The actor is the token's name; the label the client sent is kept beside it.
     assert history[0]["actor"] == "admin-token (ops:bob)" and history[0]["request_id"] == "req-42"
+    assert history[0]["note"] == (
+        "resumed by admin-token (ops:bob) (approved admin-token (ops:bob); released: monitor "
+        "failures of admin-token (monitor:failures) acknowledged)"
+    )
     assert history[0]["role"] == "admin" and history[0]["source_ip"] == "127.0.0.1"
     assert history[1]["source"] == "system" and history[1]["reason"].startswith("failure")
     assert all(t["answered_at"] for t in history)

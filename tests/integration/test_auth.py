@@ -513,7 +513,8 @@ def test_only_automation_may_record_a_transition_as_system(
     assert act("supervisor", "resume", source="system").status_code == 422
     assert act("supervisor", "resume").status_code == 200  # the default: api
     assert act("monitor", "pause", source="operator").json()["pause_source"] == "system"
-    act("admin", "resume")
+    assert act("admin", "resume").status_code == 409  # the monitor's hold: acknowledged
+    assert act("admin", "resume", acknowledge=["acme-monitor"]).status_code == 200
     assert act("admin", "pause", source="system").json()["pause_source"] == "system"
     assert history()[:5] == [
         ("pause", "admin", "system"),

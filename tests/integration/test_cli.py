@@ -75,7 +75,7 @@ def test_an_operator_creates_imports_starts_pauses_resumes_and_cancels_from_the_
 
     out = dialgate(stack, "pause", str(cid))
     assert out.returncode == 1
-    assert "error: cannot pause a campaign that is paused; allowed: resume, cancel" in out.stderr
+    assert "is already paused, and already held so: operator hold #1" in out.stderr
 
     out = dialgate(stack, "campaigns")
     assert out.returncode == 0

@@ -56,7 +56,9 @@ def test_a_provider_that_starts_failing_mid_run_pauses_the_campaign_with_the_rea
     assert c["pause_source"] == "system"
     assert c["pause_reason"].startswith("failure rate ")
     assert c["pause_reason"].endswith("over the last 40 attempts exceeds 50%")
-    assert c["automatic_pauses_24h"] == {"failure_ratio": 1}
+    assert [(x["kind"], x["rule"], x["last_24h"]) for x in c["pause_causes"]] == [
+        ("monitor", "failure_ratio", 1)
+    ]
 
     def firings() -> int | None:  # counted just after the pause has answered
         return metrics.loop_counts(stack.redis, stack.keys).get("monitor_firings")
@@ -68,7 +70,11 @@ def test_a_provider_that_starts_failing_mid_run_pauses_the_campaign_with_the_rea
     assert calls_after(stack, cid, pause["answered_at"]) == []
     out = stack.cli("show", str(cid))
     assert "by system: failure rate" in out.stdout
-    assert "auto pauses   failure_ratio 1 (last 24 h)" in out.stdout
+    assert "held for      monitor failure_ratio: 1 in 24 h, 1 in 7 days" in out.stdout
+    assert (
+        'releasing it takes: a supervisor or admin resumes acknowledging "failure_ratio"'
+        in out.stdout
+    )
 
 
 def test_an_authentication_error_pauses_on_the_first_one(make_stack, tmp_path):
@@ -155,5 +161,6 @@ def test_two_monitors_pause_once_and_a_second_firing_while_paused_does_nothing(m
     with sessions() as s:
         actors = list(s.scalars(select(Transition.actor).where(Transition.campaign_id == cid)))
     assert actors == ["admin-token", "monitor:auth_error"]
-    assert stack.campaign(cid)["automatic_pauses_24h"] == {"auth_error": 1}
+    causes = stack.campaign(cid)["pause_causes"]
+    assert [(x["kind"], x["rule"], x["last_24h"]) for x in causes] == [("monitor", "auth_error", 1)]
     wait_for(lambda: stack.campaign(cid)["status"] == "paused", 5, "paused")

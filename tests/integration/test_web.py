@@ -104,6 +104,7 @@ def test_pause_from_the_keyboard_then_resume_change_badge_and_banner_without_rel
     shot(page, "pause-2-paused")
 
     page.click("#act-resume")
+    page.click("#confirm-resume")
     expect(page.locator("#badge")).to_have_text("running")
     expect(page.locator("#paused-banner")).to_have_count(0)
     expect(page.locator("#resume-cap")).to_be_hidden()
@@ -151,8 +152,8 @@ def test_an_action_refused_because_someone_paused_first_shows_an_inline_alert(ma
     page.route(f"**/api/v1/campaigns/{cid}/pause", someone_else_first)
     page.click("#act-pause")
     alert = page.locator("#alert")
-    expect(alert).to_have_text(
-        "pause failed: cannot pause a campaign that is paused; allowed: resume, cancel"
+    expect(alert).to_contain_text(
+        f"pause failed: campaign {cid} is already paused, and already held so: operator hold"
     )
     assert alert.get_attribute("role") == "alert"
     history = stack.api("GET", f"/campaigns/{cid}/transitions")["transitions"]
@@ -179,9 +180,19 @@ def test_a_system_pause_shows_its_reason_next_to_the_paused_timestamp(make_stack
     banner = page.locator("#paused-banner")
     expect(banner).to_contain_text("— system: abandon rate 9% over the 3% limit")
     paused_at = stack.campaign(cid)["paused_at"]
-    stamp = banner.locator("time")
+    stamp = page.locator("#paused-at")
     assert stamp.get_attribute("datetime")[:19] == paused_at[:19]
     assert stamp.inner_text() == paused_at[:10] + " " + paused_at[11:19] + " UTC"
+    # A second hold: the banner lists every hold, who placed it, why and what releases it.
+    stack.act(cid, "pause", hold="compliance", reason="consent records audit", actor="carol")
+    holds = page.locator("#holds li")
+    expect(holds).to_have_count(2)
+    expect(holds.nth(0)).to_contain_text("monitor abandon-rate by monitor:abandon-rate")
+    expect(holds.nth(0)).to_contain_text('acknowledging "abandon-rate"')
+    expect(holds.nth(1)).to_contain_text("compliance by admin-token (carol)")
+    expect(holds.nth(1)).to_contain_text("consent records audit")
+    expect(holds.nth(1)).to_contain_text("two people")
+    expect(banner).to_contain_text("every hold must be released")
     assert_not_reloaded(page)  # pushed by the server, not reloaded
     shot(page, "system-pause-reason")
 
@@ -263,6 +274,7 @@ def test_a_resume_highlights_the_first_dial_after_it_and_workers_acknowledge(mak
     page.click("#act-pause")
     expect(page.locator("#badge")).to_have_text("paused")
     page.click("#act-resume")
+    page.click("#confirm-resume")
     first = page.locator("#first-after-resume")
     expect(first).to_contain_text("First activity after resume")
     expect(first).to_contain_text("s after the resume")

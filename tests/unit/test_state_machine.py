@@ -80,7 +80,7 @@ def test_a_paused_campaign_may_resume_or_cancel_only():
 def test_the_system_only_actions_are_never_offered_from_any_state():
     for status in Status:
         assert not set(allowed_actions(status)) & SYSTEM_ONLY
-    assert {Action.COMPLETE, Action.LIFT_CAP} == SYSTEM_ONLY
+    assert {Action.COMPLETE, Action.LIFT_CAP, Action.CANARY_PASSED, Action.HOLD} == SYSTEM_ONLY
 
 
 def test_the_final_states_are_exactly_those_no_action_leaves():
@@ -111,7 +111,9 @@ def test_lifting_a_cap_keeps_the_status():
 def test_the_closing_actions_are_the_operators_ways_out_of_running():
     # complete leaves running too, but only once nothing is left to dial: no drain to wait for
     out = {a for a in Action if next_status_or_none(Status.RUNNING, a) not in (None, "running")}
-    assert out - SYSTEM_ONLY == CLOSING == {Action.PAUSE, Action.CANCEL}
+    assert out - SYSTEM_ONLY == CLOSING - {Action.HOLD} == {Action.PAUSE, Action.CANCEL}
+    # a hold closes a gate that is closed already: its answer waits for the drain too
+    assert Action.HOLD in CLOSING
 
 
 def next_status_or_none(status: Status, action: Action) -> Status | None:

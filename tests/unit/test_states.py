@@ -26,6 +26,8 @@ LEGAL = {
     (Status.RUNNING, Action.COMPLETE): Status.COMPLETED,
     (Status.RUNNING, Action.LIFT_CAP): Status.RUNNING,
     (Status.PAUSED, Action.LIFT_CAP): Status.PAUSED,
+    (Status.PAUSED, Action.HOLD): Status.PAUSED,
+    (Status.RUNNING, Action.CANARY_PASSED): Status.RUNNING,
 }
 ALL = list(itertools.product(Status, Action))
 

@@ -185,6 +185,27 @@ def test_a_campaign_that_is_not_running_is_never_blocked_by_its_window(status: s
 
 
 # -- transition_view ------------------------------------------------------------------------
+RELEASED = {
+    "owner": "alice",
+    "released": [
+        {"kind": "operator", "rule": None, "placed_by": "bob"},
+        {
+            "kind": "monitor",
+            "rule": "failure_ratio",
+            "placed_by": "monitor:failure_ratio",
+            "acknowledged": "failure_ratio",
+        },
+        {
+            "kind": "compliance",
+            "rule": None,
+            "placed_by": "carol",
+            "requested_by": "carol",
+            "approved_by": "alice",
+        },
+    ],
+}
+
+
 def test_a_transition_is_shown_with_who_did_it_from_where_and_its_answer():
     at = datetime(2026, 5, 4, 11, 0, tzinfo=UTC)
     answered = datetime(2026, 5, 4, 11, 0, 1, tzinfo=UTC)
@@ -206,6 +227,7 @@ def test_a_transition_is_shown_with_who_did_it_from_where_and_its_answer():
         cap_until=UNTIL,
         answered_at=answered,
         drained=None,
+        details=RELEASED,
     )
     assert transition_view(t) == {
         "version": 4,
@@ -223,6 +245,10 @@ def test_a_transition_is_shown_with_who_did_it_from_where_and_its_answer():
         "cap": {"max_concurrency": 2, "until": UNTIL},
         "answered_at": answered,
         "drained": None,
+        "details": RELEASED,
+        "note": "resumed by alice (approved alice; released: operator of bob, monitor "
+        "failure_ratio of monitor:failure_ratio acknowledged, compliance of carol (release "
+        "asked by carol, approved by alice))",
     }
 
 

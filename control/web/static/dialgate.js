@@ -80,7 +80,59 @@ function campaignPage(live) {
     const b = ev.target.closest("button[data-action]");
     if (!b) return;
     if (b.dataset.action === "cancel") { dialog.returnValue = ""; dialog.showModal(); return; }
+    if (b.dataset.action === "resume") { openResume(); return; }
     act(b.dataset.action, {});
+  });
+  // The Resume dialog: the preflight's findings, a box per hold's rule to acknowledge, a
+  // box per blocking finding to override, and an optional canary.
+  const resume = document.getElementById("resume-dialog");
+  const acks = document.getElementById("resume-acks"), overrides = document.getElementById("resume-overrides");
+  function box(parent, name, value, text) {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.type = "checkbox"; input.name = name; input.value = value;
+    label.append(input, " " + text);
+    parent.append(label);
+  }
+  async function openResume() {
+    const verdict = document.getElementById("preflight-verdict");
+    const list = document.getElementById("preflight-findings");
+    verdict.textContent = "Checking what a resume now would do…";
+    list.replaceChildren();
+    for (const fs of [acks, overrides]) { fs.querySelectorAll("label").forEach(l => l.remove()); fs.hidden = true; }
+    resume.returnValue = "";
+    resume.showModal();
+    let p;
+    try {
+      const r = await fetch(`/api/v1/campaigns/${CID}/preflight`, {cache: "no-store"});
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      p = await r.json();
+    } catch (e) { verdict.textContent = `The preflight failed (${e.message}); a resume still checks.`; return; }
+    const k = p.contacts;
+    verdict.textContent = `${k.dialable_now} of ${k.pending} pending contacts may be dialed now; ` +
+      `${p.workers.live} workers live. ` + (p.would_resume ? "Nothing blocks a resume." : "A resume is blocked until the findings below are dealt with.");
+    for (const f of p.findings) {
+      const li = document.createElement("li");
+      li.className = `finding ${f.severity}`; li.dataset.code = f.code;
+      li.textContent = `${f.severity}: ${f.message}`;
+      list.append(li);
+      if (f.overridable && f.severity === "blocking") { box(overrides, "override", f.code, f.message); overrides.hidden = false; }
+    }
+    for (const h of p.holds) {
+      if (!h.rule || !["monitor", "alert", "canary"].includes(h.kind)) continue;
+      box(acks, "acknowledge", h.rule, `${h.kind} ${h.rule}: ${h.reason || "no reason given"}`);
+      acks.hidden = false;
+    }
+  }
+  resume.addEventListener("close", () => {
+    if (resume.returnValue !== "confirm") return;
+    const form = document.getElementById("resume-form");
+    const picked = name => [...form.querySelectorAll(`input[name=${name}]:checked`)].map(i => i.value);
+    const extra = {acknowledge: picked("acknowledge"), override: picked("override")};
+    if (form.canary_on.checked) {
+      extra.canary = {calls: Number(form.canary_calls.value), max_failure_ratio: Number(form.canary_ratio.value)};
+    }
+    act("resume", extra);
   });
   dialog.addEventListener("close", () => { if (dialog.returnValue === "confirm") act("cancel", {confirm: true}); });
   capForm.addEventListener("submit", ev => {
