@@ -2,7 +2,7 @@
 
 Tables: campaigns, transitions (append-only, per-campaign monotonic version), contacts,
 attempts (one row per dial attempt), outbox (events to broadcast), emergency_stops, dnc,
-meta (the database's epoch), api_tokens, web_sessions, audit_events.
+meta (the database's epoch), api_tokens, web_sessions, audit_events, org_settings.
 """
 
 from __future__ import annotations
@@ -305,3 +305,17 @@ class AuditEvent(Base):
     kind: Mapped[str] = mapped_column(String(48))
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class OrgSettings(Base):
+    """An organisation's settings. ``max_calls_per_number``: its contact frequency limit,
+    ``{"calls": int, "hours": float}`` (at most ``calls`` calls to one number within any
+    ``hours``, across all its campaigns; None: no limit), checked at dial time
+    (:mod:`shared.frequency`)."""
+
+    __tablename__ = "org_settings"
+
+    org: Mapped[str] = mapped_column(String(64), primary_key=True)
+    max_calls_per_number: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(ACTOR_MAX))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -197,6 +197,14 @@ class DncIn(Strict):
     actor: Label | None = None
 
 
+class OrgSettingsIn(Strict):
+    max_calls_per_number: dict[str, Any] | None = Field(
+        description='The contact frequency limit: {"calls": 1-1000, "hours": above 0, at most '
+        "720}: at most that many calls to one number within any that many hours, across "
+        "all the organisation's campaigns (3 per 24 h: Florida's rule); null: no limit."
+    )
+
+
 class ProviderEvent(Strict):
     """What a provider's webhook reports of one attempt's call (:mod:`shared.calls`)."""
 
