@@ -60,6 +60,8 @@ def test_a_number_on_the_do_not_call_list_ends_the_contact_blocked():
         "redis_error",
         "calling_window",
         "dnc_unknown",
+        "frequency",
+        "frequency_unknown",
         "aborted",
     ],
 )
