@@ -169,6 +169,8 @@ class Attempt(Base):
     __table_args__ = (
         Index("ix_attempts_campaign_state_disposition", "campaign_id", "state", "disposition"),
         Index("ix_attempts_contact", "contact_id"),
+        # The calls of a frequency limit's window (shared.frequency: rebuild, diagnosis).
+        Index("ix_attempts_started_at", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

@@ -74,7 +74,8 @@ def gather(control: Control, campaign_id: int) -> Facts:
                 }
         unsent = backlog(s)
     facts = Facts(c, last_pause, now, outbox_unsent=unsent.unsent)
-    facts.frequency = held_by_frequency(control, campaign_id)
+    if c["counts"].get(ContactState.PENDING.value):
+        facts.frequency = held_by_frequency(control, campaign_id)
     if unsent.oldest is not None:
         facts.outbox_oldest_s = max(0.0, (now - unsent.oldest).total_seconds())
     try:

@@ -1,4 +1,5 @@
-"""organisation settings: the contact frequency limit (max_calls_per_number)
+"""organisation settings: the contact frequency limit (max_calls_per_number); attempts
+indexed by their start (the calls of a limit's window: its rebuild and the diagnosis)
 
 Revision ID: 0013
 Revises: 0011
@@ -22,7 +23,11 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("org", name=op.f("pk_org_settings")),
     )
+    with op.batch_alter_table("attempts") as t:
+        t.create_index("ix_attempts_started_at", ["started_at"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("attempts") as t:
+        t.drop_index("ix_attempts_started_at")
     op.drop_table("org_settings")
