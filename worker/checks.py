@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared import windows
 from shared.clients import REDIS_ERRORS
@@ -130,13 +131,17 @@ class DialChecks:
         (one script call; none without a limit): ``None`` for a slot taken, else a denial
         until the number's oldest counted call leaves the window; all denied (fail closed,
         tried again a little later) while the counts are unknown or Redis is away. A
-        denial re-reads the limit first, and the dials it no longer holds back go on."""
+        denial re-reads the limit first, and the dials it no longer holds back go on. It
+        raises nothing: the attempts it is given hold leases and lines."""
         verdicts: list[Denial | None] = [None] * len(dials)
         _, org, _, _, limit = self._read(campaign_id)
         todo = list(range(len(dials)))
         for fresh in (False, True):
             if fresh:
-                _, org, _, _, fresher = self._read(campaign_id, fresh=True)
+                try:
+                    _, org, _, _, fresher = self._read(campaign_id, fresh=True)
+                except SQLAlchemyError:  # the slots are taken: deny on the reading we had
+                    break
                 if fresher == limit:
                     break
                 limit, todo = fresher, [i for i in todo if verdicts[i] is not None]

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.auth.roles import Who
 from control.auth.trail import record
 from shared.clients import REDIS_ERRORS
-from shared.errors import InvalidInput, Unavailable
+from shared.errors import Conflict, InvalidInput, Unavailable
 from shared.frequency import MAX_CALLS, MAX_HOURS, READ_TTL_S, FrequencySet, Limit
 from shared.models import DEFAULT_ORG, Attempt, Campaign, Contact, OrgSettings, utcnow
 from shared.states import DIALED, ContactState
@@ -103,14 +104,41 @@ def put(control: Control, who: Who | None, body: dict[str, Any]) -> dict[str, An
         counts.forget(org)
     except REDIS_ERRORS as exc:
         raise Unavailable(f"Redis is unreachable ({exc}); nothing was changed") from exc
+    try:
+        view, unlimited_until = _write(control, who, org, limit)
+    except IntegrityError:  # the row was made concurrently
+        raise Conflict("the organisation's settings changed meanwhile; retry") from None
+    log.info("org_settings_changed", org=org, limit=view[FIELD])
+    if limit is not None:
+        # A dial may have read "no limit" up to READ_TTL_S after the limit was last absent:
+        # wait until every such call is written, so that the rebuild counts it.
+        wait = (unlimited_until + timedelta(seconds=SETTLE_S) - utcnow()).total_seconds()
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            rebuild(control.sessions, counts, org, limit)
+        except REDIS_ERRORS as exc:  # fail closed until the reconciler rebuilds them
+            log.warning("frequency_rebuild_failed", org=org, error=str(exc))
+    return view
+
+
+def _write(
+    control: Control, who: Who | None, org: str, limit: Limit | None
+) -> tuple[dict[str, Any], datetime]:
+    """The change and its audit event, in one transaction: the settings' view, and until
+    when the organisation last had no limit (now, if it had none)."""
     with control.sessions.begin() as s:
         row = s.get(OrgSettings, org, with_for_update=True)
         actor = who.name if who else "system"
+        now = utcnow()
         if row is None:
             row = OrgSettings(org=org, updated_by=actor)
             s.add(row)
+        was = row.max_calls_per_number
+        # Set less than SETTLE_S ago: some worker may still read it as absent.
+        unlimited_until = now if was is None else row.updated_at
         row.max_calls_per_number = None if limit is None else limit.stored()
-        row.updated_by, row.updated_at = actor, utcnow()
+        row.updated_by, row.updated_at = actor, now
         # Contacts waiting for a limit that changed are looked at again (the workers judge).
         s.execute(
             update(Contact)
@@ -127,21 +155,9 @@ def put(control: Control, who: Who | None, body: dict[str, Any]) -> dict[str, An
             "org.settings_changed",
             f"org:{org}",
             org,
-            **{
-                FIELD: row.max_calls_per_number,
-                "before": None if before is None else before.stored(),
-            },
+            **{FIELD: row.max_calls_per_number, "before": was},
         )
-        view = _view(org, row)
-    log.info("org_settings_changed", org=org, limit=view[FIELD])
-    if limit is not None:
-        if before is None:  # a dial read "no limit" up to READ_TTL_S ago: let it be written
-            time.sleep(SETTLE_S)
-        try:
-            rebuild(control.sessions, counts, org, limit)
-        except REDIS_ERRORS as exc:  # fail closed until the reconciler rebuilds them
-            log.warning("frequency_rebuild_failed", org=org, error=str(exc))
-    return view
+        return _view(org, row), unlimited_until
 
 
 def dialed_within(
