@@ -3,18 +3,69 @@ window, across all its campaigns, taken atomically at dial time; over it a conta
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
+import redis
 from sqlalchemy import select, update
 
 from control.campaigns.org import held_by_frequency
+from shared.frequency import FrequencySet, Limit
+from shared.keys import Keys
 from shared.models import Attempt, Contact, OrgSettings, utcnow
 from tests.integration.test_auth import bearer, make_token
+from tests.integration.test_gate import client  # noqa: F401 - one Redis node and a cluster
 from tests.integration.test_retries import MONITORS_OFF
 from tests.support.stack import TestStack, phones, wait_for
 
 NUMBERS = phones(4)
+
+
+@pytest.fixture
+def counts(client: redis.Redis) -> Iterator[FrequencySet]:  # noqa: F811
+    keys = Keys("t" + uuid.uuid4().hex[:10])
+    yield FrequencySet(client, keys)
+    for key in client.scan_iter(f"{keys.namespace}:*"):
+        client.delete(key)
+
+
+def test_a_numbers_slots_are_taken_atomically_and_unknown_counts_deny(counts: FrequencySet):
+    hour = Limit(2, 1)
+    assert counts.take("acme", hour, [(1, "+331")]) is None  # never built: fail closed
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    assert counts.rebuild("acme", hour, lambda: [(10, "+331", started)]) == 1
+    assert counts.take("acme", hour, [(1, "+331"), (2, "+332")]) == [0, 0]
+    (wait,) = counts.take("acme", hour, [(3, "+331")]) or [0]
+    assert 29 * 60_000 < wait <= 30 * 60_000 + 1_000  # until the call of 30 minutes ago leaves
+    assert counts.take("acme", hour, [(1, "+331")]) == [0]  # its own slot: not counted twice
+    assert counts.take("other", hour, [(4, "+331")]) is None  # each organisation its own
+
+    # Twenty workers at once for one number: exactly the limit goes through.
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def take(attempt: int) -> None:
+        answer = counts.take("acme", hour, [(attempt, "+339")])
+        with lock:
+            got.extend(answer or [-1])
+
+    threads = [threading.Thread(target=take, args=(100 + i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got)[:3] == [0, 0, min(w for w in got if w)] and got.count(0) == 2
+
+    # A shorter window prunes the sets: a longer one then needs a rebuild.
+    assert counts.take("acme", Limit(5, 0.25), [(5, "+333")]) == [0]
+    assert counts.covered("acme") == 900_000
+    assert counts.take("acme", hour, [(6, "+333")]) is None
+    counts.forget("acme")
+    assert counts.covered("acme") is None
 
 
 def contacts(stack: TestStack, cids: list[int]) -> list[tuple[str, datetime | None]]:
