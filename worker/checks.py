@@ -134,7 +134,10 @@ class DialChecks:
         denial re-reads the limit first, and the dials it no longer holds back go on. It
         raises nothing: the attempts it is given hold leases and lines."""
         verdicts: list[Denial | None] = [None] * len(dials)
-        _, org, _, _, limit = self._read(campaign_id)
+        try:
+            _, org, _, _, limit = self._read(campaign_id)
+        except SQLAlchemyError:  # the limit unknown: fail closed
+            return [Denial(DenyReason.FREQUENCY_UNKNOWN, self.clock() + RETRY)] * len(dials)
         todo = list(range(len(dials)))
         for fresh in (False, True):
             if fresh:
