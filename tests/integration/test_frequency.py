@@ -96,8 +96,7 @@ def test_workers_of_three_campaigns_never_call_a_number_more_often_than_the_limi
     stack: TestStack = make_stack(sim_dispositions="no_answer=1", **MONITORS_OFF).start()
     limit = {"calls": 2, "hours": 1}
     stack.api("PUT", "/org/settings", json={"max_calls_per_number": limit})
-    stack.start_worker(processes=2, threads=4)
-    stack.start_worker(processes=1, threads=4)
+    workers = [stack.start_worker(processes=2, threads=4), stack.start_worker(threads=4)]
     stack.wait_workers(3)
     retry = {"max_attempts": 3, "retry": {"no_answer": 0.05}}
     cids = [stack.make_campaign(0, 4, False, NUMBERS, **retry) for _ in range(3)]
@@ -115,6 +114,9 @@ def test_workers_of_three_campaigns_never_call_a_number_more_often_than_the_limi
     with control.sessions() as s:
         reasons = Counter(s.scalars(select(Attempt.deny_reason).where(Attempt.deny_reason != "")))
     assert reasons["frequency"] >= 4, reasons
+    metric = 'dialgate_dials_denied_total{reason="frequency"}'
+    counted = sum(stack.worker_metrics(w).get(metric, 0) for w in workers)
+    assert counted == reasons["frequency"], (counted, reasons)
     held = [held_by_frequency(control, cid) for cid in cids]
     assert sum(h["contacts"] for h in held) == 12 and all(h["limit"] == limit for h in held)
     first = min(datetime.fromisoformat(h["next_at"]) for h in held)

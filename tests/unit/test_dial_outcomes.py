@@ -1,8 +1,8 @@
 """From a denial to the attempt's and the contact's states.
 
 Pure parts of the dial path: the denial tables of :mod:`worker.runtime`, the do-not-call and
-frequency verdicts of :mod:`worker.checks` (:meth:`Runtime.park` writes the database and is left to the
-integration tests; what a call's events do is in ``test_call_events.py``).
+frequency verdicts of :mod:`worker.checks` (:meth:`Runtime.park` writes the database and is
+left to the integration tests; what a call's events do is in ``test_call_events.py``).
 """
 
 from __future__ import annotations
