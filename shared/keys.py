@@ -57,6 +57,17 @@ class Keys:
         """Set: a rebuild of :meth:`dnc`, renamed over it when complete (same hash tag)."""
         return f"{self.namespace}:{{dnc:{org}}}:build"
 
+    def frequency(self, org: str, phone: str) -> str:
+        """Sorted set: attempt id -> start (ms) of the organisation's calls to ``phone``
+        within its frequency limit's window (:mod:`shared.frequency`)."""
+        return f"{self.namespace}:{{f:{org}}}:n:{phone}"
+
+    def frequency_ready(self, org: str) -> str:
+        """String: the window (ms) over which the organisation's :meth:`frequency` sets
+        hold every call dialed; absent until the reconciler (or a change of the limit)
+        built them (same hash tag: read by the same script)."""
+        return f"{self.namespace}:{{f:{org}}}:ready"
+
     # -- Redis: global -------------------------------------------------------------------
     @property
     def gates_index(self) -> str:

@@ -3,7 +3,7 @@
 Tables: campaigns, transitions (append-only, per-campaign monotonic version), contacts,
 attempts (one row per dial attempt), holds (who or what keeps a campaign paused), outbox
 (events to broadcast), emergency_stops, dnc, meta (the database's epoch), api_tokens,
-web_sessions, audit_events.
+web_sessions, audit_events, org_settings.
 """
 
 from __future__ import annotations
@@ -203,6 +203,8 @@ class Attempt(Base):
     __table_args__ = (
         Index("ix_attempts_campaign_state_disposition", "campaign_id", "state", "disposition"),
         Index("ix_attempts_contact", "contact_id"),
+        # The calls of a frequency limit's window (shared.frequency: rebuild, diagnosis).
+        Index("ix_attempts_started_at", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -339,3 +341,17 @@ class AuditEvent(Base):
     kind: Mapped[str] = mapped_column(String(48))
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class OrgSettings(Base):
+    """An organisation's settings. ``max_calls_per_number``: its contact frequency limit,
+    ``{"calls": int, "hours": float}`` (at most ``calls`` calls to one number within any
+    ``hours``, across all its campaigns; None: no limit), checked at dial time
+    (:mod:`shared.frequency`)."""
+
+    __tablename__ = "org_settings"
+
+    org: Mapped[str] = mapped_column(String(64), primary_key=True)
+    max_calls_per_number: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(ACTOR_MAX))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -208,5 +208,11 @@ class DenyReason(StrEnum):
     CALLING_WINDOW = "calling_window"
     DNC = "dnc"
     DNC_UNKNOWN = "dnc_unknown"
+    # The organisation's contact frequency limit (shared.frequency): the number was called
+    # as often as the limit allows within its rolling window (the contact waits until the
+    # oldest counted call leaves it), or the counts are not known in Redis / Redis is away
+    # (fail closed: the contact waits a little and is tried again).
+    FREQUENCY = "frequency"
+    FREQUENCY_UNKNOWN = "frequency_unknown"
     # The worker left a message early (an error) with an attempt it had started ahead.
     ABORTED = "aborted"

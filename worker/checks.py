@@ -1,4 +1,5 @@
-"""Checks of one dial beside the gate claim: the calling window and the do-not-call list.
+"""Checks of one dial beside the gate claim: the calling window, the do-not-call list and
+the organisation's contact frequency limit.
 
 :meth:`DialChecks.calling_window` runs in the dial path right before the claim, for every
 attempt (first dials, retries and redeliveries alike); the do-not-call lookups
@@ -7,7 +8,11 @@ attempt (first dials, retries and redeliveries alike); the do-not-call lookups
 :class:`Denial`: the calling window is closed (the contact waits until ``dial_after``), or
 the number is on the do-not-call list (the contact ends ``blocked_dnc``), or the list is
 not known in Redis / Redis is away (fail closed: the contact waits a little and is tried
-again).
+again). :meth:`DialChecks.frequency` runs right after the claim for the attempts it granted
+(and the do-not-call list let through): with a limit, one script call takes a slot of each
+number (:mod:`shared.frequency`), and an attempt refused one waits until its number's
+oldest counted call leaves the window; without a limit, nothing (the limit is read with
+the window, in the same cached query).
 """
 
 from __future__ import annotations
@@ -19,23 +24,28 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared import windows
+from shared.clients import REDIS_ERRORS
 from shared.dnc import DncSet
+from shared.frequency import READ_TTL_S, FrequencySet, Limit
 from shared.messages import DialArgs
-from shared.models import Campaign
+from shared.models import Campaign, OrgSettings
 from shared.states import DenyReason
 
 # A contact whose window never opens (disjoint zones, a window with no day left) is looked
 # at again after this long; a dial denied because the DNC list was unknown, after RETRY.
 NEVER_OPENS_RECHECK = timedelta(hours=24)
 RETRY = timedelta(seconds=5)
-# A campaign's timezone and window are read from the database at most this often per
-# process (the window itself is judged against the clock at every dial), which spares the
-# dial path a database transaction per dial. A denial always re-reads the window first, so
-# a widened window never parks a contact on a stale reading; a narrowed one can let dials
-# through for up to this long (pause is the immediate tool).
-WINDOW_TTL_S = 1.0
+# A campaign's timezone and window, and its organisation's frequency limit, are read from
+# the database at most this often per process (the window itself is judged against the
+# clock at every dial), which spares the dial path a database transaction per dial. A
+# denial always re-reads them first, so a widened window or a loosened limit never parks a
+# contact on a stale reading; a narrowed window can let dials through for up to this long
+# (pause is the immediate tool). A new or changed limit is counted only once every
+# reading is at least this fresh (:func:`control.campaigns.org.put` waits it out).
+WINDOW_TTL_S = READ_TTL_S
 
 
 @dataclass(frozen=True)
@@ -45,31 +55,50 @@ class Denial:
 
 
 class DialChecks:
-    def __init__(self, engine: Engine, dnc: DncSet, clock: windows.Clock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        dnc: DncSet,
+        clock: windows.Clock,
+        frequency: FrequencySet | None = None,
+    ) -> None:
         self.engine = engine
         self.dnc = dnc
         self.clock = clock
-        # campaign id -> (read at (monotonic), organisation, timezone, window)
-        self._windows: dict[int, tuple[float, str, str, dict[str, Any] | None]] = {}
+        self.counts = frequency
+        # campaign id -> (read at (monotonic), organisation, timezone, window, limit)
+        self._windows: dict[int, _Facts] = {}
         self._lock = threading.Lock()
+
+    def _read(self, campaign_id: int, fresh: bool = False) -> _Facts:
+        """The campaign's organisation, timezone, calling window and its organisation's
+        frequency limit (read at most once a ``WINDOW_TTL_S``, or afresh)."""
+        with self._lock:
+            cached = self._windows.get(campaign_id)
+        if not fresh and cached is not None and time.monotonic() - cached[0] < WINDOW_TTL_S:
+            return cached
+        with self.engine.connect() as conn:
+            org, tz, window, limit = conn.execute(
+                select(
+                    Campaign.org,
+                    Campaign.timezone,
+                    Campaign.calling_window,
+                    OrgSettings.max_calls_per_number,
+                )
+                .outerjoin(OrgSettings, OrgSettings.org == Campaign.org)
+                .where(Campaign.id == campaign_id)
+            ).one()
+        facts = (time.monotonic(), org, tz, window, Limit.of(limit))
+        with self._lock:
+            self._windows[campaign_id] = facts
+        return facts
 
     def window(
         self, campaign_id: int, fresh: bool = False
     ) -> tuple[str, str, dict[str, Any] | None]:
         """The campaign's organisation, timezone and calling window (read at most once a
         ``WINDOW_TTL_S``, or afresh)."""
-        with self._lock:
-            cached = self._windows.get(campaign_id)
-        if not fresh and cached is not None and time.monotonic() - cached[0] < WINDOW_TTL_S:
-            return cached[1], cached[2], cached[3]
-        with self.engine.connect() as conn:
-            org, tz, window = conn.execute(
-                select(Campaign.org, Campaign.timezone, Campaign.calling_window).where(
-                    Campaign.id == campaign_id
-                )
-            ).one()
-        with self._lock:
-            self._windows[campaign_id] = (time.monotonic(), org, tz, window)
+        _, org, tz, window, _ = self._read(campaign_id, fresh)
         return org, tz, window
 
     def calling_window(self, args: DialArgs) -> Denial | None:
@@ -96,3 +125,58 @@ class DialChecks:
         if listed is None:
             return Denial(DenyReason.DNC_UNKNOWN, self.clock() + RETRY)
         return Denial(DenyReason.DNC) if listed else None
+
+    def frequency(self, campaign_id: int, dials: list[DialArgs]) -> list[Denial | None]:
+        """A slot of the organisation's frequency limit for each of these granted dials
+        (one script call; none without a limit): ``None`` for a slot taken, else a denial
+        until the number's oldest counted call leaves the window; all denied (fail closed,
+        tried again a little later) while the counts are unknown or Redis is away. A
+        denial re-reads the limit first, and the dials it no longer holds back go on. It
+        raises nothing: the attempts it is given hold leases and lines."""
+        verdicts: list[Denial | None] = [None] * len(dials)
+        try:
+            _, org, _, _, limit = self._read(campaign_id)
+        except SQLAlchemyError:  # the limit unknown: fail closed
+            return [Denial(DenyReason.FREQUENCY_UNKNOWN, self.clock() + RETRY)] * len(dials)
+        todo = list(range(len(dials)))
+        for fresh in (False, True):
+            if fresh:
+                try:
+                    _, org, _, _, fresher = self._read(campaign_id, fresh=True)
+                except SQLAlchemyError:  # the slots are taken: deny on the reading we had
+                    break
+                if fresher == limit:
+                    break
+                limit, todo = fresher, [i for i in todo if verdicts[i] is not None]
+                for i in todo:
+                    verdicts[i] = None
+            if limit is None or self.counts is None or not todo:
+                break
+            taken = self._take(org, limit, [dials[i] for i in todo])
+            waits: list[int | None] = [None] * len(todo) if taken is None else list(taken)
+            now = self.clock()
+            for i, wait in zip(todo, waits, strict=True):
+                if wait is None:
+                    verdicts[i] = Denial(DenyReason.FREQUENCY_UNKNOWN, now + RETRY)
+                elif wait > 0:
+                    verdicts[i] = Denial(DenyReason.FREQUENCY, _second_after(now, wait))
+            if all(v is None for v in verdicts):
+                break
+        return verdicts
+
+    def _take(self, org: str, limit: Limit, dials: list[DialArgs]) -> list[int] | None:
+        assert self.counts is not None
+        try:
+            return self.counts.take(org, limit, [(d.attempt_id, d.phone) for d in dials])
+        except REDIS_ERRORS:
+            return None
+
+
+# read at (monotonic), organisation, timezone, calling window, frequency limit
+_Facts = tuple[float, str, str, dict[str, Any] | None, Limit | None]
+
+
+def _second_after(now: datetime, wait_ms: int) -> datetime:
+    """``now`` + ``wait_ms``, rounded up to a whole second (contacts parked together)."""
+    at = now + timedelta(milliseconds=wait_ms)
+    return at if not at.microsecond else at.replace(microsecond=0) + timedelta(seconds=1)

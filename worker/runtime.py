@@ -19,13 +19,17 @@ together:
    this worker has heard of, then a lease, a line and a token for as many as concurrency,
    lines and calls per second leave room for (:mod:`shared.gate`); the leases of the calls
    placed just before go back in the same trip, and the do-not-call lookups ride along;
+   with an organisation's frequency limit, one more script call then takes a slot of each
+   granted attempt's number (:mod:`shared.frequency`), and an attempt refused one gives its
+   lease and line back (like the do-not-call list's denials);
 4. the back end places the granted calls at once (:mod:`worker.provider`); the calls'
    lives go on without this thread, their events written through the ledger as they
    come, their lines released when they end;
 5. attempts the gate had no room for are claimed again when a lease or line is given back
    (up to ``CONCURRENCY_WAIT_S``); a gate denial holds for the whole campaign and denies
    every attempt still open;
-6. denied attempts are parked (contact back to ``pending``, or ``cancelled`` /
+6. denied attempts are parked (contact back to ``pending``, with a ``dial_after`` when the
+   calling window or the frequency limit says when it may be dialed; or ``cancelled`` /
    ``blocked_dnc``) by one write, and the message is acknowledged once that and every
    placement are written.
 
@@ -55,6 +59,7 @@ from shared.calls import CallEvent
 from shared.db import database_epoch
 from shared.dnc import DncSet
 from shared.fleet import Record
+from shared.frequency import FrequencySet
 from shared.gate import LINE_MARGIN_S, Gate
 from shared.messages import SIG, DialArgs, DialBatch, dial_body, signed_by
 from shared.settings import Settings
@@ -102,7 +107,12 @@ class Runtime:
         self.engine = engine  # Core connections: the dial path is hot, no ORM session
         self.redis = redis_client  # for all but the gate: do-not-call set, heartbeat
         self.gate = gate
-        self.checks = DialChecks(engine, DncSet(redis_client, gate.keys), system_clock)
+        self.checks = DialChecks(
+            engine,
+            DncSet(redis_client, gate.keys),
+            system_clock,
+            FrequencySet(redis_client, gate.keys),
+        )
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.ledger = Ledger(engine, self.worker_id, gate.end_lines)
         self.provider = provider(self.report)
@@ -313,6 +323,13 @@ class _Dial:
                 else:
                     self.deny(i, denial)
                     back.append((args.attempt_id, lease))
+            if go:  # the frequency limit's slots (one script call; none without a limit)
+                verdicts = rt.checks.frequency(cid, [args for _, args, _ in go])
+                for (i, args, lease), denial in zip(go, verdicts, strict=True):
+                    if denial is not None:
+                        self.deny(i, denial)
+                        back.append((args.attempt_id, lease))
+                go = [g for g, denial in zip(go, verdicts, strict=True) if denial is None]
             if back:
                 rt.gate.give_back(cid, [a for a, _ in back], [lease for _, lease in back])
             if go:

@@ -365,6 +365,22 @@ class DncRemoved(Answer):
     removed: str
 
 
+class FrequencyLimit(Answer):
+    calls: int = Field(description="At most this many calls to one number ...")
+    hours: float = Field(description="... within any this many hours (a rolling window).")
+
+
+class OrgSettingsView(Answer):
+    """An organisation's settings (``null``: not set)."""
+
+    org: str
+    max_calls_per_number: FrequencyLimit | None = Field(
+        description="The contact frequency limit, across all the organisation's campaigns."
+    )
+    updated_by: str | None
+    updated_at: Instant | None
+
+
 # -- reports -------------------------------------------------------------------------------
 class AlertResult(Answer):
     """What became of one alert (``action: none`` with the ``detail`` why)."""

@@ -220,6 +220,16 @@ class DncIn(Strict):
     actor: Label | None = None
 
 
+class OrgSettingsIn(Strict):
+    # Checked by the service (control.campaigns.org.validated): its message names the
+    # field and what is allowed.
+    max_calls_per_number: Any = Field(
+        description='The contact frequency limit: {"calls": 1-1000, "hours": above 0, at most '
+        "720}: at most that many calls to one number within any that many hours, across "
+        "all the organisation's campaigns (3 per 24 h: Florida's rule); null: no limit."
+    )
+
+
 class ProviderEvent(Strict):
     """What a provider's webhook reports of one attempt's call (:mod:`shared.calls`)."""
 

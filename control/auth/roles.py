@@ -43,7 +43,7 @@ class Can(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     REPORT = "report"  # automation reporting facts: provider events, alerts
-    ADMIN = "admin"  # create, start, cancel, contacts, DNC, tokens, audit, org stop
+    ADMIN = "admin"  # create, start, cancel, contacts, DNC, tokens, audit, org stop and settings
     PLATFORM = "platform"  # emergency stop of every organisation
 
 
@@ -96,6 +96,8 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("GET", "/api/v1/dnc"): Can.READ,
     ("POST", "/api/v1/dnc"): Can.ADMIN,
     ("DELETE", "/api/v1/dnc/{phone}"): Can.ADMIN,
+    ("GET", "/api/v1/org/settings"): Can.READ,
+    ("PUT", "/api/v1/org/settings"): Can.ADMIN,
     ("POST", "/api/v1/alerts/alertmanager"): Can.REPORT,
     ("POST", "/api/v1/provider/events"): Can.REPORT,
     # Twilio sends no token: the route checks Twilio's signature of each callback instead.

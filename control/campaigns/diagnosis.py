@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from control.campaigns.org import held_by_frequency
 from control.campaigns.service import Control
 from control.loops.relay import backlog
 from shared.clients import REDIS_ERRORS, broker_probe
@@ -49,6 +50,9 @@ class Facts:
     broker_error: str | None = None
     outbox_unsent: int = 0
     outbox_oldest_s: float | None = None
+    # The organisation's frequency limit and the pending contacts it holds back now
+    # (control.campaigns.org.held_by_frequency).
+    frequency: dict[str, Any] | None = None
 
 
 Check = Callable[[Facts], Reason | None]
@@ -70,6 +74,8 @@ def gather(control: Control, campaign_id: int) -> Facts:
                 }
         unsent = backlog(s)
     facts = Facts(c, last_pause, now, outbox_unsent=unsent.unsent)
+    if c["counts"].get(ContactState.PENDING.value):
+        facts.frequency = held_by_frequency(control, campaign_id)
     if unsent.oldest is not None:
         facts.outbox_oldest_s = max(0.0, (now - unsent.oldest).total_seconds())
     try:
@@ -274,6 +280,25 @@ def relay_backlog(f: Facts) -> Reason | None:
     )
 
 
+def frequency_limit(f: Facts) -> Reason | None:
+    held = f.frequency or {}
+    limit, n = held.get("limit"), int(held.get("contacts") or 0)
+    if not limit or n == 0 or f.campaign["status"] in TERMINAL:
+        return None
+    hours = f"{float(limit['hours']):g}"
+    return Reason(
+        "frequency_limit",
+        "Contacts are held back by the organisation's contact frequency limit",
+        f"{n} pending contact{'s' if n != 1 else ''} whose number was already called "
+        f"{limit['calls']} times within {hours} h (the limit: {limit['calls']} calls per "
+        f"number per {hours} h, across every campaign of the organisation); the next may "
+        f"be called at {held.get('next_at')}",
+        "nothing to do: each waits until its number's oldest counted call leaves the window "
+        "(the limit is the organisation's: dialgate org show / dialgate org set "
+        "--max-calls-per-number)",
+    )
+
+
 CHECKS: list[Check] = [
     not_running,
     emergency_stop,
@@ -286,6 +311,7 @@ CHECKS: list[Check] = [
     gate_out_of_date,
     broker_unreachable,
     relay_backlog,
+    frequency_limit,
 ]
 
 

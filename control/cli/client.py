@@ -100,6 +100,12 @@ class Client:
     def update(self, campaign_id: int, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self.request("PATCH", f"/api/v1/campaigns/{campaign_id}", json=body))
 
+    def org_settings(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/api/v1/org/settings"))
+
+    def org_settings_put(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("PUT", "/api/v1/org/settings", json=body))
+
     def dnc(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/api/v1/dnc")["phones"])
 

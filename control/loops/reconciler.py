@@ -9,7 +9,9 @@ so a reconciler reading an older row can never overwrite a newer gate. Until a g
 rebuilt, claims find it missing and are denied (fail closed). The do-not-call set is
 rebuilt the same way when it is missing or its size differs from the table's, and an
 emergency stop whose latest record is a stop is set again, before any gate, when the key
-is gone.
+is gone. So are the counts of each organisation's contact frequency limit when their
+ready marker is missing or covers a shorter window than the limit's (from the attempts
+dialed within the window: :func:`control.campaigns.org.reconcile`).
 
 A line whose call the database says is over (ended, parked, cancelled, blocked) is given
 back too: its end was recorded while Redis was away (the line would otherwise hold its
@@ -31,8 +33,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from control.campaigns.dnc import DncList
 from control.campaigns.emergency import restore
+from control.campaigns.org import reconcile as reconcile_frequency
 from control.loops.base import Loop
 from shared import metrics
+from shared.frequency import FrequencySet
 from shared.gate import Canary, Gate, GateState
 from shared.models import Attempt, Campaign, EmergencyStop, effective_concurrency
 from shared.settings import Settings
@@ -71,6 +75,7 @@ class Reconciler(Loop):
         self.redis = redis_client  # the repair counter (the gates go through ``gate``)
         self.gate = gate
         self.dnc = dnc
+        self.frequency = FrequencySet(redis_client, gate.keys)
         self._after = 0  # the sweep's position: the last campaign id compared
         self._steps = 1  # how many steps the last sweep took (paces the next one)
         self._taken = 0
@@ -214,3 +219,5 @@ class Reconciler(Loop):
             rebuilt = self.dnc.reconcile(org)
             if rebuilt is not None:
                 self.log.warning("dnc_set_rebuilt", org=org, phones=rebuilt)
+        for org, calls in reconcile_frequency(self.sessions, self.frequency).items():
+            self.log.warning("frequency_counts_rebuilt", org=org, calls=calls)

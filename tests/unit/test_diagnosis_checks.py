@@ -21,6 +21,7 @@ from control.campaigns.diagnosis import (
     broker_unreachable,
     concurrency_saturated,
     emergency_stop,
+    frequency_limit,
     gate_out_of_date,
     lines_full,
     no_live_workers,
@@ -330,3 +331,25 @@ def test_every_reason_that_holds_is_listed_in_the_order_of_the_checks():
         "broker_unreachable",
         "relay_backlog",
     ]
+
+
+# -- frequency_limit --------------------------------------------------------------------------
+def test_contacts_held_back_by_the_frequency_limit_say_how_many_the_limit_and_when():
+    held = {"limit": {"calls": 3, "hours": 24}, "contacts": 7, "next_at": "2026-05-04T13:00:00"}
+    r = frequency_limit(healthy(frequency=held))
+    assert r is not None and r.code == "frequency_limit"
+    assert r.evidence.startswith("7 pending contacts whose number was already called 3 times")
+    assert "3 calls per number per 24 h" in r.evidence and r.evidence.endswith("13:00:00")
+    assert "dialgate org set --max-calls-per-number" in r.fix
+
+
+@pytest.mark.parametrize(
+    "held",
+    [
+        None,
+        {"limit": None, "contacts": 0, "next_at": None},
+        {"limit": {"calls": 3, "hours": 24}, "contacts": 0, "next_at": None},
+    ],
+)
+def test_a_limit_holding_no_contact_back_is_no_reason(held: dict[str, Any] | None):
+    assert frequency_limit(healthy(frequency=held)) is None

@@ -1,18 +1,22 @@
 """From a denial to the attempt's and the contact's states.
 
-Pure parts of the dial path: the denial tables of :mod:`worker.runtime` and the do-not-call
-verdict of :mod:`worker.checks` (:meth:`Runtime.park` writes the database and is left to the
-integration tests; what a call's events do is in ``test_call_events.py``).
+Pure parts of the dial path: the denial tables of :mod:`worker.runtime`, the do-not-call and
+frequency verdicts of :mod:`worker.checks` (:meth:`Runtime.park` writes the database and is
+left to the integration tests; what a call's events do is in ``test_call_events.py``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
+from sqlalchemy.exc import OperationalError
 
 from shared.dnc import READY, DncSet
+from shared.frequency import Limit
 from shared.keys import Keys
 from shared.messages import DialArgs
 from shared.states import AttemptState, ContactState, Status
@@ -60,6 +64,8 @@ def test_a_number_on_the_do_not_call_list_ends_the_contact_blocked():
         "redis_error",
         "calling_window",
         "dnc_unknown",
+        "frequency",
+        "frequency_unknown",
         "aborted",
     ],
 )
@@ -99,3 +105,57 @@ def test_the_probes_ask_for_the_number_and_for_the_ready_marker_of_its_organisat
     assert DncSet.verdict((True, True)) is True
     assert DncSet.verdict((False, True)) is False
     assert DncSet.verdict((True, False)) is None
+
+
+# -- the frequency verdicts -------------------------------------------------------------------
+class Counts:
+    """The frequency script's answers, as given (None: unknown; an exception: raised)."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.asked: list[list[tuple[int, str]]] = []
+
+    def take(self, org: str, limit: Limit, dials: list[tuple[int, str]]) -> Any:
+        self.asked.append(dials)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+class DatabaseAway:
+    def connect(self) -> None:
+        raise OperationalError("SELECT", {}, Exception("away"))
+
+
+def frequency_checks(limit: Limit | None, answer: Any) -> tuple[DialChecks, Counts]:
+    counts = Counts(answer)
+    c = DialChecks(DatabaseAway(), None, lambda: T, counts)  # type: ignore[arg-type]
+    c._windows[3] = (time.monotonic(), "acme", "UTC", None, limit)  # read just now
+    return c, counts
+
+
+def test_without_a_limit_no_slot_is_asked_for():
+    c, counts = frequency_checks(None, None)
+    assert c.frequency(3, [args(), args(attempt_id=8)]) == [None, None]
+    assert counts.asked == []
+
+
+def test_a_number_at_the_limit_waits_until_a_slot_is_free_rounded_up_to_a_second():
+    c, counts = frequency_checks(Limit(3, 24), [0, 1_500, 3_600_000])
+    three = [args(), args(attempt_id=8, phone="+33612345679"), args(attempt_id=9)]
+    assert c.frequency(3, three) == [
+        None,
+        Denial("frequency", T + timedelta(seconds=2)),
+        Denial("frequency", T + timedelta(hours=1)),
+    ]
+    assert counts.asked == [[(7, "+33612345678"), (8, "+33612345679"), (9, "+33612345678")]]
+
+
+@pytest.mark.parametrize("answer", [None, redis.ConnectionError("away")])
+def test_unknown_counts_or_an_unreachable_redis_deny_every_dial_and_try_again_shortly(
+    answer: Any,
+):
+    c, _ = frequency_checks(Limit(3, 24), answer)
+    assert (
+        c.frequency(3, [args(), args(attempt_id=8)]) == [Denial("frequency_unknown", T + RETRY)] * 2
+    )
