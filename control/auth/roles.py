@@ -43,7 +43,7 @@ class Can(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     REPORT = "report"  # automation reporting facts: provider events, alerts
-    ADMIN = "admin"  # create, start, cancel, contacts, DNC, tokens, audit, org stop
+    ADMIN = "admin"  # create, start, cancel, contacts, DNC, tokens, audit, org stop, webhooks
     PLATFORM = "platform"  # emergency stop of every organisation
 
 
@@ -102,6 +102,12 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("POST", "/api/v1/provider/twilio/status"): Can.PUBLIC,
     ("GET", f"{CAMPAIGN}/diagnosis"): Can.READ,
     ("GET", f"{CAMPAIGN}/overview"): Can.READ,
+    # Webhook subscriptions: URLs and delivery logs are the organisation's admins' only.
+    ("GET", "/api/v1/webhooks"): Can.ADMIN,
+    ("POST", "/api/v1/webhooks"): Can.ADMIN,
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): Can.ADMIN,
+    ("POST", "/api/v1/webhooks/{webhook_id}/test"): Can.ADMIN,
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): Can.ADMIN,
     # The web pages and their live fragments.
     ("GET", "/fragments/campaigns"): Can.READ,
     ("GET", "/campaigns/{campaign_id}"): Can.READ,

@@ -1,8 +1,9 @@
 """The write path of a transition (:meth:`Transitions.transition`):
 
 1. one SQL transaction: version-checked update of the campaign row, validated against
-   the state machine, a transition row, its audit event and an outbox row (and, on
-   cancel, every pending/queued contact marked cancelled);
+   the state machine, a transition row, its audit event, an outbox row, a webhook
+   delivery per subscription that names its event (and, on cancel, every pending/queued
+   contact marked cancelled);
 2. after the commit, the gate's versioned compare-and-set in Redis;
 3. for pause and cancel, wait (bounded) for the campaign's leases to drain;
 4. answer with the campaign as it now is and what the gate did.
@@ -25,6 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from control.auth.roles import Who
 from control.auth.trail import record
+from control.campaigns import webhooks
 from control.campaigns.hangups import hang_up
 from control.campaigns.reads import Reads
 from control.campaigns.views import campaign_state
@@ -208,6 +210,23 @@ class Transitions(Reads):
                             ).model_dump(mode="json"),
                             created_at=now,
                         )
+                    )
+                    webhooks.enqueue(
+                        s,
+                        c.org,
+                        webhooks.ACTION_EVENTS.get(action.value),
+                        webhooks.transition_data(
+                            c,
+                            version,
+                            current.value,
+                            target.value,
+                            action.value,
+                            actor,
+                            source.value,
+                            reason,
+                            now,
+                        ),
+                        campaign_id,
                     )
                     if action is Action.CANCEL:
                         self._cancel_contacts(s, campaign_id)
