@@ -109,7 +109,7 @@ def check_url(url: str, allow_private: bool, resolve: Resolver = socket.getaddri
         raise InvalidInput("url", "credentials in the URL are not allowed")
     try:
         found = resolve(parts.hostname, port, 0, socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+    except (OSError, ValueError) as exc:  # gaierror; a label too long (UnicodeError)
         raise InvalidInput("url", f"the host {parts.hostname!r} does not resolve ({exc})") from None
     if not found:
         raise InvalidInput("url", f"the host {parts.hostname!r} does not resolve")
