@@ -22,12 +22,13 @@ from urllib.parse import urlsplit
 
 import redis
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.auth.roles import Who
 from control.auth.trail import record
 from shared.clients import REDIS_ERRORS
-from shared.errors import InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.keys import Keys
 from shared.models import Campaign, Webhook, WebhookDelivery, utcnow
 from shared.settings import Settings
@@ -285,13 +286,20 @@ class Webhooks:
 
     def remove(self, who: Who, webhook_id: int) -> dict[str, Any]:
         """Remove a subscription and its delivery log (nothing more is sent to it)."""
-        with self.sessions.begin() as s:
-            w = self._get(s, who, webhook_id)
-            answer = view(w)
-            s.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id))
-            s.delete(w)
-            record(s, who, "webhook.removed", f"webhook:{webhook_id}", who.org, url=w.url)
-        return answer
+        for _ in range(3):
+            try:
+                with self.sessions.begin() as s:
+                    w = self._get(s, who, webhook_id)
+                    answer = view(w)
+                    s.execute(
+                        delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
+                    )
+                    s.delete(w)
+                    record(s, who, "webhook.removed", f"webhook:{webhook_id}", who.org, url=w.url)
+                return answer
+            except IntegrityError:
+                continue  # a delivery was enqueued for it meanwhile: delete again
+        raise Conflict(f"webhook {webhook_id} is receiving events too fast to remove; retry")
 
     def test(self, who: Who, webhook_id: int) -> dict[str, Any]:
         """Queue a ``webhook.test`` delivery to this subscription (the sender posts it)."""

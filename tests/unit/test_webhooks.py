@@ -1,5 +1,5 @@
 """Webhooks without a service: the address guard, the event filter, the retry schedule,
-the secret and the signature."""
+the secret and the signature, and two senders' claims on an SQLite file."""
 
 from __future__ import annotations
 
@@ -8,18 +8,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook as Signer
 
 from control.campaigns.webhooks import (
     ACTION_EVENTS,
     EVENTS,
     check_url,
     checked_events,
+    enqueue,
     matches,
     new_secret,
 )
-from control.loops.webhooks import backoff
+from control.loops.webhooks import Result, WebhookSender, backoff
+from shared.db import make_engine, make_sessionmaker
 from shared.errors import InvalidInput
+from shared.keys import Keys
+from shared.migrate import upgrade
+from shared.models import Webhook, WebhookDelivery
+from shared.settings import Settings
 from shared.states import Action
 
 
@@ -126,6 +132,41 @@ def test_a_new_secret_signs_what_the_library_verifies() -> None:
     headers = {
         "webhook-id": "msg_1",
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": Webhook(secret).sign("msg_1", at, body),
+        "webhook-signature": Signer(secret).sign("msg_1", at, body),
     }
-    assert Webhook(secret).verify(body, headers) == {"type": "webhook.test"}
+    assert Signer(secret).verify(body, headers) == {"type": "webhook.test"}
+
+
+def test_two_senders_never_claim_one_delivery_and_each_lane_goes_in_order(tmp_path: Any) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}", webhook_backoff=60)
+    engine = make_engine(settings)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as s:
+        for org, events in (("acme", ["campaign.*"]), ("globex", ["emergency_stop.*"])):
+            url, secret = "http://127.0.0.1:9/", new_secret()
+            s.add(Webhook(org=org, url=url, events=events, secret=secret, created_by="t"))
+    with sessions.begin() as s:
+        told = [enqueue(s, "acme", "campaign.paused", {}, cid) for cid in (1, 1, 2)]
+        told += [enqueue(s, None, "emergency_stop.stop", {}), enqueue(s, "acme", None, {})]
+    assert told == [1, 1, 1, 1, 0]  # a stop of all: the one subscriber, of globex
+    keys = Keys(settings.namespace)
+    one, two = WebhookSender(settings, sessions, keys), WebhookSender(settings, sessions, keys)
+    try:
+        heads = one._claim()
+        assert [j.id for j in heads] == [1, 3, 4]  # each lane's first; 2 waits behind 1
+        assert two._claim() == []  # claimed: never sent by two senders at once
+        one._settle(heads[0], Result(204, None))
+        one._settle(heads[1], Result(500, "HTTP 500"))
+        one._settle(heads[2], Result(None, "ConnectError: refused"))
+        assert [j.id for j in two._claim()] == [2]  # 1 delivered; 3 and 4 wait their backoff
+        with sessions() as s:
+            failed = s.get(WebhookDelivery, 3)
+            assert failed is not None and failed.attempts == 1 and failed.last_status == 500
+            assert failed.next_attempt_at is not None and failed.delivered_at is None
+            acme = s.get(Webhook, 1)
+            assert acme is not None and acme.failing_since is not None and acme.enabled
+    finally:
+        one.close()
+        two.close()
+        engine.dispose()
