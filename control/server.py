@@ -1,9 +1,9 @@
 """``dialgate control``: config → logging → connections → serve.
 
-One process serves the HTTP API (``--role api``); another (``--role loops``) runs the six
-background loops: outbox relay, feeder, gate reconciler, recovery sweep, cap lifter and
-monitor. Every loop is safe to run in several replicas at once. ``dialgate control``
-(``--role all``) runs both as supervised children.
+One process serves the HTTP API (``--role api``); another (``--role loops``) runs the seven
+background loops: outbox relay, feeder, gate reconciler, recovery sweep, cap lifter,
+monitor and webhook sender. Every loop is safe to run in several replicas at once.
+``dialgate control`` (``--role all``) runs both as supervised children.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from control.loops.monitor import Monitor
 from control.loops.reconciler import Reconciler
 from control.loops.recovery import Recovery
 from control.loops.relay import Relay
+from control.loops.webhooks import WebhookSender
 from shared.clients import make_redis
 from shared.db import database_epoch, make_engine, make_sessionmaker
 from shared.gate import Gate
@@ -50,6 +51,7 @@ class Stack:
     recovery: Recovery
     cap_lifter: CapLifter
     monitor: Monitor
+    webhooks: WebhookSender
 
     @property
     def loops(self) -> tuple[Loop, ...]:
@@ -60,6 +62,7 @@ class Stack:
             self.recovery,
             self.cap_lifter,
             self.monitor,
+            self.webhooks,
         )
 
     def start_loops(self) -> None:
@@ -74,6 +77,7 @@ class Stack:
         for loop in self.loops:
             loop.stop()
         self.relay.close()
+        self.webhooks.close()
 
 
 def build(settings: Settings) -> Stack:
@@ -103,6 +107,7 @@ def build(settings: Settings) -> Stack:
         recovery=Recovery(settings, sessions, client),
         cap_lifter=CapLifter(control),
         monitor=Monitor(settings, control),
+        webhooks=WebhookSender(settings, sessions, keys, client),
     )
 
 
@@ -147,9 +152,9 @@ def http_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
 
 
 def serve(settings: Settings, role: str = "all") -> int:
-    """``api``: HTTP only; ``loops``: the six loops only (relay, feeder, reconciler, recovery,
-    cap lifter, monitor); ``all``: both, each in a supervised child process
-    (:mod:`shared.supervisor`: one that dies is started again), so that the loops' work
+    """``api``: HTTP only; ``loops``: the seven loops only (relay, feeder, reconciler,
+    recovery, cap lifter, monitor, webhook sender); ``all``: both, each in a supervised child
+    process (:mod:`shared.supervisor`: one that dies is started again), so that the loops' work
     never delays an answer (one Python process would make a pause wait for the loops'
     turns at the GIL)."""
     if role == "all":

@@ -3,7 +3,8 @@
 Tables: campaigns, transitions (append-only, per-campaign monotonic version), contacts,
 attempts (one row per dial attempt), holds (who or what keeps a campaign paused), outbox
 (events to broadcast), emergency_stops, dnc, meta (the database's epoch), api_tokens,
-web_sessions, audit_events, org_settings.
+web_sessions, audit_events, org_settings, webhooks (each organisation's subscriptions)
+and webhook_deliveries (one row per event and subscription).
 """
 
 from __future__ import annotations
@@ -355,3 +356,51 @@ class OrgSettings(Base):
     max_calls_per_number: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     updated_by: Mapped[str] = mapped_column(String(ACTOR_MAX))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Webhook(Base):
+    """An organisation's subscription to events (docs/webhooks.md). The secret signs each
+    delivery (Standard Webhooks); it is answered once, at creation, and never listed."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    org: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(ACTOR_MAX))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Since when every attempt has failed (None: the last one succeeded, or none yet).
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription, written in the transaction of the change it tells
+    (the transactional outbox); ``msg_id`` is its ``webhook-id``, the same on every retry."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_pending", "delivered_at", "gave_up_at", "next_attempt_at"),
+        Index("ix_webhook_deliveries_lane", "webhook_id", "campaign_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"))
+    campaign_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    event: Mapped[str] = mapped_column(String(64))
+    msg_id: Mapped[str] = mapped_column(String(64), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    gave_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

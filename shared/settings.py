@@ -208,6 +208,31 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often temporary concurrency caps are checked."
     )
 
+    # Webhooks (docs/webhooks.md).
+    webhook_interval: float = Field(
+        default=1.0, gt=0, description="How often the webhook sender looks for due deliveries."
+    )
+    webhook_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="Seconds one delivery's request may take."
+    )
+    webhook_backoff: float = Field(
+        default=5.0, gt=0, description="Seconds before a failed delivery's first retry (doubling)."
+    )
+    webhook_backoff_max: float = Field(
+        default=3600.0, gt=0, description="The longest wait between two tries of a delivery."
+    )
+    webhook_retry_for: float = Field(
+        default=86400.0,
+        gt=0,
+        description="Seconds a delivery is retried from its first attempt; a subscription "
+        "whose every attempt failed this long is disabled.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook URLs that resolve to loopback, link-local or private "
+        "addresses (tests, a receiver on the same network); off: refused.",
+    )
+
     # Worker.
     worker_processes: int = Field(default=1, ge=1)
     worker_threads: int = Field(default=4, ge=1)

@@ -527,3 +527,51 @@ class Readiness(Answer):
     processes: list[Supervised] | None = Field(
         default=None, description="Every supervised process (None: Redis unreadable)."
     )
+
+
+# -- webhooks ------------------------------------------------------------------------------
+class WebhookView(Answer):
+    id: int
+    org: str
+    url: str
+    events: list[str]
+    created_by: str
+    created_at: Instant
+    enabled: bool
+    disabled_at: Instant | None
+    disabled_reason: str | None = Field(description="Why it was disabled (since when failing).")
+    failing_since: Instant | None = Field(description="Every attempt since then has failed.")
+
+
+class NewWebhook(WebhookView):
+    secret: str = Field(description="The signing secret (whsec_…), shown this once.")
+
+
+class WebhookList(Answer):
+    webhooks: list[WebhookView]
+
+
+class WebhookTestQueued(Answer):
+    delivery_id: int
+    msg_id: str = Field(description="Its webhook-id header.")
+    event: str
+
+
+class WebhookDeliveryView(Answer):
+    id: int
+    webhook_id: int
+    event: str
+    msg_id: str = Field(description="The webhook-id header, the same on every retry.")
+    campaign_id: int | None
+    created_at: Instant
+    attempts: int
+    next_attempt_at: Instant | None
+    delivered_at: Instant | None
+    last_status: int | None = Field(description="The receiver's last HTTP status (null: none).")
+    last_error: str | None
+    gave_up_at: Instant | None
+    state: Literal["pending", "delivered", "gave_up"]
+
+
+class WebhookDeliveries(Answer):
+    deliveries: list[WebhookDeliveryView]

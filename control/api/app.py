@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from control.api import admin, campaigns, org, probes, reports, safety, twilio
+from control.api import admin, campaigns, org, probes, reports, safety, twilio, webhooks
 from control.api.errors import HANDLED, answer
 from control.api.headers import ASGIApp, SecurityHeaders
 from control.api.limits import BodyLimit
@@ -90,7 +90,7 @@ def create_app(control: Control) -> FastAPI:
     app.include_router(probes.router(control))
     app.include_router(login.router(security))
     app.include_router(assets.router())
-    for module in (admin, campaigns, safety, org, reports, twilio):
+    for module in (admin, campaigns, safety, org, reports, twilio, webhooks):
         app.include_router(module.r)
     app.include_router(pages.router(control))
     return app

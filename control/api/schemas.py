@@ -288,3 +288,16 @@ class TokenCreate(Strict):
                 "1-100 letters, digits, spaces or . _ : @ - (starting with a letter or digit)"
             )
         return v
+
+
+class WebhookCreate(Strict):
+    url: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(checked)] = Field(
+        description="http:// or https://; refused when it resolves to a loopback, "
+        "link-local or private address (docs/webhooks.md)."
+    )
+    events: list[str] = Field(
+        min_length=1,
+        max_length=20,
+        description="Event names (campaign.paused, …) or families (campaign.*, emergency_stop.*).",
+    )
+    actor: Label | None = None

@@ -43,7 +43,8 @@ class Can(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     REPORT = "report"  # automation reporting facts: provider events, alerts
-    ADMIN = "admin"  # create, start, cancel, contacts, DNC, tokens, audit, org stop and settings
+    ADMIN = "admin"  # create, start, cancel, contacts, DNC, tokens, audit, org stop and settings,
+    # webhooks
     PLATFORM = "platform"  # emergency stop of every organisation
 
 
@@ -106,6 +107,12 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("GET", f"{CAMPAIGN}/overview"): Can.READ,
     ("GET", f"{CAMPAIGN}/preflight"): Can.READ,
     ("GET", f"{CAMPAIGN}/holds"): Can.READ,
+    # Webhook subscriptions: URLs and delivery logs are the organisation's admins' only.
+    ("GET", "/api/v1/webhooks"): Can.ADMIN,
+    ("POST", "/api/v1/webhooks"): Can.ADMIN,
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): Can.ADMIN,
+    ("POST", "/api/v1/webhooks/{webhook_id}/test"): Can.ADMIN,
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): Can.ADMIN,
     # The web pages and their live fragments.
     ("GET", "/fragments/campaigns"): Can.READ,
     ("GET", "/campaigns/{campaign_id}"): Can.READ,

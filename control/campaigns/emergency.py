@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from control.auth.roles import Can, Who
 from control.auth.trail import record
+from control.campaigns import webhooks
 from control.campaigns.hangups import hang_up
 from control.campaigns.service import Control
 from shared import metrics
@@ -211,6 +212,12 @@ def _record(
                     answered_at=datetime.now(UTC),
                     drained=drained,
                 )
+            )
+            webhooks.enqueue(
+                s,
+                None,
+                f"emergency_stop.{action}",
+                {"scope": "all", "action": action, "at": at.isoformat(), "drained": drained},
             )
             if hangup is not Hangup.NONE:
                 request = HangupRequest(hangup=hangup, at=at)

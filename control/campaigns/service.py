@@ -18,6 +18,7 @@ from control.campaigns.dnc import DncList
 from control.campaigns.outcomes import Outcomes
 from control.campaigns.setup import Setup
 from control.campaigns.transitions import CanaryWatch, Cap, TransitionResult, Transitions
+from control.campaigns.webhooks import Webhooks
 from shared.dnc import DncSet
 from shared.gate import Gate
 from shared.keys import Keys
@@ -41,5 +42,6 @@ class Control(Transitions, Setup, Outcomes):
         self.gate = gate
         self.keys = keys
         self.dnc = DncList(sessions, DncSet(redis_client, keys))
+        self.webhooks = Webhooks(settings, sessions, redis_client, keys)
         self._answers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="answer")
         self._orgs: dict[int, str] = {}  # campaign id -> organisation (never changes)

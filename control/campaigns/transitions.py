@@ -4,9 +4,10 @@
    released or none, 409 naming what remains) and its preflight
    (:mod:`control.campaigns.preflight`: a blocking finding answers 409 unless overridden);
 1. one SQL transaction: version-checked update of the campaign row, validated against
-   the state machine, a transition row, its audit event and an outbox row; a pause places
-   its hold (of a campaign already paused: a ``hold`` transition), a resume releases them,
-   a cancel ends them (and, on cancel, every pending/queued contact marked cancelled);
+   the state machine, a transition row, its audit event, an outbox row and a webhook
+   delivery per subscription that names its event; a pause places its hold (of a
+   campaign already paused: a ``hold`` transition), a resume releases them, a cancel
+   ends them (and, on cancel, every pending/queued contact marked cancelled);
 2. after the commit, the gate's versioned compare-and-set in Redis;
 3. for pause and cancel, wait (bounded) for the campaign's leases to drain;
 4. answer with the campaign as it now is and what the gate did.
@@ -29,7 +30,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from control.auth.roles import Who
 from control.auth.trail import record
-from control.campaigns import holds, preflight
+from control.campaigns import holds, preflight, webhooks
 from control.campaigns.hangups import hang_up
 from control.campaigns.holds import HoldSpec, Release
 from control.campaigns.reads import Reads
@@ -271,6 +272,26 @@ class Transitions(Reads):
                             ).model_dump(mode="json"),
                             created_at=now,
                         )
+                    )
+                    webhooks.enqueue(
+                        s,
+                        c.org,
+                        webhooks.ACTION_EVENTS.get(action.value),
+                        {
+                            **webhooks.transition_data(
+                                c,
+                                version,
+                                current.value,
+                                target.value,
+                                action.value,
+                                actor,
+                                source.value,
+                                reason,
+                                now,
+                            ),
+                            **(_stored(details) or {}),  # the hold placed, or those released
+                        },
+                        campaign_id,
                     )
                     if action is Action.CANCEL:
                         self._cancel_contacts(s, campaign_id)

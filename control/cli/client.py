@@ -138,6 +138,23 @@ class Client:
     def revoke_token(self, token_id: int) -> dict[str, Any]:
         return dict(self.request("DELETE", f"/api/v1/tokens/{token_id}"))
 
+    def webhooks(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/v1/webhooks")["webhooks"])
+
+    def create_webhook(self, url: str, events: list[str]) -> dict[str, Any]:
+        body = {"url": url, "events": events, "actor": self.actor}
+        return dict(self.request("POST", "/api/v1/webhooks", json=body))
+
+    def remove_webhook(self, webhook_id: int) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/api/v1/webhooks/{webhook_id}"))
+
+    def test_webhook(self, webhook_id: int) -> dict[str, Any]:
+        return dict(self.request("POST", f"/api/v1/webhooks/{webhook_id}/test"))
+
+    def webhook_deliveries(self, webhook_id: int, limit: int) -> list[dict[str, Any]]:
+        path = f"/api/v1/webhooks/{webhook_id}/deliveries"
+        return list(self.request("GET", path, params={"limit": limit})["deliveries"])
+
     def ready(self) -> dict[str, Any]:
         resp = self.http.get("/readyz")
         return dict(resp.json())

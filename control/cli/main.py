@@ -3,8 +3,8 @@
 Operator commands talk to the control API at ``DIALGATE_URL``. Exit codes: 0 done,
 1 refused by the API (the message says why), 2 the control service is unreachable.
 Each command group is a module of this package that adds its parsers: :mod:`.run`,
-:mod:`.campaigns`, :mod:`.contacts`, :mod:`.fleet`, :mod:`.tokens`, :mod:`.check`,
-:mod:`.org`.
+:mod:`.campaigns`, :mod:`.contacts`, :mod:`.fleet`, :mod:`.tokens`, :mod:`.webhooks`,
+:mod:`.check`, :mod:`.org`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from control.cli import campaigns, check, contacts, fleet, org, run, tokens
+from control.cli import campaigns, check, contacts, fleet, org, run, tokens, webhooks
 from control.cli.client import ApiError
 from control.cli.output import esc
 
-GROUPS = (run, campaigns, contacts, fleet, tokens, check, org)
+GROUPS = (run, campaigns, contacts, fleet, tokens, webhooks, check, org)
 
 
 def parser() -> argparse.ArgumentParser:

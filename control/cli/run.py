@@ -63,9 +63,9 @@ def add(sub: Commands) -> None:
         "--role",
         choices=["all", "api", "loops"],
         default="all",
-        help="api: HTTP only; loops: the six background loops (relay, feeder, reconciler, "
-        "recovery, cap lifter, monitor) only; all (default): both, each in a supervised child "
-        "process (restarted should it die)",
+        help="api: HTTP only; loops: the seven background loops (relay, feeder, reconciler, "
+        "recovery, cap lifter, monitor, webhook sender) only; all (default): both, each in a "
+        "supervised child process (restarted should it die)",
     )
     ctl.set_defaults(run=service)
     sub.add_parser(

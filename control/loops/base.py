@@ -1,7 +1,7 @@
 """A background loop of the control service: run ``step()`` every ``interval`` seconds.
 
-The relay, feeder, reconciler, recovery sweep, cap lifter and monitor are loops (one
-module each in this package). Each is safe to run in several processes at once. A
+The relay, feeder, reconciler, recovery sweep, cap lifter, monitor and webhook sender are
+loops (one module each in this package). Each is safe to run in several processes at once. A
 failing step is logged and retried with backoff; it never kills the process.
 """
 

@@ -74,7 +74,9 @@ def test_every_route_of_the_app_is_in_the_permission_table(make_stack: Any) -> N
 
 
 def _fill(path: str, cid: int) -> str:
-    return path.replace("{campaign_id}", str(cid)).replace("{token_id}", "999999")
+    for name in ("{token_id}", "{webhook_id}"):
+        path = path.replace(name, "999999")
+    return path.replace("{campaign_id}", str(cid))
 
 
 @pytest.mark.parametrize("role", [*ROLES, None])

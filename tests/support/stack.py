@@ -104,6 +104,7 @@ class TestStack:
             "admin_token": "dg_test_admin_" + uuid.uuid4().hex,
             # httpx keeps no Secure cookie over http://; the browser tests use the default.
             "cookie_secure": False,
+            "webhook_allow_private": True,  # the tests' receivers listen on 127.0.0.1
         }
         if REDIS_CLUSTER_NODES and "redis_url" not in overrides:  # a test's own Redis wins
             values["redis_cluster_nodes"] = REDIS_CLUSTER_NODES

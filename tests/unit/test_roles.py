@@ -21,7 +21,7 @@ from control.auth.roles import (
     scope,
 )
 
-PARAMS = {"campaign_id": "42", "token_id": "7", "phone": "+33612345678"}
+PARAMS = {"campaign_id": "42", "token_id": "7", "phone": "+33612345678", "webhook_id": "3"}
 
 
 def concrete(path: str) -> str:
