@@ -68,6 +68,9 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("GET", "/static/dialgate.css"): Can.PUBLIC,  # the pages' own files (sign-in page too)
     ("GET", "/static/dialgate.js"): Can.PUBLIC,
     ("GET", "/static/docs.js"): Can.PUBLIC,
+    ("GET", "/static/chart.js"): Can.PUBLIC,
+    ("GET", "/static/vendor/uplot.js"): Can.PUBLIC,  # the charting library (npm: uplot)
+    ("GET", "/static/vendor/uplot.css"): Can.PUBLIC,
     ("GET", "/openapi.json"): Can.PUBLIC,
     ("GET", "/login"): Can.PUBLIC,
     ("POST", "/login"): Can.PUBLIC,
@@ -102,6 +105,7 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("POST", "/api/v1/provider/twilio/status"): Can.PUBLIC,
     ("GET", f"{CAMPAIGN}/diagnosis"): Can.READ,
     ("GET", f"{CAMPAIGN}/overview"): Can.READ,
+    ("GET", f"{CAMPAIGN}/activity"): Can.READ,
     # The web pages and their live fragments.
     ("GET", "/fragments/campaigns"): Can.READ,
     ("GET", "/campaigns/{campaign_id}"): Can.READ,
