@@ -288,6 +288,35 @@ class Overview(Answer):
     diagnosis: Diagnosis
 
 
+class ActivityMarker(Answer):
+    """A transition of the hour, a marker on the chart's time axis (any action: the chart
+    labels it with its name)."""
+
+    version: int
+    action: str
+    from_: str = Field(alias="from")
+    to: str
+    actor: str
+    source: str
+    reason: str | None
+    at: Instant
+    cap: CapView | None
+
+
+class Activity(Answer):
+    """A campaign's last hour in buckets of ``bucket_s`` seconds from ``start`` to ``end``:
+    calls started per bucket, calls ended per bucket by disposition (``unknown``: the
+    worker vanished), and the hour's transitions, oldest first."""
+
+    campaign_id: int
+    bucket_s: int
+    start: Instant
+    end: Instant
+    started: list[int]
+    ended: dict[str, list[int]]
+    markers: list[ActivityMarker]
+
+
 class Rejected(Answer):
     """A contact row that was not imported, where it was (``index`` or ``line``) and why."""
 

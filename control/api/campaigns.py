@@ -1,5 +1,5 @@
 """Campaign routes: create, list, read, change settings, import contacts, transitions,
-history, diagnosis and the page's overview."""
+history, diagnosis, the page's overview and its chart's last hour of activity."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from control.api import answers
 from control.api.deps import Caller, ObjectId, Service, actor, source
 from control.api.schemas import CampaignCreate, CampaignUpdate, ContactsIn, TransitionIn
 from control.auth.roles import Role, offered, scope
-from control.campaigns import contacts, diagnosis, preflight
+from control.campaigns import activity, contacts, diagnosis, preflight
 from control.campaigns.holds import Release
 from control.campaigns.overview import overview
 from control.campaigns.service import CanaryWatch, Cap
@@ -82,6 +82,13 @@ def resume_preflight(campaign_id: ObjectId, control: Service) -> dict[str, Any]:
 def campaign_holds(campaign_id: ObjectId, control: Service) -> dict[str, Any]:
     """The holds in force, and every cause of the last 7 days counted."""
     return control.holds(campaign_id)
+
+
+@r.get("/{campaign_id}/activity", response_model=answers.Activity)
+def campaign_activity(campaign_id: ObjectId, control: Service) -> dict[str, Any]:
+    """The last hour in 10 s buckets: calls started, calls ended by disposition, and every
+    transition as a marker (the campaign page's chart)."""
+    return activity.activity(control, campaign_id)
 
 
 @r.get(

@@ -69,6 +69,9 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("GET", "/static/dialgate.css"): Can.PUBLIC,  # the pages' own files (sign-in page too)
     ("GET", "/static/dialgate.js"): Can.PUBLIC,
     ("GET", "/static/docs.js"): Can.PUBLIC,
+    ("GET", "/static/chart.js"): Can.PUBLIC,
+    ("GET", "/static/vendor/uplot.js"): Can.PUBLIC,  # the charting library (npm: uplot)
+    ("GET", "/static/vendor/uplot.css"): Can.PUBLIC,
     ("GET", "/openapi.json"): Can.PUBLIC,
     ("GET", "/login"): Can.PUBLIC,
     ("POST", "/login"): Can.PUBLIC,
@@ -113,6 +116,7 @@ ROUTES: dict[tuple[str, str], Can] = {
     ("DELETE", "/api/v1/webhooks/{webhook_id}"): Can.ADMIN,
     ("POST", "/api/v1/webhooks/{webhook_id}/test"): Can.ADMIN,
     ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): Can.ADMIN,
+    ("GET", f"{CAMPAIGN}/activity"): Can.READ,
     # The web pages and their live fragments.
     ("GET", "/fragments/campaigns"): Can.READ,
     ("GET", "/campaigns/{campaign_id}"): Can.READ,

@@ -3,7 +3,8 @@
 - ``/``: campaigns with status badges and counts (the table refreshes itself by polling);
 - ``/campaigns/{id}``: header with name, badge and actions, paused banner, counters,
   in-flight dials, propagation, recent transitions, first activity after resume, the
-  diagnosis, the controlled-resume form and the cancel confirmation dialog.
+  diagnosis, the controlled-resume form and the cancel confirmation dialog, and the last
+  hour's chart (``_chart.html``, drawn by ``static/chart.js``).
 
 The live parts are template fragments rendered by the same templates as the page:
 pushed by server-sent events (``/campaigns/{id}/events``, only when they changed; capped
@@ -26,6 +27,7 @@ from control.auth.roles import Who, offered, scope
 from control.campaigns import diagnosis
 from control.campaigns.overview import overview
 from control.campaigns.service import Control
+from control.web.assets import vendor_missing
 from control.web.streams import Streams
 from shared.states import Action, ContactState, Disposition
 
@@ -57,7 +59,9 @@ env = Environment(
 )
 env.filters["ts"] = _ts
 env.filters["iso"] = _iso
-env.globals.update(states=STATES, dispositions=DISPOSITIONS, labels=LABELS)
+env.globals.update(
+    states=STATES, dispositions=DISPOSITIONS, labels=LABELS, vendor_missing=vendor_missing
+)
 
 
 def _context(facts: dict[str, Any], who: Who) -> dict[str, Any]:

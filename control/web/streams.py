@@ -6,7 +6,9 @@
 - **One render per campaign**: every stream watching a campaign shares one read of its
   facts and one rendering of each fragment per tick (:class:`Shared`), whatever the number
   of streams: the live fragment is rendered once per set of actions its viewers' roles
-  may take (the only part of it that differs between callers), the diagnosis once.
+  may take (the only part of it that differs between callers), the diagnosis once, the
+  chart's data (``event: activity``, JSON: :mod:`control.campaigns.activity`) once per
+  :data:`ACTIVITY_EVERY` ticks.
 - **The credential is checked again** every :data:`CREDENTIAL_EVERY_S` seconds while
   streaming: a revoked token's (or ended session's) stream ends within that bound.
 - Each stream ends after :data:`STREAM_FOR_S`; the browser reconnects by itself.
@@ -26,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from control.auth.roles import Who, offered
 from control.auth.security import Security
-from control.campaigns import diagnosis
+from control.campaigns import activity, diagnosis
 from control.campaigns.overview import overview
 from control.campaigns.service import Control
 from shared.errors import DialgateError, TooManyRequests
@@ -34,6 +36,7 @@ from shared.errors import DialgateError, TooManyRequests
 T = TypeVar("T")
 EVENT_TICK_S = 0.5  # how often a stream looks for a change
 DIAGNOSIS_EVERY = 6  # ticks between two diagnoses
+ACTIVITY_EVERY = 4  # ticks between two readings of the chart's data (the last hour)
 STREAM_FOR_S = 300.0  # a stream ends after this; the browser reconnects by itself
 CREDENTIAL_EVERY_S = 2.0  # how often a stream checks its caller's credential again
 FORGET_AFTER_S = 60.0  # a shared value nobody asked for this long is dropped
@@ -167,6 +170,14 @@ class Streams:
             lambda: self.render_diagnosis(diagnosis.diagnose(self.control, campaign_id)),
         )
 
+    async def activity(self, campaign_id: int, who: Who) -> str:
+        """The chart's data as JSON (the same for every caller), read once per interval."""
+        return await self.shared.get(
+            ("activity", campaign_id),
+            EVENT_TICK_S * ACTIVITY_EVERY,
+            lambda: activity.as_json(activity.activity(self.control, campaign_id)),
+        )
+
     async def _still_signed_in(self, request: Request) -> str | None:
         """Why the caller's credential no longer holds (``None``: it does)."""
         try:
@@ -178,7 +189,8 @@ class Streams:
         return None
 
     async def _events(self, request: Request, campaign_id: int, who: Who) -> AsyncIterator[str]:
-        """Each fragment as an SSE event when it differs from the last one sent."""
+        """Each fragment (and the chart's data) as an SSE event when it differs from the
+        last one sent."""
         sent: dict[str, str] = {}
         loop = asyncio.get_running_loop()
         end = loop.time() + STREAM_FOR_S
@@ -195,6 +207,8 @@ class Streams:
             fragments = {"live": self.live}
             if tick % DIAGNOSIS_EVERY == 0:
                 fragments["diagnosis"] = self.diagnosis
+            if tick % ACTIVITY_EVERY == 0:
+                fragments["activity"] = self.activity
             for name, render in fragments.items():
                 try:
                     html = await render(campaign_id, who)
@@ -203,6 +217,7 @@ class Streams:
                     continue
                 if sent.get(name) != html:
                     sent[name] = html
-                    yield f"event: {name}\ndata: {json.dumps(html)}\n\n"
+                    data = html if name == "activity" else json.dumps(html)  # already JSON
+                    yield f"event: {name}\ndata: {data}\n\n"
             tick += 1
             await asyncio.sleep(EVENT_TICK_S)

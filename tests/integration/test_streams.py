@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from control.web.streams import CREDENTIAL_EVERY_S, EVENT_TICK_S, Streams
+from control.web.streams import ACTIVITY_EVERY, CREDENTIAL_EVERY_S, EVENT_TICK_S, Streams
 from shared.clients import broker_probe
 from tests.conftest import AMQP_URL
 from tests.support.stack import TestStack, wait_for
@@ -122,7 +122,8 @@ def test_every_stream_of_a_campaign_shares_one_read_and_one_render_per_tick(
     streams = _streams(stack)
     before, started = dict(streams.shared.computed), time.monotonic()
     watchers = [Watcher(stack, cid, h, read_s=10) for h in (*viewers, viewers[0], operator)]
-    wait_for(lambda: all({"live", "diagnosis"} <= set(w.events()) for w in watchers), 10, "all")
+    every = {"live", "diagnosis", "activity"}
+    wait_for(lambda: all(every <= set(w.events()) for w in watchers), 10, "all")
     time.sleep(2.0)
     elapsed = time.monotonic() - started
     made = {k: v - before.get(k, 0) for k, v in streams.shared.computed.items()}
@@ -132,6 +133,10 @@ def test_every_stream_of_a_campaign_shares_one_read_and_one_render_per_tick(
     # One rendering per set of offered actions (viewers: none; the operator: pause).
     assert made.get("live", 0) <= 2 * ticks, (made, elapsed)
     assert made.get("diagnosis", 0) <= elapsed / (6 * EVENT_TICK_S) + 2, (made, elapsed)
+    assert made.get("activity", 0) <= elapsed / (ACTIVITY_EVERY * EVENT_TICK_S) + 2, made
+    chart = {w.lines[w.lines.index("event: activity") + 1] for w in watchers}
+    assert len(chart) == 1  # one reading for every caller, sent as JSON
+    assert len(json.loads(chart.pop().removeprefix("data: "))["started"]) == 360
     live = {w.lines[w.lines.index("event: live") + 1] for w in watchers[:3]}
     assert len(live) == 1  # the viewers got the same fragment
     op = watchers[-1].lines[watchers[-1].lines.index("event: live") + 1]

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from shared.models import utcnow
 from shared.states import Action, Source
+from tests.support.calls import insert_calls
 from tests.support.stack import ROOT, TestStack
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -473,3 +476,60 @@ def test_the_sign_in_page_says_when_plain_http_would_drop_its_secure_cookie(make
         "This page is plain HTTP on dialgate.test: the browser will not keep the Secure "
         "sign-in cookie. Open it over HTTPS, or set DIALGATE_COOKIE_SECURE=false."
     )
+
+
+def test_the_chart_shows_the_hours_calls_and_a_pause_pushed_by_the_stream_with_no_internet(
+    make_stack, page
+):
+    stack = make_stack().start(loops=False)
+    cid = stack.make_campaign(contacts=4)
+    stack.act(cid, "pause", source="operator", reason="checking the script")
+    stack.act(cid, "resume")
+    ago = lambda s: utcnow() - timedelta(seconds=s)  # noqa: E731
+    insert_calls(
+        stack,
+        cid,
+        [
+            (ago(300), ago(290), "ended", "answered"),
+            (ago(240), ago(200), "ended", "answered"),
+            (ago(120), ago(115), "ended", "failed"),
+            (ago(30), None, "ringing", None),
+            (ago(1200), ago(1190), "ended", "busy"),  # 20 min ago: in the hour only
+        ],
+    )
+    url = stack.settings.url
+    elsewhere: list[str] = []
+    activity: list[str] = []
+
+    def local_only(route: Any) -> None:  # no internet: anything not of dialgate fails
+        if route.request.url.startswith(f"{url}/"):
+            if "/activity" in route.request.url:
+                activity.append(route.request.url)
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    open_campaign(page, stack, cid)
+    expect(page.locator("#chart canvas").first).to_be_visible()
+    expect(page.locator("#chart-counts")).to_have_text(
+        "Last 10 min: 4 calls started, 3 ended (2 answered, 1 failed). "
+        "Last hour: 5 started, 4 ended."
+    )
+    markers = page.locator("#chart-markers li")
+    expect(markers).to_have_count(3)
+    expect(markers.nth(1)).to_contain_text("pause (running → paused) at ")
+    expect(markers.nth(1)).to_contain_text("by admin-token: checking the script")
+    expect(page.locator("#chart")).to_have_attribute("data-markers-drawn", "3")  # on the canvas
+    expect(page.locator("#chart .u-legend")).to_contain_text("started")
+    shot(page, "chart-1-resumed")
+
+    polled = len(activity)
+    stack.act(cid, "pause", source="operator", reason="second look")
+    expect(page.locator("#chart-markers li[data-action=pause]")).to_have_count(2)
+    expect(page.locator("#chart")).to_have_attribute("data-markers-drawn", "4")
+    assert len(activity) == polled  # pushed by the event stream, not fetched
+    assert_not_reloaded(page)
+    assert elsewhere == []
+    shot(page, "chart-2-paused-again")

@@ -51,6 +51,7 @@ function campaignPage(live) {
   function stopPolling() { if (polling) { clearInterval(polling); polling = null; } }
   if (window.EventSource) {
     const es = new EventSource(`/campaigns/${CID}/events`);
+    window.dialgateEvents = es;  // the chart (chart.js) listens to its own event on it
     es.addEventListener("live", e => swap(live, JSON.parse(e.data)));
     es.addEventListener("diagnosis", e => swap(diag, JSON.parse(e.data)));
     es.onopen = stopPolling;
