@@ -2,7 +2,10 @@
 
 Per campaign, in Redis (keys in :mod:`shared.keys`, one hash tag per campaign):
 
-- ``gate`` hash ``{status, version, max_concurrency, max_lines, max_cps, epoch}``, written
+- ``gate`` hash ``{status, version, max_concurrency, max_lines, max_cps, epoch}`` (and,
+  while a canary resume is watched, ``canary`` calls, ``canary_since`` the resume's
+  version and ``canary_used`` the calls the claim granted under it: the claim grants no
+  more than ``canary`` until the canary's verdict takes it off), written
   only by :data:`WRITE_LUA`, a compare-and-set on ``version``: a lower version never
   overwrites a higher one of the same database. A gate left by another database (another
   ``epoch``: the database was recreated) is overwritten, its versions mean nothing here,

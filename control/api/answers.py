@@ -216,7 +216,7 @@ class Preflight(Answer):
     findings: list[Finding]
     contacts: dict[str, Any] = Field(
         description="pending, dialable_now, calling_window {contacts, open, opens_at}, dnc, "
-        "waiting (dial_after later)"
+        "waiting (dial_after later), frequency {limit, contacts, next_at}"
     )
     provider: dict[str, Any] = Field(
         description="recent, failed, failure_share, last_outcome, last_error"

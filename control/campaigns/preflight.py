@@ -3,7 +3,8 @@
 Resume dialog).
 
 It says which contacts may be dialed now and which are held back (by the calling window,
-with when it opens; by the do-not-call list; by the organisation's frequency limit), how
+with when it opens; by the do-not-call list; by the organisation's frequency limit:
+:func:`control.campaigns.org.held_by_frequency`), how
 the provider's last calls went, which workers are live and have applied the campaign's
 latest version, which holds a resume must release (and what each needs) and whether the
 emergency stop is in force. Each finding has a severity: ``info``, ``warning`` or
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from control.campaigns import holds
+from control.campaigns import holds, org
 from control.campaigns.reads import Reads
 from shared import windows
 from shared.clients import REDIS_ERRORS
@@ -87,6 +88,7 @@ def preflight(control: Reads, campaign_id: int) -> dict[str, Any]:
         contacts = _contacts(s, c, now)
         provider = _provider(s, campaign_id)
         held = [holds.view(h) for h in holds.active(s, campaign_id)]
+    contacts["frequency"] = org.held_by_frequency(control, campaign_id)  # type: ignore[arg-type]
     findings: list[Finding] = []
     if c.status != Status.PAUSED.value:
         findings.append(
@@ -193,6 +195,18 @@ def _contact_findings(contacts: dict[str, Any]) -> list[Finding]:
                 "waiting",
                 "info",
                 f"{contacts['waiting']} contacts wait for a later time (dial_after)",
+            )
+        )
+    f = contacts.get("frequency") or {}
+    if f.get("contacts"):
+        limit = f["limit"]
+        out.append(
+            Finding(
+                "frequency",
+                "info",
+                f"{f['contacts']} contacts were called {limit['calls']} times in the last "
+                f"{limit['hours']:g} h (the organisation's limit); the next may be called at "
+                f"{f['next_at']}",
             )
         )
     if contacts["dialable_now"] == 0:

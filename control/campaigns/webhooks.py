@@ -41,6 +41,7 @@ EVENTS = (
     "campaign.cancelled",
     "campaign.completed",
     "campaign.hold_placed",
+    "campaign.canary_passed",
     "emergency_stop.stop",
     "emergency_stop.lift",
 )
@@ -54,6 +55,7 @@ ACTION_EVENTS = {
     "cancel": "campaign.cancelled",
     "complete": "campaign.completed",
     "hold": "campaign.hold_placed",
+    "canary_passed": "campaign.canary_passed",
 }
 MAX_EVENTS = 20
 MAX_URL = 2000
