@@ -215,8 +215,8 @@ class Preflight(Answer):
     would_resume: bool
     findings: list[Finding]
     contacts: dict[str, Any] = Field(
-        description="pending, dialable_now, calling_window {contacts, open, opens_at}, dnc, "
-        "waiting (dial_after later), frequency {limit, contacts, next_at}"
+        description="pending, dialable_now, calling_window {contacts, open, opens_at, "
+        "closes_at}, dnc, waiting (dial_after later), frequency {limit, contacts, next_at}"
     )
     provider: dict[str, Any] = Field(
         description="recent, failed, failure_share, last_outcome, last_error"

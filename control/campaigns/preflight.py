@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -153,6 +153,8 @@ def _contacts(s: Session, c: Campaign, now: datetime) -> dict[str, Any]:
     verdict = windows.check(c.calling_window, c.timezone, None, now)
     if not verdict.open:
         window.update(contacts=total - dnc, open=False, opens_at=verdict.opens_at)
+    elif c.calling_window:
+        window["closes_at"] = _closes_at(c.calling_window, c.timezone, now)
     elif c.calling_window and c.calling_window.get("contact_local_time"):
         phones = s.scalars(select(Contact.phone).where(*pending).limit(ZONED_AT_MOST))
         verdicts = [windows.check(c.calling_window, c.timezone, p, now) for p in phones]
@@ -169,6 +171,19 @@ def _contacts(s: Session, c: Campaign, now: datetime) -> dict[str, Any]:
     }
 
 
+def _closes_at(raw: dict[str, Any], tz: str, now: datetime) -> datetime | None:
+    """When an open window next closes, to the minute (None: not within 8 days)."""
+    step = timedelta(minutes=5)
+    at = now
+    while at < now + timedelta(days=8):
+        if not windows.check(raw, tz, None, at + step).open:
+            while windows.check(raw, tz, None, at + timedelta(minutes=1)).open:
+                at += timedelta(minutes=1)
+            return (at + timedelta(minutes=1)).replace(second=0, microsecond=0)
+        at += step
+    return None
+
+
 def _contact_findings(contacts: dict[str, Any]) -> list[Finding]:
     out = []
     w = contacts["calling_window"]
@@ -181,6 +196,15 @@ def _contact_findings(contacts: dict[str, Any]) -> list[Finding]:
                 "calling_window",
                 "warning",
                 f"{w['contacts']} contacts are outside their calling window now (opens {opens})",
+            )
+        )
+    closes = w.get("closes_at")
+    if closes is not None:
+        out.append(
+            Finding(
+                "calling_window_closes",
+                "info",
+                f"the calling window is open until {closes.isoformat(timespec='minutes')}",
             )
         )
     if contacts["dnc"]:

@@ -58,7 +58,9 @@ def _healthy(stack: TestStack) -> bool:
 
 
 def test_dialgate_up_restarts_each_kind_of_process_killed_under_load(fresh) -> None:
-    stack = fresh(db="sqlite", sim_latency_ms=100, worker_ttl=3.0)
+    # A loops process killed between its commit and its publish loses a dial message; the
+    # feeder enqueues it again after feeder_requeue_after (60 s by default, 5 s here).
+    stack = fresh(db="sqlite", sim_latency_ms=100, worker_ttl=3.0, feeder_requeue_after=5)
     up = stack.start_up(workers=2, threads=2)
     run = Run(stack, stack.make_campaign(300, max_concurrency=4), 300)
     stack.wait_calls(20)

@@ -81,7 +81,7 @@ def test_no_retry_goes_out_while_the_campaign_is_paused(make_stack):
     assert late == [], f"{len(late)} calls after the drained pause"
     assert stack.campaign(cid)["counts"]["retry_wait"] >= 1
 
-    stack.act(cid, "resume")
+    stack.act(cid, "resume", override=["provider_failing"])  # every call fails here
     done = stack.wait_status(cid, "completed", timeout=120)
     assert done["counts"]["failed"] == 60, done["counts"]
     calls = Counter(c["contact_id"] for c in stack.calls())
