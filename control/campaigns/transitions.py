@@ -323,7 +323,9 @@ class Transitions(Reads):
         transition records of them (and answers: ``holds``, ``released``)."""
         if action in (Action.PAUSE, Action.HOLD):
             spec = asked.hold or HoldSpec(HoldKind.OPERATOR)
-            current = holds.active(s, c.id)
+            # A running campaign holds nothing (a resume released all): a pause inserts one
+            # row and reads none; a hold first looks for the same hold.
+            current = holds.active(s, c.id) if action is Action.HOLD else []
             dup = holds.same(current, spec)
             if dup is not None:
                 raise Conflict(

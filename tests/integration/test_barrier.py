@@ -107,7 +107,7 @@ def test_a_worker_killed_while_holding_leases_lets_pause_drain_once_they_expire(
     victim = stack.start_worker(threads=4)
     stack.wait_workers(1)
     # Lines for twice the dials: the dead worker's 4 calls hold theirs until they expire.
-    cid = stack.make_campaign(contacts=40, max_concurrency=4, max_lines=8)
+    cid = stack.make_campaign(contacts=20, max_concurrency=4, max_lines=8)
     wait_for(lambda: stack.campaign(cid)["inflight"] == 4, 20, "4 leases held")
     os.killpg(victim.pid, signal.SIGKILL)  # the dramatiq parent and its worker process
     victim.wait(10)
