@@ -29,7 +29,9 @@ def _terminate_forever(database: str, stop: threading.Event, killed: list[int]) 
 def test_connections_terminated_mid_transition_leave_transition_and_outbox_together_and_503(
     fresh,
 ):
-    stack = fresh(lease_ttl_ms=2000)  # an attempt whose worker lost its outcome: unknown soon
+    # An attempt whose worker lost its outcome is unknown soon; a dial message whose
+    # enqueue met a terminated connection is enqueued again after 5 s (60 by default).
+    stack = fresh(lease_ttl_ms=2000, feeder_requeue_after=5)
     run = Run.start(stack, contacts=300)
     assert stack._pg_db is not None and stack.stack is not None
     stop, killed = threading.Event(), [0]
