@@ -184,6 +184,11 @@ class CallOutcome(StrEnum):
     AUTH_ERROR = "auth_error"  # the provider refused our credentials
 
 
+# What the provider answered when it failed us: the monitor's and the preflight's failures
+# (with a call that ended ``failed``).
+PROVIDER_ERRORS = (CallOutcome.PROVIDER_ERROR, CallOutcome.AUTH_ERROR)
+
+
 class DenyReason(StrEnum):
     """Why a dial was not placed (``attempts.deny_reason``, the label of the workers'
     ``dialgate_dials_denied`` metric)."""

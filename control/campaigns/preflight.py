@@ -30,7 +30,14 @@ from shared import windows
 from shared.clients import REDIS_ERRORS
 from shared.errors import Conflict
 from shared.models import Attempt, Campaign, Contact, Dnc, utcnow
-from shared.states import CallOutcome, ContactState, Disposition, HoldKind, Status
+from shared.states import (
+    PROVIDER_ERRORS,
+    CallOutcome,
+    ContactState,
+    Disposition,
+    HoldKind,
+    Status,
+)
 
 # Findings a resume may override, by code.
 OVERRIDABLE = ("emergency_stop", "provider_failing")
@@ -39,7 +46,6 @@ RECENT = 50
 MIN_SAMPLES = 10
 # Contacts whose own zone is judged one by one (contact_local_time) at most.
 ZONED_AT_MOST = 5000
-FAILED = (CallOutcome.PROVIDER_ERROR.value, CallOutcome.AUTH_ERROR.value)
 
 
 @dataclass(frozen=True)
@@ -253,7 +259,7 @@ def _provider(s: Session, campaign_id: int) -> dict[str, Any]:
             .limit(RECENT)
         )
     )
-    failed = [r for r in rows if r[0] in FAILED or r[1] == Disposition.FAILED.value]
+    failed = [r for r in rows if r[0] in PROVIDER_ERRORS or r[1] == Disposition.FAILED]
     last = failed[0] if failed else None
     return {
         "recent": len(rows),

@@ -48,6 +48,7 @@ from shared.models import Attempt, Campaign, Transition, utcnow
 from shared.settings import Settings
 from shared.states import (
     DIALED,
+    PROVIDER_ERRORS,
     Action,
     AttemptState,
     CallOutcome,
@@ -57,7 +58,6 @@ from shared.states import (
     Status,
 )
 
-PROVIDER_ERRORS = (CallOutcome.PROVIDER_ERROR, CallOutcome.AUTH_ERROR)
 # A call the provider took that ended ``failed`` (a SIP 4xx/5xx, a carrier error) counts
 # as a failure too; busy and no answer are the callee's, not a fault.
 FAILED = (*PROVIDER_ERRORS, Disposition.FAILED)
